@@ -1,0 +1,271 @@
+"""The ``reid-bench`` command line. Heavy libraries are imported inside commands so that
+``reid-bench list`` stays fast and never imports torch."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from reid_bench.registry import KINDS, PluginError, get_registry
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark harness for 3D person re-identification.")
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def print_json(payload: Any) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+# ----------------------------------------------------------------------------------------- list
+
+
+@app.command("list")
+def list_cmd(
+    kind: Optional[str] = typer.Argument(None, help="models, datasets, protocols or layouts (default: all)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """List registered plugins (reads entry-point metadata only; nothing is imported)."""
+    registry = get_registry()
+    kinds = list(KINDS)
+    if kind is not None:
+        if kind not in KINDS:
+            singular = {k[:-1]: k for k in KINDS}
+            if kind in singular:
+                kind = singular[kind]
+            else:
+                try:
+                    registry.entries(kind)
+                except PluginError as exc:
+                    fail(str(exc))
+        kinds = [kind]
+    data = {k: {name: e.label for name, e in registry.entries(k).items()} for k in kinds}
+    if as_json:
+        print_json({k: [{"name": n, "distribution": d} for n, d in v.items()] for k, v in data.items()})
+        return
+    for k in kinds:
+        table = Table(title=k, title_justify="left")
+        table.add_column("name")
+        table.add_column("distribution")
+        for name, label in data[k].items():
+            table.add_row(name, label)
+        out.print(table)
+
+
+@app.command("plugins")
+def plugins_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Load every plugin and show each entry point: kind, distribution, loaded or the error."""
+    statuses = get_registry().status()
+    if as_json:
+        print_json([{"kind": s.entry.kind, "name": s.entry.name, "value": s.entry.value,
+                     "distribution": s.entry.distribution, "version": s.entry.version,
+                     "loaded": s.loaded, "error": s.error} for s in statuses])
+        return
+    table = Table(title="entry points", title_justify="left")
+    for col in ("kind", "name", "distribution", "status"):
+        table.add_column(col, overflow="fold")
+    for s in statuses:
+        status = "[green]loaded[/]" if s.loaded else f"[red]error:[/] {s.error}"
+        table.add_row(s.entry.kind, s.entry.name, s.entry.label, status)
+    out.print(table)
+
+
+# ----------------------------------------------------------------------------------------- info
+
+
+def _model_info(name: str, cls: Any) -> dict[str, Any]:
+    from reid_bench.config import config_dict
+
+    info: dict[str, Any] = {
+        "kind": "model", "name": name, "modality": cls.modality, "description": cls.description,
+        "citation": cls.citation, "config": config_dict(cls.config_class()),
+        "protocol_overrides": cls.protocol_overrides, "search_space": None,
+    }
+    space = cls.search_space()
+    if space:
+        info["search_space"] = {k: repr(v) for k, v in space.items()}
+    spec = cls.example_spec()
+    try:
+        info["num_parameters"] = int(cls(cls.config_class(), spec).num_parameters())
+        info["parameters_for"] = {"modality": spec.modality, "num_classes": spec.num_classes,
+                                  "layout": spec.layout.name if spec.layout else None,
+                                  "window": spec.window, "num_points": spec.num_points}
+    except Exception as exc:  # a model that cannot build without data still gets an info page
+        info["num_parameters"] = None
+        info["parameters_error"] = f"{type(exc).__name__}: {exc}"
+    return info
+
+
+def _dataset_info(name: str, cls: Any) -> dict[str, Any]:
+    from reid_bench.config import config_dict
+
+    return {"kind": "dataset", "name": name, "modality": cls.modality, "description": cls.description,
+            "format": cls.data_format, "license": cls.license, "citation": cls.citation, "obtain": cls.obtain,
+            "loader_version": cls.loader_version,
+            "options": config_dict(cls.options_class()) if cls.options_class else {}}
+
+
+def _protocol_info(name: str, cls: Any) -> dict[str, Any]:
+    return {"kind": "protocol", "name": name, "version": cls.version, "modality": cls.modality, "mode": cls.mode,
+            "description": cls.description, "datasets": list(cls.datasets), "folds": list(cls.folds),
+            "seeds": list(cls.seeds), "window": cls.window, "metrics": list(cls().metrics),
+            "main_score": cls.main_score, "higher_is_better": cls.higher_is_better,
+            "filter_same_camera": cls.filter_same_camera if cls.mode == "retrieval" else None,
+            "references": cls.references, "reference_source": cls.reference_source}
+
+
+def _layout_info(name: str, layout: Any) -> dict[str, Any]:
+    return {"kind": "layout", "name": name, "description": layout.description, "dims": layout.dims,
+            "joints": list(layout.joints), "edges": [list(e) for e in layout.edges],
+            "parts": [list(p) for p in layout.parts], "bodies": [list(b) for b in layout.bodies],
+            "nodes_per_scale": {"hyper-joint": layout.num_hyper_joints, "joint": layout.num_joints,
+                                "part": len(layout.parts), "body": len(layout.bodies)}}
+
+
+@app.command("info")
+def info_cmd(name: str = typer.Argument(..., help="a model, dataset, protocol or layout name"),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+    """Describe one plugin: a model's config and parameter count, a dataset's license, a protocol's folds."""
+    registry = get_registry()
+    kinds = registry.kind_of(name)
+    if not kinds:
+        import difflib
+
+        every = [n for k in KINDS for n in registry.names(k)]
+
+        close = difflib.get_close_matches(name, every, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        fail(f"unknown plugin {name!r}{hint}")
+    infos = []
+    builders = {"models": _model_info, "datasets": _dataset_info, "protocols": _protocol_info, "layouts": _layout_info}
+    for kind in kinds:
+        try:
+            obj = registry.load(kind, name)
+        except PluginError as exc:
+            fail(str(exc), 1)
+        infos.append(builders[kind](name, obj))
+    if as_json:
+        print_json(infos[0] if len(infos) == 1 else infos)
+        return
+    for info in infos:
+        table = Table(title=f"{info['kind']} {name}", title_justify="left", show_header=False)
+        table.add_column("key", style="bold")
+        table.add_column("value", overflow="fold")
+        for key, value in info.items():
+            if key in ("kind", "name"):
+                continue
+            text = json.dumps(value, indent=1) if isinstance(value, (dict, list)) else str(value)
+            table.add_row(key, text)
+        out.print(table)
+
+
+# ----------------------------------------------------------------------------------------- run
+
+
+def _fmt_summary(result: Any, metrics: tuple[str, ...]) -> Table:
+    from reid_bench.leaderboard import LABELS
+
+    table = Table(title="summary (percent, mean ± std over seeds)", title_justify="left")
+    table.add_column("fold", no_wrap=True)
+    table.add_column("n", justify="right")
+    for m in metrics:
+        table.add_column(LABELS.get(m, m), justify="right", no_wrap=True)
+    for fold, values in result.summary.items():
+        n = max((v["n"] for v in values.values()), default=0)
+        table.add_row(fold, str(n), *[
+            f"{100 * values[m]['mean']:.1f} ± {100 * values[m]['std']:.1f}" if m in values else "—" for m in metrics
+        ])
+    return table
+
+
+@app.command("run")
+def run_cmd(
+    model: str = typer.Option(..., "--model", "-m", help="model plugin name"),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="protocol plugin name"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", "-s", help="override: key=value (model), probe.key=value, data.key=value"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="number of seeds (default: the protocol's)"),
+    folds: Optional[list[str]] = typer.Option(None, "--fold", help="run only these folds (default: all)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: MLFLOW_TRACKING_URI or sqlite:///$PWD/mlflow.db)"),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="join this Ray cluster"),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs per trial (fractions allowed)"),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPUs per trial"),
+    no_ray: bool = typer.Option(False, "--no-ray", help="run trials in this process, one after another (debugging)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="REID_BENCH_DATA", help="folder with one sub-folder per dataset"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]"),
+    results_dir: Optional[str] = typer.Option(None, "--results-dir", help="checkpoints and Ray state (default ./reid-bench-results)"),
+    max_failures: int = typer.Option(0, "--max-failures", help="retries of a failing trial (Ray only)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+) -> None:
+    """Run a model on a protocol: folds x seeds as trials; results to MLflow."""
+    from reid_bench.config import ConfigError, parse_sets
+    from reid_bench.runner import RunError, run_benchmark
+    from reid_bench.tracking import TrackingError
+
+    try:
+        overrides = parse_sets(sets)
+        result = run_benchmark(
+            model, protocol, overrides, seeds=seeds, tracking_uri=tracking_uri, address=address,
+            gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, use_ray=not no_ray, data_root=data_root,
+            device=device, results_dir=results_dir, show_progress=not as_json, folds=folds, max_failures=max_failures,
+        )
+    except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]: runs marked KILLED in MLflow")
+        raise typer.Exit(130)
+    protocol_cls = get_registry().protocol(protocol)
+    if as_json:
+        print_json(result.as_json())
+    else:
+        out.print(_fmt_summary(result, protocol_cls().metrics))
+        o = result.overhead
+        out.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}", highlight=False, markup=False, soft_wrap=True)
+        out.print(f"wall {o['wall_s']:.1f}s: trial compute {o['trial_compute_s']:.1f}s, Ray start {o['ray_start_s']:.1f}s, "
+                  f"MLflow setup {o['mlflow_setup_s']:.2f}s", highlight=False)
+        for t in result.trials:
+            if t.status != "FINISHED":
+                last = t.error.strip().splitlines()[-1] if t.error.strip() else "no result"
+                err.print(f"[red]trial {t.spec.key} {t.status}[/]: {last}", highlight=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------- leaderboard
+
+
+@app.command("leaderboard")
+def leaderboard_cmd(
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (same default as run)"),
+    out_dir: str = typer.Option("leaderboards", "--out", help="output folder"),
+    protocols: Optional[list[str]] = typer.Option(None, "--protocol", "-p", help="only these protocols' Markdown"),
+) -> None:
+    """Generate leaderboards (Markdown per protocol, leaderboard.json, index.html) from MLflow."""
+    from reid_bench.leaderboard import build_leaderboards
+    from reid_bench.tracking import TrackingError, default_tracking_uri
+
+    uri = tracking_uri or default_tracking_uri()
+    try:
+        written = build_leaderboards(uri, out_dir, protocols)
+    except (TrackingError, LookupError) as exc:
+        fail(str(exc), 1)
+    out.print(f"wrote {', '.join(written['written'])} to {written['out']}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Reusable protocol shapes: closed-set by session, skeleton retrieval by session, cloud retrieval.
+
+A concrete protocol is mostly data: which dataset, which sessions or subsets form each fold,
+the window length, the main score and the papers' numbers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from reid_bench.api import DataAccess, FoldData, Protocol, SkeletonSequence
+from reid_bench.samples import clouds_to_sampleset, code_map, label_map, windows_from_sequences
+
+
+def _layout_of(records: list[SkeletonSequence]):
+    from reid_bench.registry import get_registry
+
+    names = sorted({r.layout for r in records})
+    if len(names) != 1:
+        raise ValueError(f"records mix skeleton layouts {names}; a protocol needs one")
+    return get_registry().layout(names[0])
+
+
+def _skeleton_info(train, evaluated: dict[str, Any]) -> dict[str, Any]:
+    info = {
+        "train_windows": len(train),
+        "train_sequences": int(len(np.unique(train.group))),
+        "train_identities": int(len(np.unique(train.person))),
+    }
+    for name, split in evaluated.items():
+        info[f"{name}_windows"] = len(split)
+        info[f"{name}_sequences"] = int(len(np.unique(split.group)))
+        info[f"{name}_identities"] = int(len(np.unique(split.person)))
+    return info
+
+
+class SessionClosedSetProtocol(Protocol):
+    """SM-SGE's closed-set setting: train on some sessions, test on others, same identities.
+
+    ``fold_sessions`` maps a fold to (training sessions, test sessions).
+    """
+
+    mode: ClassVar[str] = "closed-set"
+    modality: ClassVar[str] = "skeleton"
+    main_score: ClassVar[str] = "rank1"
+    dataset: ClassVar[str]
+    data_options: ClassVar[dict[str, Any]] = {}
+    fold_sessions: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]
+    window: ClassVar[int] = 6
+    center_joint: ClassVar[int | None] = 0
+
+    @property
+    def train_stride(self) -> int:
+        return max(1, self.window // 2)
+
+    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+        if fold not in self.fold_sessions:
+            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+        train_sessions, test_sessions = self.fold_sessions[fold]
+        records = data.load(self.dataset, **self.data_options)
+        train_recs = [r for r in records if r.session in train_sessions]
+        test_recs = [r for r in records if r.session in test_sessions]
+        if not train_recs or not test_recs:
+            raise ValueError(
+                f"fold {fold!r}: no sequences in sessions {train_sessions if not train_recs else test_sessions}"
+            )
+        unseen = sorted({r.person for r in test_recs} - {r.person for r in train_recs})
+        if unseen:
+            raise ValueError(f"fold {fold!r}: closed-set test identities missing from training: {unseen}")
+        layout = _layout_of(records)
+        labels = label_map(r.person for r in train_recs)
+        cameras = code_map(r.view for r in records)
+        train = windows_from_sequences(train_recs, self.window, self.train_stride, layout, labels, cameras, self.center_joint)
+        test = windows_from_sequences(test_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
+        return FoldData(train=train, test=test, info=_skeleton_info(train, {"test": test}))
+
+
+class SessionRetrievalProtocol(Protocol):
+    """Skeleton retrieval: sequence embeddings (mean of window embeddings) of query sessions
+    ranked against gallery sessions. ``fold_sessions``: fold -> (train, query, gallery)."""
+
+    mode: ClassVar[str] = "retrieval"
+    modality: ClassVar[str] = "skeleton"
+    main_score: ClassVar[str] = "mAP"
+    filter_same_camera: ClassVar[bool] = False
+    dataset: ClassVar[str]
+    data_options: ClassVar[dict[str, Any]] = {}
+    fold_sessions: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]]
+    window: ClassVar[int] = 6
+    center_joint: ClassVar[int | None] = 0
+
+    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+        if fold not in self.fold_sessions:
+            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+        train_s, query_s, gallery_s = self.fold_sessions[fold]
+        records = data.load(self.dataset, **self.data_options)
+        layout = _layout_of(records)
+        pick = lambda sessions: [r for r in records if r.session in sessions]  # noqa: E731
+        train_recs, query_recs, gallery_recs = pick(train_s), pick(query_s), pick(gallery_s)
+        for label, recs, sessions in (("train", train_recs, train_s), ("query", query_recs, query_s), ("gallery", gallery_recs, gallery_s)):
+            if not recs:
+                raise ValueError(f"fold {fold!r}: no {label} sequences in sessions {sessions}")
+        labels = label_map(r.person for r in train_recs)
+        cameras = code_map(r.view for r in records)
+        stride = max(1, self.window // 2)
+        train = windows_from_sequences(train_recs, self.window, stride, layout, labels, cameras, self.center_joint)
+        query = windows_from_sequences(query_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
+        gallery = windows_from_sequences(gallery_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
+        return FoldData(train=train, query=query, gallery=gallery, info=_skeleton_info(train, {"query": query, "gallery": gallery}))
+
+
+class CloudRetrievalProtocol(Protocol):
+    """Point-cloud retrieval in the Market-1501 style: train subset, query vs gallery.
+
+    The test side may come from another dataset configuration (direct transfer). Person -1 is
+    junk and removed from the gallery; person 0 (distractors) stays.
+    """
+
+    mode: ClassVar[str] = "retrieval"
+    modality: ClassVar[str] = "pointcloud"
+    main_score: ClassVar[str] = "mAP"
+    filter_same_camera: ClassVar[bool] = True
+    train_dataset: ClassVar[str]
+    train_options: ClassVar[dict[str, Any]] = {}
+    test_dataset: ClassVar[str]
+    test_options: ClassVar[dict[str, Any]] = {}
+    junk_person: ClassVar[int | None] = -1
+
+    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+        train_recs = [r for r in data.load(self.train_dataset, **self.train_options) if r.subset == "train"]
+        test_all = data.load(self.test_dataset, **self.test_options)
+        query_recs = [r for r in test_all if r.subset == "query"]
+        gallery_recs = [r for r in test_all if r.subset == "gallery" and r.person != self.junk_person]
+        for label, recs in (("train", train_recs), ("query", query_recs), ("gallery", gallery_recs)):
+            if not recs:
+                raise ValueError(f"protocol {type(self).__name__}: the {label} subset is empty")
+        labels = label_map(r.person for r in train_recs)
+        train = clouds_to_sampleset(train_recs, labels, seed=seed)
+        query = clouds_to_sampleset(query_recs, labels, num_points=train.data.shape[1], seed=seed)
+        gallery = clouds_to_sampleset(gallery_recs, labels, num_points=train.data.shape[1], seed=seed)
+        info = {
+            "train_clouds": len(train),
+            "train_identities": int(len(np.unique(train.person))),
+            "query_clouds": len(query),
+            "gallery_clouds": len(gallery),
+            "test_identities": int(len(np.unique(query.person))),
+        }
+        return FoldData(train=train, query=query, gallery=gallery, info=info)

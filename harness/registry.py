@@ -1,0 +1,245 @@
+"""The plugin registry: entry points read once, objects imported only when asked for.
+
+Listing names reads distribution metadata alone, so ``reid-bench list`` never imports torch. A
+plugin that fails to import is reported by ``reid-bench plugins`` and does not affect the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import traceback
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+KINDS: dict[str, str] = {
+    "models": "reid_bench.models",
+    "datasets": "reid_bench.datasets",
+    "protocols": "reid_bench.protocols",
+    "layouts": "reid_bench.layouts",
+}
+_SINGULAR = {"models": "model", "datasets": "dataset", "protocols": "protocol", "layouts": "layout"}
+
+
+class PluginError(Exception):
+    """Base for registry errors; the message is meant for the user as is."""
+
+
+class UnknownPluginError(PluginError, KeyError):
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class DuplicatePluginError(PluginError):
+    pass
+
+
+class PluginLoadError(PluginError):
+    pass
+
+
+class PluginAPIError(PluginError):
+    pass
+
+
+@dataclass(frozen=True)
+class PluginEntry:
+    """One entry point as declared by a distribution (nothing imported yet)."""
+
+    kind: str
+    name: str
+    value: str
+    distribution: str
+    version: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.distribution} {self.version}"
+
+
+@dataclass(frozen=True)
+class PluginStatus:
+    entry: PluginEntry
+    loaded: bool
+    error: str = ""
+
+
+def _dist_of(ep: EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return ("<unknown>", "")
+    return (dist.metadata["Name"] or "<unknown>", dist.version or "")
+
+
+class Registry:
+    """Lazy, typed access to the four plugin kinds."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, PluginEntry]] | None = None
+        self._eps: dict[tuple[str, str], EntryPoint] = {}
+        self._duplicates: dict[tuple[str, str], list[PluginEntry]] = {}
+        self._loaded: dict[tuple[str, str], Any] = {}
+        self._errors: dict[tuple[str, str], str] = {}
+
+    # ---------------------------------------------------------------- metadata (no imports)
+    def _scan(self) -> dict[str, dict[str, PluginEntry]]:
+        if self._entries is not None:
+            return self._entries
+        entries: dict[str, dict[str, PluginEntry]] = {kind: {} for kind in KINDS}
+        for kind, group in KINDS.items():
+            for ep in entry_points(group=group):
+                dist, version = _dist_of(ep)
+                entry = PluginEntry(kind, ep.name, ep.value, dist, version)
+                previous = entries[kind].get(ep.name)
+                if previous is not None:
+                    if previous.distribution == dist and previous.value == ep.value:
+                        continue  # the same distribution seen twice on sys.path
+                    self._duplicates.setdefault((kind, ep.name), [previous]).append(entry)
+                    continue
+                entries[kind][ep.name] = entry
+                self._eps[(kind, ep.name)] = ep
+        self._entries = entries
+        return entries
+
+    def entries(self, kind: str) -> dict[str, PluginEntry]:
+        self._check_kind(kind)
+        return dict(sorted(self._scan()[kind].items()))
+
+    def names(self, kind: str) -> list[str]:
+        return list(self.entries(kind))
+
+    def entry(self, kind: str, name: str) -> PluginEntry:
+        entries = self.entries(kind)
+        if name not in entries:
+            raise UnknownPluginError(self._unknown_message(kind, name, list(entries)))
+        return entries[name]
+
+    def kind_of(self, name: str) -> list[str]:
+        """Kinds that have a plugin called ``name`` (``info`` accepts any kind)."""
+        return [kind for kind in KINDS if name in self._scan()[kind]]
+
+    # ---------------------------------------------------------------- loading
+    def load(self, kind: str, name: str) -> Any:
+        entry = self.entry(kind, name)
+        key = (kind, name)
+        if key in self._duplicates:
+            dists = " and ".join(f"{e.distribution} ({e.value})" for e in self._duplicates[key])
+            raise DuplicatePluginError(
+                f"{_SINGULAR[kind]} {name!r} is registered twice: by {dists}; uninstall one of them"
+            )
+        if key in self._loaded:
+            return self._loaded[key]
+        if key in self._errors:
+            raise PluginLoadError(self._errors[key])
+        try:
+            obj = self._eps[key].load()
+        except Exception as exc:  # a broken plugin must not take the others down
+            message = (
+                f"{_SINGULAR[kind]} {name!r} from {entry.label} failed to import ({entry.value}): "
+                f"{type(exc).__name__}: {exc}"
+            )
+            self._errors[key] = message + "\n" + traceback.format_exc()
+            raise PluginLoadError(message) from exc
+        try:
+            check_plugin(kind, name, obj)
+        except PluginAPIError as exc:
+            self._errors[key] = f"{entry.label}: {exc}"
+            raise PluginAPIError(f"{entry.label}: {exc}") from None
+        self._loaded[key] = obj
+        return obj
+
+    def model(self, name: str) -> Any:
+        return self.load("models", name)
+
+    def dataset(self, name: str) -> Any:
+        return self.load("datasets", name)
+
+    def protocol(self, name: str) -> Any:
+        return self.load("protocols", name)
+
+    def layout(self, name: str) -> Any:
+        return self.load("layouts", name)
+
+    def status(self) -> list[PluginStatus]:
+        """Try to load every plugin; report each one's outcome (for ``reid-bench plugins``)."""
+        out: list[PluginStatus] = []
+        for kind in KINDS:
+            for name, entry in self.entries(kind).items():
+                try:
+                    self.load(kind, name)
+                    out.append(PluginStatus(entry, True))
+                except PluginError as exc:
+                    out.append(PluginStatus(entry, False, str(exc).splitlines()[0]))
+            for (dkind, dname), dups in sorted(self._duplicates.items()):
+                if dkind == kind:
+                    for dup in dups[1:]:
+                        out.append(
+                            PluginStatus(dup, False, f"duplicate name {dname!r}: also registered by {dups[0].label}")
+                        )
+        return out
+
+    # ---------------------------------------------------------------- helpers
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise UnknownPluginError(Registry._unknown_message("kind", kind, list(KINDS)))
+
+    @staticmethod
+    def _unknown_message(kind: str, name: str, known: list[str]) -> str:
+        what = _SINGULAR.get(kind, kind)
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        listing = f" (known: {', '.join(known)})" if known and not close else ""
+        return f"unknown {what} {name!r}{hint}{listing}"
+
+
+def check_plugin(kind: str, name: str, obj: Any) -> None:
+    """Refuse objects that do not implement the plugin API they are registered under."""
+    from reid_bench import API_VERSION, api
+
+    base = {"models": api.Model, "datasets": api.Dataset, "protocols": api.Protocol}.get(kind)
+    what = f"{_SINGULAR[kind]} {name!r}"
+    if kind == "layouts":
+        if not isinstance(obj, api.Layout):
+            raise PluginAPIError(f"{what} must be a reid_bench.api.Layout instance, got {type(obj).__name__}")
+        try:
+            obj.validate()
+        except ValueError as exc:
+            raise PluginAPIError(f"{what}: {exc}") from None
+    else:
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise PluginAPIError(f"{what} must be a subclass of reid_bench.api.{base.__name__}, got {obj!r}")
+        if getattr(obj, "__abstractmethods__", None):
+            missing = ", ".join(sorted(obj.__abstractmethods__))
+            raise PluginAPIError(f"{what} does not implement {missing}")
+        modality = getattr(obj, "modality", None)
+        if modality not in api.MODALITIES:
+            raise PluginAPIError(f"{what} declares modality {modality!r}; expected one of {api.MODALITIES}")
+        if kind == "models":
+            config_class = getattr(obj, "config_class", None)
+            if not (isinstance(config_class, type) and dataclasses.is_dataclass(config_class)):
+                raise PluginAPIError(f"{what} needs a dataclass `config_class` (its hyper-parameters)")
+        if kind == "protocols" and getattr(obj, "mode", None) not in ("closed-set", "retrieval"):
+            raise PluginAPIError(f"{what} declares mode {obj.mode!r}; expected 'closed-set' or 'retrieval'")
+    declared = str(getattr(obj, "api_version", ""))
+    if declared.split(".")[0] != API_VERSION.split(".")[0]:
+        raise PluginAPIError(
+            f"{what} targets plugin API {declared or '?'}, this reid-bench speaks {API_VERSION}"
+        )
+
+
+_default: Registry | None = None
+
+
+def get_registry() -> Registry:
+    global _default
+    if _default is None:
+        _default = Registry()
+    return _default
+
+
+def reset_registry() -> None:
+    """Forget what was read (tests that change sys.path or install plugins call this)."""
+    global _default
+    _default = None

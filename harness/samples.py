@@ -1,0 +1,125 @@
+"""Turning canonical records into the SampleSets models consume (windows, padded clouds)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from reid_bench.api import Layout, PointCloud, SampleSet, SkeletonSequence
+
+
+def label_map(persons: Iterable[int]) -> dict[int, int]:
+    """Contiguous class indices for the identities of a training split (sorted person ids)."""
+    return {p: i for i, p in enumerate(sorted(set(int(p) for p in persons)))}
+
+
+def code_map(values: Iterable[str]) -> dict[str, int]:
+    """Integer codes for views/cameras given as strings, stable across splits (sorted)."""
+    return {v: i for i, v in enumerate(sorted(set(values)))}
+
+
+def sequence_windows(num_frames: int, window: int, stride: int) -> list[int]:
+    """Start frames of the windows cut from a sequence.
+
+    A sequence shorter than one window yields a single window (padded by repeating its last
+    frame) so that no sequence silently disappears from a split.
+    """
+    if window < 1 or stride < 1:
+        raise ValueError(f"window ({window}) and stride ({stride}) must be positive")
+    if num_frames <= window:
+        return [0]
+    return list(range(0, num_frames - window + 1, stride))
+
+
+def windows_from_sequences(
+    records: Sequence[SkeletonSequence],
+    window: int,
+    stride: int,
+    layout: Layout,
+    labels: Mapping[int, int] | None = None,
+    cameras: Mapping[str, int] | None = None,
+    center_joint: int | None = 0,
+) -> SampleSet:
+    """Cut sequences into windows of ``window`` frames every ``stride`` frames.
+
+    ``center_joint`` subtracts that joint's position per frame (SM-SGE centres on the hip).
+    ``labels`` maps person ids to class indices (unknown ids get -1); ``cameras`` maps views.
+    ``group`` is the index of the source sequence in ``records``.
+    """
+    if not records:
+        raise ValueError("no skeleton sequences to cut into windows")
+    cameras = cameras if cameras is not None else code_map(r.view for r in records)
+    chunks, persons, cams, groups, seq_names = [], [], [], [], []
+    for g, rec in enumerate(records):
+        if rec.layout != layout.name:
+            raise ValueError(f"{rec.source or rec.sequence}: layout {rec.layout!r}, protocol expects {layout.name!r}")
+        if rec.frames.shape[1] != layout.num_joints:
+            raise ValueError(
+                f"{rec.source or rec.sequence}: {rec.frames.shape[1]} joints, layout {layout.name!r} has {layout.num_joints}"
+            )
+        frames = rec.frames
+        if center_joint is not None:
+            frames = frames - frames[:, center_joint : center_joint + 1, :]
+        if len(frames) < window:
+            frames = np.concatenate([frames, np.repeat(frames[-1:], window - len(frames), axis=0)])
+        starts = sequence_windows(len(frames), window, stride)
+        idx = np.asarray(starts)[:, None] + np.arange(window)[None, :]
+        chunks.append(frames[idx])
+        persons.extend([rec.person] * len(starts))
+        cams.extend([cameras[rec.view]] * len(starts))
+        groups.extend([g] * len(starts))
+        seq_names.extend([rec.sequence] * len(starts))
+    persons_arr = np.asarray(persons, dtype=np.int64)
+    label_arr = (
+        np.asarray([labels.get(int(p), -1) for p in persons], dtype=np.int64)
+        if labels is not None
+        else persons_arr.copy()
+    )
+    return SampleSet(
+        modality="skeleton",
+        data=np.concatenate(chunks).astype(np.float32, copy=False),
+        person=persons_arr,
+        labels=label_arr,
+        camera=np.asarray(cams, dtype=np.int64),
+        group=np.asarray(groups, dtype=np.int64),
+        layout=layout,
+        meta={"sequence": np.asarray(seq_names)},
+    )
+
+
+def clouds_to_sampleset(
+    records: Sequence[PointCloud],
+    labels: Mapping[int, int] | None = None,
+    num_points: int | None = None,
+    seed: int = 0,
+) -> SampleSet:
+    """Stack clouds into [N, P, 6]. Clouds with another size are resampled to ``num_points``
+    (default: the largest cloud) - without replacement when they have enough points."""
+    if not records:
+        raise ValueError("no point clouds to stack")
+    target = num_points or max(len(r.points) for r in records)
+    rng = np.random.default_rng(seed)
+    data = np.empty((len(records), target, 6), dtype=np.float32)
+    for i, rec in enumerate(records):
+        n = len(rec.points)
+        if n == target:
+            data[i] = rec.points
+        else:
+            idx = rng.choice(n, size=target, replace=n < target)
+            data[i] = rec.points[np.sort(idx)]
+    persons = np.asarray([r.person for r in records], dtype=np.int64)
+    label_arr = (
+        np.asarray([labels.get(int(p), -1) for p in persons], dtype=np.int64)
+        if labels is not None
+        else persons.copy()
+    )
+    return SampleSet(
+        modality="pointcloud",
+        data=data,
+        person=persons,
+        labels=label_arr,
+        camera=np.asarray([r.camera for r in records], dtype=np.int64),
+        group=np.arange(len(records), dtype=np.int64),
+        meta={"source": np.asarray([r.source for r in records])},
+    )

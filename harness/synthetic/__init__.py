@@ -1,0 +1,1 @@
+"""Deterministic synthetic data: the embedded default benchmark."""

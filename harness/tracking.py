@@ -1,0 +1,262 @@
+"""MLflow records, written by the driver alone (workers need no tracking access).
+
+One parent run per invocation (tag ``reid_bench.kind=invocation``), one child run per trial
+(``reid_bench.kind=trial``, ``mlflow.parentRunId``). Runs are always terminated: FINISHED,
+FAILED or KILLED, never left RUNNING.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+EXPERIMENT = "reid-bench"
+KIND_TAG = "reid_bench.kind"
+
+
+class TrackingError(RuntimeError):
+    pass
+
+
+def default_tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else an absolute sqlite file in the working directory
+    (the ./mlruns file store is refused by MLflow 3)."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        return (db.parent / "mlartifacts").resolve().as_uri()
+    return None
+
+
+def _quiet_mlflow() -> None:
+    import logging
+
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def connect(uri: str, experiment: str = EXPERIMENT, create: bool = True):
+    """A client and the experiment id, or TrackingError saying why the URI is unusable.
+
+    Creating the experiment here, in the driver, before any trial starts avoids the race of
+    several workers creating it at once.
+    """
+    _quiet_mlflow()
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        if not db.is_absolute():
+            raise TrackingError(f"tracking URI {uri!r}: use an absolute path (sqlite:////abs/path/mlflow.db)")
+        if not db.parent.exists():
+            raise TrackingError(f"tracking URI {uri!r}: folder {db.parent} does not exist")
+        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
+            raise TrackingError(f"tracking URI {uri!r}: {db if db.exists() else db.parent} is not writable")
+    elif uri.startswith("file:") or (uri and "://" not in uri):
+        raise TrackingError(
+            f"tracking URI {uri!r}: the MLflow file store is not supported; use sqlite:////abs/path/mlflow.db "
+            "or an MLflow server (http://host:5000)"
+        )
+    from mlflow.tracking import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is None:
+            if not create:
+                return client, None
+            exp_id = client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+        else:
+            exp_id = exp.experiment_id
+    except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the cause
+        raise TrackingError(f"cannot use tracking URI {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    return client, exp_id
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() if out.returncode == 0 else "unknown"
+    except Exception:
+        return "unknown"
+
+
+def environment_tags() -> dict[str, str]:
+    import mlflow
+    import ray
+    import torch
+
+    import reid_bench
+
+    return {
+        "reid_bench.git_commit": git_commit(),
+        "reid_bench.version": reid_bench.__version__,
+        "reid_bench.torch_version": torch.__version__,
+        "reid_bench.ray_version": ray.__version__,
+        "reid_bench.mlflow_version": mlflow.__version__,
+    }
+
+
+def flatten(prefix: str, value: Any) -> dict[str, str]:
+    if isinstance(value, dict):
+        out: dict[str, str] = {}
+        for k, v in value.items():
+            out.update(flatten(f"{prefix}.{k}" if prefix else str(k), v))
+        return out
+    return {prefix: json.dumps(value) if isinstance(value, (list, tuple)) else str(value)}
+
+
+class Recorder:
+    """Writes one invocation: the parent run and its trials' child runs."""
+
+    def __init__(self, client, experiment_id: str, uri: str):
+        self.client = client
+        self.experiment_id = experiment_id
+        self.uri = uri
+        self.parent_id: str | None = None
+        self.children: dict[str, str] = {}  # trial key -> run id
+        self._steps: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ parent
+    def start_parent(self, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={KIND_TAG: "invocation", **tags})
+        self.parent_id = run.info.run_id
+        self._log_params(self.parent_id, params)
+        return self.parent_id
+
+    def end_parent(self, status: str, summary: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
+        if self.parent_id is None:
+            return
+        for k, v in (metrics or {}).items():
+            self.client.log_metric(self.parent_id, k, float(v))
+        if summary is not None:
+            self._log_json(self.parent_id, "summary.json", summary)
+        self.client.set_tag(self.parent_id, "reid_bench.status", status)
+        self.client.set_terminated(self.parent_id, status=status)
+
+    # ------------------------------------------------------------------ trials
+    def start_trial(self, key: str, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+        assert self.parent_id is not None
+        run = self.client.create_run(
+            self.experiment_id,
+            run_name=name,
+            tags={KIND_TAG: "trial", "mlflow.parentRunId": self.parent_id, **tags},
+        )
+        self.children[key] = run.info.run_id
+        self._log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_progress(self, key: str, payload: dict[str, Any]) -> None:
+        run_id = self.children.get(key)
+        if run_id is None or "epoch" not in payload:
+            return
+        from mlflow.entities import Metric
+        import time
+
+        step = int(payload["epoch"])
+        now = int(time.time() * 1000)
+        metrics = [
+            Metric(f"train/{k}", float(v), now, step)
+            for k, v in payload.items()
+            if k not in ("epoch", "phase", "progress") and isinstance(v, (int, float))
+        ]
+        if metrics:
+            self.client.log_batch(run_id, metrics=metrics)
+
+    def finish_trial(self, key: str, result: dict[str, Any]) -> None:
+        run_id = self.children[key]
+        from mlflow.entities import Metric
+        import time
+
+        now = int(time.time() * 1000)
+        values = dict(result["metrics"])
+        values["num_parameters"] = result["num_parameters"]
+        for k, v in result["timings"].items():
+            values[f"time/{k}"] = v
+        if "wall_s" in result:
+            values["wall_time_s"] = result["wall_s"]
+        metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if v is not None]
+        self.client.log_batch(run_id, metrics=metrics)
+        tags = {f"reid_bench.dataset_checksum.{k}": v for k, v in result.get("dataset_checksums", {}).items()}
+        tags["reid_bench.device"] = result.get("device", "")
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, v)
+        self._log_params(run_id, flatten("fold_info", result.get("fold_info", {})))
+        with tempfile.TemporaryDirectory() as tmp:
+            write_cmc(Path(tmp), result["cmc"], f"{result['model']} on {result['protocol']} fold {result['fold']} seed {result['seed']}")
+            (Path(tmp) / "config.json").write_text(json.dumps(result["config"], indent=2, sort_keys=True))
+            (Path(tmp) / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
+            self.client.log_artifacts(run_id, tmp)
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def fail_trial(self, key: str, error: str, status: str = "FAILED") -> None:
+        run_id = self.children.get(key)
+        if run_id is None:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "traceback.txt").write_text(error)
+            try:
+                self.client.log_artifacts(run_id, tmp)
+            finally:
+                self.client.set_tag(run_id, "reid_bench.error", (error.strip().splitlines() or [""])[-1][:500])
+                self.client.set_terminated(run_id, status=status)
+
+    def terminate_open(self, status: str) -> None:
+        """Close every run this recorder opened that is still RUNNING (Ctrl-C, crashes)."""
+        for run_id in list(self.children.values()) + ([self.parent_id] if self.parent_id else []):
+            try:
+                if self.client.get_run(run_id).info.status == "RUNNING":
+                    self.client.set_terminated(run_id, status=status)
+            except Exception:
+                pass
+
+    # ------------------------------------------------------------------ helpers
+    def _log_params(self, run_id: str, params: dict[str, str]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k[:250], str(v)[:6000]) for k, v in sorted(params.items())]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def _log_json(self, run_id: str, name: str, payload: Any) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / name).write_text(json.dumps(payload, indent=2, sort_keys=True, default=str))
+            self.client.log_artifacts(run_id, tmp)
+
+
+def write_cmc(folder: Path, cmc: Iterable[float], title: str) -> None:
+    """CMC curve as CSV (rank, rate) and PNG."""
+    cmc = list(cmc)
+    with open(folder / "cmc.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["rank", "rate"])
+        for i, v in enumerate(cmc, start=1):
+            writer.writerow([i, f"{v:.6f}"])
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
+    ax.plot(range(1, len(cmc) + 1), [100 * v for v in cmc], marker=".")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("identification rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(title, fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(folder / "cmc.png")
+    plt.close(fig)

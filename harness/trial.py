@@ -1,0 +1,280 @@
+"""One trial = one (model, protocol, fold, seed). ``execute_trial`` is the only code that runs it,
+whether Ray dispatches it or the in-process runner calls it directly."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from reid_bench.api import DataAccess, DataSpec, FoldData, Model, Protocol, Record, SampleSet, TrialContext
+from reid_bench.config import ConfigError, Overrides, apply_overrides, config_dict, fingerprint
+from reid_bench.registry import Registry, get_registry
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a worker needs; plain data so Ray can ship it (paths are absolute)."""
+
+    model: str
+    protocol: str
+    fold: str
+    seed: int
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    data_root: str | None = None
+    device: str = "auto"
+    work_dir: str = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.fold}/seed{self.seed}"
+
+
+@dataclass
+class ResolvedConfig:
+    """The configuration a run actually uses, after paper defaults, per-protocol values and --set."""
+
+    model: Any
+    probe: Any
+    data: dict[str, dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"model": config_dict(self.model), "probe": config_dict(self.probe), "data": self.data}
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.as_dict())
+
+
+def resolve_config(
+    model_name: str,
+    protocol_name: str,
+    overrides: Overrides,
+    registry: Registry | None = None,
+) -> ResolvedConfig:
+    """Validate every override against the classes it targets; raise ConfigError naming the key."""
+    from reid_bench.metrics import ProbeConfig
+
+    registry = registry or get_registry()
+    model_cls = registry.model(model_name)
+    protocol = registry.protocol(protocol_name)()
+    model_cfg = model_cls.config_class()
+    per_protocol = model_cls.protocol_overrides.get(protocol_name, {})
+    if per_protocol:
+        model_cfg = dataclasses.replace(model_cfg, **per_protocol)
+    model_cfg = apply_overrides(model_cfg, overrides.model, f"model {model_name!r}")
+    probe_cfg = None
+    if protocol.mode == "closed-set":
+        probe_cfg = apply_overrides(ProbeConfig(), overrides.probe, "the closed-set probe")
+    elif overrides.probe:
+        raise ConfigError(f"--set probe.* applies to closed-set protocols only; this protocol is {protocol.mode}")
+    data: dict[str, dict[str, Any]] = {}
+    known: set[str] = set()
+    for name in protocol.datasets:
+        ds_cls = registry.dataset(name)
+        if ds_cls.options_class is None:
+            data[name] = {}
+            continue
+        fields = {f.name for f in dataclasses.fields(ds_cls.options_class)}
+        known |= fields
+        mine = {k: v for k, v in overrides.data.items() if k in fields}
+        opts = apply_overrides(ds_cls.options_class(), mine, f"dataset {name!r}")
+        data[name] = config_dict(opts)
+    unknown = sorted(set(overrides.data) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown --set key 'data.{unknown[0]}' for the datasets of this protocol "
+            f"({', '.join(protocol.datasets) or 'none'}); keys: {', '.join(sorted(known)) or 'none'}"
+        )
+    return ResolvedConfig(model=model_cfg, probe=probe_cfg, data=data)
+
+
+class HarnessData(DataAccess):
+    """Loads datasets by name through the registry; the protocol's own options win over ``data.*``
+    because they define the benchmark (a domain, a subset), the run's overrides fill the rest."""
+
+    def __init__(self, registry: Registry, data_root: str | None, data_options: dict[str, dict[str, Any]]):
+        self.registry = registry
+        self.data_root = Path(data_root) if data_root else None
+        self.data_options = data_options
+        self._cache: dict[str, list[Record]] = {}
+        self.checksums: dict[str, str] = {}
+
+    def load(self, dataset: str, **options: Any) -> list[Record]:
+        import json
+
+        ds_cls = self.registry.dataset(dataset)
+        base = dict(self.data_options.get(dataset, {}))
+        base.update(options)
+        key = dataset + json.dumps(base, sort_keys=True, default=str)
+        if key not in self._cache:
+            opts = None
+            if ds_cls.options_class is not None:
+                opts = ds_cls.options_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
+            root = self.data_root / dataset if self.data_root else None
+            ds = ds_cls(root=root, options=opts)
+            self._cache[key] = ds.load()
+            label = dataset if not options else f"{dataset}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
+            self.checksums[label] = ds.checksum()
+        return self._cache[key]
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(f"device {requested!r} requested but CUDA is not available")
+    return requested
+
+
+def aggregate_groups(features: np.ndarray, split: SampleSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sequence embeddings as the mean of their windows' (L2-normalised) embeddings."""
+    feats = _l2(features)
+    groups, inverse = np.unique(split.group, return_inverse=True)
+    sums = np.zeros((len(groups), feats.shape[1]), dtype=np.float64)
+    np.add.at(sums, inverse, feats)
+    first = np.zeros(len(groups), dtype=np.int64)
+    first[inverse[::-1]] = np.arange(len(inverse))[::-1]
+    return _l2(sums.astype(np.float32)), split.person[first], split.camera[first]
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _check_features(feats: np.ndarray, split: SampleSet, model: str) -> np.ndarray:
+    feats = np.asarray(feats)
+    if feats.ndim != 2 or feats.shape[0] != len(split):
+        raise ValueError(f"model {model!r}: embed() returned shape {feats.shape}, expected ({len(split)}, D)")
+    if not np.isfinite(feats).all():
+        raise ValueError(f"model {model!r}: embed() returned non-finite features")
+    return feats.astype(np.float32, copy=False)
+
+
+def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, probe_cfg: Any, seed: int, device: str) -> dict[str, Any]:
+    """The protocol's evaluation mode applied to a fitted model: metrics plus the CMC curve."""
+    from reid_bench import metrics
+
+    if protocol.mode == "closed-set":
+        assert fold.test is not None
+        train_f = _check_features(model.embed(fold.train), fold.train, model_name)
+        test_f = _check_features(model.embed(fold.test), fold.test, model_name)
+        scores = metrics.train_probe_and_score(train_f, fold.train.labels, test_f, probe_cfg, seed=seed, device=device)
+        res = metrics.closed_set_metrics(scores, fold.test.labels, sequence_ids=fold.test.group)
+        return {"metrics": res.as_dict(), "cmc": np.asarray(res.cmc).tolist()}
+    assert fold.query is not None and fold.gallery is not None
+    q = _check_features(model.embed(fold.query), fold.query, model_name)
+    g = _check_features(model.embed(fold.gallery), fold.gallery, model_name)
+    if protocol.modality == "skeleton":
+        q, q_pids, q_cams = aggregate_groups(q, fold.query)
+        g, g_pids, g_cams = aggregate_groups(g, fold.gallery)
+    else:
+        q, g = _l2(q), _l2(g)
+        q_pids, q_cams, g_pids, g_cams = fold.query.person, fold.query.camera, fold.gallery.person, fold.gallery.camera
+    import torch
+
+    distmat = torch.cdist(torch.from_numpy(q).double(), torch.from_numpy(g).double())
+    res = metrics.evaluate_retrieval(
+        distmat, q_pids, g_pids, q_cams, g_cams, max_rank=protocol.max_rank, filter_same_camera=protocol.filter_same_camera
+    )
+    out = res.as_dict()
+    return {"metrics": {k: v for k, v in out.items() if k != "num_valid_queries"}, "cmc": np.asarray(res.cmc).tolist(),
+            "num_valid_queries": int(res.num_valid_queries)}
+
+
+def execute_trial(
+    spec: TrialSpec,
+    report: Callable[[dict[str, Any]], None] | None = None,
+    registry: Registry | None = None,
+) -> dict[str, Any]:
+    """Run one trial and return its final result. ``report`` receives intermediate results
+    (per-epoch metrics and progress) as plain dicts; the caller decides where they go."""
+    registry = registry or get_registry()
+    emit = report or (lambda payload: None)
+    t0 = time.perf_counter()
+    model_cls = registry.model(spec.model)
+    protocol = registry.protocol(spec.protocol)()
+    if model_cls.modality != protocol.modality:
+        raise ConfigError(
+            f"model {spec.model!r} works on {model_cls.modality} data; protocol {spec.protocol!r} is {protocol.modality}"
+        )
+    overrides = Overrides(**{k: dict(v) for k, v in spec.overrides.items()})
+    resolved = resolve_config(spec.model, spec.protocol, overrides, registry)
+    device = pick_device(spec.device)
+    seed_everything(spec.seed)
+
+    emit({"phase": "data", "progress": 0.0})
+    data = HarnessData(registry, spec.data_root, resolved.data)
+    fold = protocol.build_fold(spec.fold, spec.seed, data)
+    t_data = time.perf_counter()
+
+    work_dir = Path(spec.work_dir or os.getcwd())
+    ckpt = work_dir / "checkpoints" / spec.model / spec.protocol / spec.fold / f"seed{spec.seed}"
+    ckpt.mkdir(parents=True, exist_ok=True)
+    state = {"progress": 0.0}
+
+    def on_epoch(epoch: int, **values: Any) -> None:
+        payload = {"phase": "fit", "epoch": int(epoch), "progress": state["progress"]}
+        payload.update({k: float(v) for k, v in values.items()})
+        emit(payload)
+
+    def on_progress(fraction: float, message: str = "") -> None:
+        state["progress"] = float(min(max(fraction, 0.0), 1.0))
+
+    ctx = TrialContext(device=device, seed=spec.seed, checkpoint_dir=ckpt, report=on_epoch,
+                       progress=on_progress, validation=fold.validation)
+    data_spec = DataSpec(
+        modality=protocol.modality,
+        num_classes=fold.train.num_classes,
+        layout=fold.train.layout,
+        window=fold.train.data.shape[1] if protocol.modality == "skeleton" else None,
+        num_points=fold.train.data.shape[1] if protocol.modality == "pointcloud" else None,
+    )
+    emit({"phase": "fit", "progress": 0.0})
+    model = model_cls(resolved.model, data_spec)
+    model.fit(fold.train, ctx)
+    t_fit = time.perf_counter()
+    emit({"phase": "eval", "progress": 1.0})
+    evaluation = evaluate(protocol, fold, model, spec.model, resolved.probe, spec.seed, device)
+    t_end = time.perf_counter()
+    return {
+        "model": spec.model,
+        "protocol": spec.protocol,
+        "fold": spec.fold,
+        "seed": spec.seed,
+        "metrics": evaluation["metrics"],
+        "cmc": evaluation["cmc"],
+        "num_parameters": int(model.num_parameters()),
+        "fold_info": fold.info,
+        "dataset_checksums": data.checksums,
+        "config": resolved.as_dict(),
+        "device": device,
+        "timings": {
+            "data_s": t_data - t0,
+            "fit_s": t_fit - t_data,
+            "eval_s": t_end - t_fit,
+            "trial_s": t_end - t0,
+        },
+    }
+
+
+def format_failure(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))

@@ -1,0 +1,1 @@
+"""First-party baselines: the comparison methods of the papers and simple pipeline checks."""
