@@ -368,6 +368,13 @@ class Protocol(abc.ABC):
             return ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy")
         return ("rank1", "rank5", "rank10", "mAP", "mINP")
 
+    def fixed_data_options(self) -> dict[str, Any]:
+        """Dataset options this protocol sets itself (``--set data.*`` may not change them)."""
+        fixed: dict[str, Any] = {}
+        for attr in ("data_options", "train_options", "test_options"):
+            fixed.update(getattr(self, attr, {}) or {})
+        return fixed
+
     @abc.abstractmethod
     def build_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData: ...
 

@@ -21,7 +21,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -237,7 +237,7 @@ def run_cmd(
         for t in result.trials:
             if t.status != "FINISHED":
                 last = t.error.strip().splitlines()[-1] if t.error.strip() else "no result"
-                err.print(f"[red]trial {t.spec.key} {t.status}[/]: {last}", highlight=False)
+                err.print(f"[red]trial {t.spec.key} {t.status}[/]: {last}", highlight=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)
 

@@ -206,8 +206,14 @@ class Coordinator:
             self.started(key)
         state.ended = time.time()
         result["wall_s"] = state.ended - (state.started or state.ended)
+        try:
+            self.recorder.finish_trial(key, result)
+        except Exception as exc:  # a result that cannot be recorded is not a finished trial
+            from reid_bench.trial import format_failure
+
+            self.failed(key, "recording the result in MLflow failed:\n" + format_failure(exc))
+            return
         state.result, state.status, state.phase, state.progress = result, "FINISHED", "done", 1.0
-        self.recorder.finish_trial(key, result)
         self.view.update(state, "finish")
 
     def failed(self, key: str, error: str) -> None:

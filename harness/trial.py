@@ -77,6 +77,13 @@ def resolve_config(
         raise ConfigError(f"--set probe.* applies to closed-set protocols only; this protocol is {protocol.mode}")
     data: dict[str, dict[str, Any]] = {}
     known: set[str] = set()
+    fixed = protocol.fixed_data_options()
+    clash = sorted(set(overrides.data) & set(fixed))
+    if clash:
+        raise ConfigError(
+            f"--set data.{clash[0]}: protocol {protocol_name!r} fixes this option ({clash[0]}={fixed[clash[0]]!r}); "
+            "define another protocol to change it"
+        )
     for name in protocol.datasets:
         ds_cls = registry.dataset(name)
         if ds_cls.options_class is None:
@@ -87,6 +94,7 @@ def resolve_config(
         mine = {k: v for k, v in overrides.data.items() if k in fields}
         opts = apply_overrides(ds_cls.options_class(), mine, f"dataset {name!r}")
         data[name] = config_dict(opts)
+        data[name].update(getattr(protocol, "data_options", {}) if getattr(protocol, "dataset", None) == name else {})
     unknown = sorted(set(overrides.data) - known)
     if unknown:
         raise ConfigError(
@@ -121,7 +129,8 @@ class HarnessData(DataAccess):
             root = self.data_root / dataset if self.data_root else None
             ds = ds_cls(root=root, options=opts)
             self._cache[key] = ds.load()
-            label = dataset if not options else f"{dataset}[{','.join(f'{k}={v}' for k, v in sorted(options.items()))}]"
+            # MLflow tag keys allow only [A-Za-z0-9_-. :/]
+            label = "/".join([dataset] + [f"{k}-{v}" for k, v in sorted(options.items())])
             self.checksums[label] = ds.checksum()
         return self._cache[key]
 

@@ -1,0 +1,1 @@
+"""An example reid-bench plugin distribution (see README.md next to pyproject.toml)."""

@@ -1,0 +1,77 @@
+"""Shared fixtures: a private MLflow store per test and helpers to run the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# Small synthetic populations so CLI runs take seconds.
+TINY_GAIT = ["--set", "data.identities=6", "--set", "data.train_sequences=2", "--set", "data.test_sequences=1"]
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch):
+    """Invoke the Typer app in-process (the registry is reset first), from tmp_path."""
+    from typer.testing import CliRunner
+
+    from reid_bench.cli import app
+    from reid_bench.registry import reset_registry
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+    def invoke(*args: str):
+        reset_registry()
+        return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+    return invoke
+
+
+def run_subprocess(args: list[str], extra_path: list[Path] | None = None, cwd: Path | None = None, check: bool = False):
+    """The real console entry point in a fresh interpreter (entry points read from disk)."""
+    env = dict(os.environ)
+    if extra_path:
+        env["PYTHONPATH"] = os.pathsep.join([str(p) for p in extra_path] + [env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "reid_bench.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def make_fake_distribution(root: Path, name: str, entry_points: dict[str, dict[str, str]], modules: dict[str, str]) -> Path:
+    """A minimal installed distribution: a .dist-info folder plus its modules, on ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    info = root / f"{name.replace('-', '_')}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+    lines = []
+    for group, items in entry_points.items():
+        lines.append(f"[{group}]")
+        lines += [f"{k} = {v}" for k, v in items.items()]
+        lines.append("")
+    (info / "entry_points.txt").write_text("\n".join(lines))
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(source)
+    return root
+
+
+def mlflow_runs(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("reid-bench")
+    if exp is None:
+        return client, []
+    return client, client.search_runs([exp.experiment_id], max_results=1000)

@@ -1,0 +1,57 @@
+"""--set parsing and typed coercion against dataclass configs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import pytest
+
+from reid_bench.config import ConfigError, apply_overrides, parse_sets
+
+
+@dataclass
+class Cfg:
+    lr: float = 0.1
+    epochs: int = 3
+    amsgrad: bool = False
+    name: str = "x"
+    widths: tuple[int, ...] = (64, 128)
+    pool: Literal["max", "mean"] = "max"
+    extra: Optional[int] = None
+
+
+def test_scopes_are_split():
+    o = parse_sets(["lr=0.5", "model.epochs=4", "probe.kind=knn", "data.identities=7"])
+    assert o.model == {"lr": "0.5", "epochs": "4"}
+    assert o.probe == {"kind": "knn"} and o.data == {"identities": "7"}
+    assert o.as_flat()["data.identities"] == "7"
+
+
+@pytest.mark.parametrize("bad", ["lr", "zzz.lr=1", "model.=3", "model.1x=2"])
+def test_malformed_sets_are_refused(bad):
+    with pytest.raises(ConfigError):
+        parse_sets([bad])
+
+
+def test_values_are_coerced_to_field_types():
+    cfg = apply_overrides(Cfg(), {"lr": "1e-3", "epochs": "10", "amsgrad": "true", "widths": "48,96",
+                                  "pool": "mean", "extra": "none"}, "model m")
+    assert cfg == Cfg(lr=1e-3, epochs=10, amsgrad=True, widths=(48, 96), pool="mean", extra=None)
+    assert apply_overrides(Cfg(), {"widths": "[1, 2, 3]", "extra": "5"}, "m").widths == (1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": "ten"}, "--set epochs='ten': expected an integer"),
+        ({"lr": "fast"}, "expected a number"),
+        ({"amsgrad": "maybe"}, "expected a boolean"),
+        ({"pool": "sum"}, "expected one of max, mean"),
+        ({"lrr": "1"}, "unknown --set key 'lrr' for model m; did you mean 'lr'?"),
+    ],
+)
+def test_bad_values_name_the_key(values, message):
+    with pytest.raises(ConfigError, match=None) as info:
+        apply_overrides(Cfg(), values, "model m")
+    assert message in str(info.value)

@@ -1,0 +1,146 @@
+"""`reid-bench run` end to end (in process and through Ray) and what it records in MLflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_GAIT, mlflow_runs
+
+TINY_MARKET = ["--set", "data.train_identities=8", "--set", "data.test_identities=6", "--set", "data.num_points=512"]
+
+
+def _no_running(uri: str) -> None:
+    _, runs = mlflow_runs(uri)
+    assert all(r.info.status != "RUNNING" for r in runs), [(r.info.run_name, r.info.status) for r in runs]
+
+
+def test_run_in_process_records_parent_and_children(cli, tracking_uri, tmp_path):
+    result = cli("run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "2", "--no-ray",
+                 "--tracking-uri", tracking_uri, "--json", *TINY_GAIT)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["ok"] and len(payload["trials"]) == 4
+    assert {(t["fold"], t["seed"]) for t in payload["trials"]} == {("A", 0), ("A", 1), ("B", 0), ("B", 1)}
+    for fold in ("A", "B"):
+        stats = payload["summary"][fold]["rank1"]
+        assert stats["n"] == 2 and 0.0 <= stats["mean"] <= 1.0
+
+    client, runs = mlflow_runs(tracking_uri)
+    parents = [r for r in runs if r.data.tags.get("reid_bench.kind") == "invocation"]
+    children = [r for r in runs if r.data.tags.get("reid_bench.kind") == "trial"]
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert parent.info.run_id == payload["parent_run_id"] and parent.info.status == "FINISHED"
+    for tag in ("reid_bench.git_commit", "reid_bench.version", "reid_bench.torch_version",
+                "reid_bench.ray_version", "reid_bench.mlflow_version"):
+        assert parent.data.tags[tag]
+    for child in children:
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        params = child.data.params
+        assert params["model"] == "d13" and params["protocol"] == "synth-gait" and params["protocol_version"] == "1"
+        assert params["fold"] in ("A", "B") and params["seed"] in ("0", "1")
+        assert params["data.synth-skeletons.identities"] == "6"
+        assert "probe.hidden" in params
+        metrics = child.data.metrics
+        for m in ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy", "num_parameters", "wall_time_s"):
+            assert m in metrics
+        assert any(k.startswith("reid_bench.dataset_checksum.") for k in child.data.tags)
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"cmc.csv", "cmc.png", "config.json", "result.json"} <= artifacts
+    # same seed, same numbers: trials are deterministic on CPU
+    again = cli("run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "1", "--fold", "A", "--no-ray",
+                "--tracking-uri", tracking_uri, "--json", *TINY_GAIT)
+    first = [t for t in payload["trials"] if (t["fold"], t["seed"]) == ("A", 0)][0]
+    assert json.loads(again.stdout)["trials"][0]["metrics"] == first["metrics"]
+
+
+def test_learned_model_reports_training_curves(cli, tracking_uri):
+    result = cli("run", "--model", "gait-lstm", "--protocol", "synth-gait", "--seeds", "1", "--fold", "A", "--no-ray",
+                 "--tracking-uri", tracking_uri, "--json", "--set", "epochs=2", *TINY_GAIT)
+    assert result.exit_code == 0, result.output
+    client, runs = mlflow_runs(tracking_uri)
+    child = [r for r in runs if r.data.tags.get("reid_bench.kind") == "trial"][0]
+    history = client.get_metric_history(child.info.run_id, "train/loss")
+    assert [m.step for m in history] == [0, 1] or [m.step for m in history] == [1, 2]
+    assert child.data.metrics["num_parameters"] > 0
+
+
+def test_point_cloud_run(cli, tracking_uri):
+    result = cli("run", "--model", "cloud-hist", "--protocol", "synth-market", "--seeds", "1", "--no-ray",
+                 "--tracking-uri", tracking_uri, "--json", *TINY_MARKET)
+    assert result.exit_code == 0, result.output
+    trial = json.loads(result.stdout)["trials"][0]
+    assert set(trial["metrics"]) >= {"rank1", "mAP", "mINP"}
+
+
+def test_failing_trial_is_recorded_failed_with_traceback(cli, tracking_uri):
+    # No sequences in the test sessions: the fold cannot be built, the trial fails at run time.
+    result = cli("run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "1", "--fold", "A", "--no-ray",
+                 "--tracking-uri", tracking_uri, "--set", "data.identities=4", "--set", "data.test_sequences=0")
+    assert result.exit_code == 1
+    client, runs = mlflow_runs(tracking_uri)
+    child = [r for r in runs if r.data.tags.get("reid_bench.kind") == "trial"][0]
+    parent = [r for r in runs if r.data.tags.get("reid_bench.kind") == "invocation"][0]
+    assert child.info.status == "FAILED" and parent.info.status == "FAILED"
+    local = client.download_artifacts(child.info.run_id, "traceback.txt")
+    assert "Traceback" in Path(local).read_text()
+    _no_running(tracking_uri)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--set", "hiden=3"], "unknown --set key 'hiden'"),
+        (["--set", "probe.epochs=many"], "expected an integer"),
+        (["--set", "data.identitis=3"], "unknown --set key 'data.identitis'"),
+        (["--gpus-per-trial", "1"], "no trial was started"),
+        (["--fold", "Z"], "has no fold 'Z'"),
+        (["--seeds", "0"], "at least 1"),
+    ],
+)
+def test_bad_requests_fail_before_anything_is_written(cli, tracking_uri, extra, message):
+    result = cli("run", "--model", "d13", "--protocol", "synth-gait", "--no-ray", "--tracking-uri", tracking_uri, *extra)
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    _, runs = mlflow_runs(tracking_uri)
+    assert runs == []
+
+
+def test_model_and_protocol_modalities_must_match(cli, tracking_uri):
+    result = cli("run", "--model", "d13", "--protocol", "synth-market", "--no-ray", "--tracking-uri", tracking_uri)
+    assert result.exit_code == 2 and "works on skeleton data" in result.output
+
+
+@pytest.mark.parametrize("uri_kind", ["missing-folder", "file-store", "relative"])
+def test_unusable_tracking_uri(cli, tmp_path, uri_kind):
+    uri = {"missing-folder": f"sqlite:///{tmp_path}/nope/mlflow.db", "file-store": f"file://{tmp_path}/mlruns",
+           "relative": "sqlite:///relative.db"}[uri_kind]
+    result = cli("run", "--model", "d13", "--protocol", "synth-gait", "--no-ray", "--tracking-uri", uri)
+    assert result.exit_code == 2
+    assert "tracking URI" in result.output
+    assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.ray
+def test_run_through_ray_and_refuse_gpus(cli, tracking_uri):
+    result = cli("run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "2", "--fold", "A",
+                 "--tracking-uri", tracking_uri, "--json", *TINY_GAIT)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["ok"] and len(payload["trials"]) == 2
+    _, runs = mlflow_runs(tracking_uri)
+    children = [r for r in runs if r.data.tags.get("reid_bench.kind") == "trial"]
+    assert sorted(r.data.tags["reid_bench.seed"] for r in children) == ["0", "1"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    assert all(r.data.params.get("dispatcher") in (None, "ray") for r in runs)
+
+    # The local Ray instance has no GPU: refused before any trial or MLflow run starts.
+    before = len(runs)
+    refused = cli("run", "--model", "d13", "--protocol", "synth-gait", "--gpus-per-trial", "0.5",
+                  "--tracking-uri", tracking_uri, *TINY_GAIT)
+    assert refused.exit_code == 2 and "no trial was started" in refused.output
+    assert len(mlflow_runs(tracking_uri)[1]) == before
