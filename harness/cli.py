@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import sys
+from collections import Counter
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -206,6 +206,8 @@ def run_cmd(
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]"),
     results_dir: Optional[str] = typer.Option(None, "--results-dir", help="checkpoints and Ray state (default ./reid-bench-results)"),
     max_failures: int = typer.Option(0, "--max-failures", help="retries of a failing trial (Ray only)"),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", envvar="REID_BENCH_CACHE", help="parsed-data cache (default ~/.cache/reid-bench)"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="parse dataset files every time"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
     """Run a model on a protocol: folds x seeds as trials; results to MLflow."""
@@ -219,6 +221,7 @@ def run_cmd(
             model, protocol, overrides, seeds=seeds, tracking_uri=tracking_uri, address=address,
             gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, use_ray=not no_ray, data_root=data_root,
             device=device, results_dir=results_dir, show_progress=not as_json, folds=folds, max_failures=max_failures,
+            cache_dir=None if no_cache else (cache_dir or "default"),
         )
     except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
         fail(str(exc))
@@ -261,6 +264,128 @@ def leaderboard_cmd(
     except (TrackingError, LookupError) as exc:
         fail(str(exc), 1)
     out.print(f"wrote {', '.join(written['written'])} to {written['out']}")
+
+
+# ----------------------------------------------------------------------------------------- data
+
+data_app = typer.Typer(no_args_is_help=True, help="Datasets on disk: list, describe, verify, import.")
+app.add_typer(data_app, name="data")
+
+DataRootOption = typer.Option(None, "--data-root", envvar="REID_BENCH_DATA", help="folder with one sub-folder per dataset")
+
+
+def _dataset_status(name: str, cls: Any, data_root: Optional[str]) -> dict[str, Any]:
+    from reid_bench.datasets import FileDataset
+
+    if not issubclass(cls, FileDataset):
+        return {"name": name, "modality": cls.modality, "status": "generated", "folder": None}
+    folder = (Path(data_root) / name).resolve() if data_root else None
+    present = bool(folder and folder.is_dir())
+    return {"name": name, "modality": cls.modality, "status": "present" if present else "missing",
+            "folder": str(folder) if folder else None, "obtain": cls.obtain}
+
+
+@data_app.command("list")
+def data_list(data_root: Optional[str] = DataRootOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Every dataset plugin and whether its folder exists under the data root."""
+    registry = get_registry()
+    rows = []
+    for name in registry.names("datasets"):
+        try:
+            rows.append(_dataset_status(name, registry.dataset(name), data_root))
+        except PluginError as exc:
+            rows.append({"name": name, "modality": "?", "status": f"error: {exc}", "folder": None})
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"datasets (data root: {data_root or 'not set'})", title_justify="left")
+    for col in ("name", "modality", "status", "folder"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(r["name"], r["modality"], r["status"], r["folder"] or "")
+    out.print(table)
+
+
+@data_app.command("info")
+def data_info(name: str, data_root: Optional[str] = DataRootOption, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Format, license, citation, where to obtain, and the folder reid-bench expects."""
+    registry = get_registry()
+    try:
+        cls = registry.dataset(name)
+    except PluginError as exc:
+        fail(str(exc))
+    info = _dataset_info(name, cls)
+    info.update({k: v for k, v in _dataset_status(name, cls, data_root).items() if k not in info})
+    if as_json:
+        print_json(info)
+        return
+    table = Table(title=f"dataset {name}", title_justify="left", show_header=False)
+    table.add_column("key", style="bold")
+    table.add_column("value", overflow="fold")
+    for key, value in info.items():
+        if key not in ("kind", "name"):
+            table.add_row(key, json.dumps(value, indent=1) if isinstance(value, (dict, list)) else str(value))
+    out.print(table)
+
+
+@data_app.command("verify")
+def data_verify(
+    name: str,
+    data_root: Optional[str] = DataRootOption,
+    sets: Optional[list[str]] = typer.Option(None, "--set", "-s", help="dataset option: key=value"),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", envvar="REID_BENCH_CACHE"),
+    no_cache: bool = typer.Option(False, "--no-cache"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Parse every file of a dataset, check counts and content, report drops; exit 1 on problems."""
+    import time
+
+    from reid_bench.config import ConfigError, apply_overrides, config_dict, parse_sets
+    from reid_bench.datasets import DataFormatError, DatasetNotFoundError
+    from reid_bench.trial import HarnessData
+
+    registry = get_registry()
+    try:
+        cls = registry.dataset(name)
+        options = {}
+        if cls.options_class is not None:
+            raw = {k.removeprefix("data."): v for k, v in parse_sets([f"data.{x}" for x in sets or []]).data.items()}
+            options = config_dict(apply_overrides(cls.options_class(), raw, f"dataset {name!r}"))
+        elif sets:
+            raise ConfigError(f"dataset {name!r} has no options")
+    except (PluginError, ConfigError) as exc:
+        fail(str(exc))
+    data = HarnessData(registry, str(Path(data_root).resolve()) if data_root else None, {name: options},
+                       cache_dir=None if no_cache else (cache_dir or "default"))
+    t0 = time.perf_counter()
+    try:
+        records = data.load(name)
+        problems = data.dataset(name).verify()
+    except (DataFormatError, DatasetNotFoundError, ValueError) as exc:
+        fail(str(exc), 1)
+    seconds = time.perf_counter() - t0
+    report: dict[str, Any] = {
+        "dataset": name, "records": len(records), "persons": len({r.person for r in records}),
+        "seconds": round(seconds, 3), "cache_hit": next(iter(data.cache_hits.values()), False),
+        "checksum": next(iter(data.checksums.values()), ""), "dropped": next(iter(data.drops.values()), {}),
+        "problems": problems,
+    }
+    if records and hasattr(records[0], "frames"):
+        report["frames"] = int(sum(len(r.frames) for r in records))
+        report["sessions"] = dict(sorted(Counter(r.session for r in records).items()))
+        report["views"] = len({r.view for r in records})
+    elif records:
+        report["points"] = int(sum(len(r.points) for r in records))
+        report["subsets"] = dict(sorted(Counter(r.subset for r in records).items()))
+        report["cameras"] = len({r.camera for r in records})
+    if as_json:
+        print_json(report)
+    else:
+        for key, value in report.items():
+            out.print(f"{key}: {value}", highlight=False, markup=False)
+        out.print("[green]ok[/]" if not problems else f"[red]{len(problems)} problem(s)[/]")
+    if problems:
+        raise typer.Exit(1)
 
 
 def main() -> None:

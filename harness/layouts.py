@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from reid_bench.api import Layout
 
 KINECT_V1_20 = Layout(
@@ -27,3 +29,101 @@ KINECT_V1_20 = Layout(
     dims=3,
     description="Microsoft Kinect v1 SDK skeleton, 20 joints in SDK order (IAS-Lab, KGBD, Kinder-Gator)",
 )
+
+KINECT_V2_25 = Layout(
+    name="kinect-v2-25",
+    joints=(
+        "SpineBase", "SpineMid", "Neck", "Head",
+        "ShoulderLeft", "ElbowLeft", "WristLeft", "HandLeft",
+        "ShoulderRight", "ElbowRight", "WristRight", "HandRight",
+        "HipLeft", "KneeLeft", "AnkleLeft", "FootLeft",
+        "HipRight", "KneeRight", "AnkleRight", "FootRight",
+        "SpineShoulder", "HandTipLeft", "ThumbLeft", "HandTipRight", "ThumbRight",
+    ),
+    edges=(
+        (0, 1), (1, 20), (20, 2), (2, 3),
+        (20, 4), (4, 5), (5, 6), (6, 7), (7, 21), (6, 22),
+        (20, 8), (8, 9), (9, 10), (10, 11), (11, 23), (10, 24),
+        (0, 12), (12, 13), (13, 14), (14, 15),
+        (0, 16), (16, 17), (17, 18), (18, 19),
+    ),
+    # As Kinect v1, with the spine-shoulder joint in the head part and hand tips/thumbs in the forearms.
+    parts=((12, 13), (14, 15), (16, 17), (18, 19), (0, 1), (2, 3, 20), (4, 5), (6, 7, 21, 22), (8, 9), (10, 11, 23, 24)),
+    bodies=((12, 13, 14, 15), (16, 17, 18, 19), (0, 1, 2, 3, 20), (4, 5, 6, 7, 21, 22), (8, 9, 10, 11, 23, 24)),
+    dims=3,
+    description="Microsoft Kinect v2 SDK skeleton, 25 joints in SDK order (KS20)",
+)
+
+CASIA_14 = Layout(
+    name="casia-14",
+    joints=(
+        "Head", "Neck",
+        "RightShoulder", "RightElbow", "RightWrist",
+        "LeftShoulder", "LeftElbow", "LeftWrist",
+        "RightHip", "RightKnee", "RightAnkle",
+        "LeftHip", "LeftKnee", "LeftAnkle",
+    ),
+    # No pelvis joint: both hips hang from the neck.
+    edges=((0, 1), (1, 2), (2, 3), (3, 4), (1, 5), (5, 6), (6, 7), (1, 8), (8, 9), (9, 10), (1, 11), (11, 12), (12, 13)),
+    parts=((11,), (12, 13), (8,), (9, 10), (1,), (0,), (5,), (6, 7), (2,), (3, 4)),
+    bodies=((11, 12, 13), (8, 9, 10), (0, 1), (5, 6, 7), (2, 3, 4)),
+    dims=3,
+    description="14-joint 3D pose estimated from CASIA-B video, as used by SM-SGE",
+)
+
+COCO_17 = Layout(
+    name="coco-17",
+    joints=(
+        "nose", "left_eye", "right_eye", "left_ear", "right_ear",
+        "left_shoulder", "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+        "left_hip", "right_hip", "left_knee", "right_knee", "left_ankle", "right_ankle",
+    ),
+    edges=(
+        (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8),
+        (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+    ),
+    # Chosen by analogy with casia-14 (COCO has no neck or pelvis): hips alone, knee+ankle as the
+    # shank, the face (nose, eyes) and the ears as two head parts, shoulders alone, elbow+wrist
+    # as the forearm. Bodies: the two legs, the head, the two arms.
+    parts=((11,), (13, 15), (12,), (14, 16), (0, 1, 2), (3, 4), (5,), (7, 9), (6,), (8, 10)),
+    bodies=((11, 13, 15), (12, 14, 16), (0, 1, 2, 3, 4), (5, 7, 9), (6, 8, 10)),
+    dims=2,
+    description="COCO-17 2D keypoints (pixels, z = 0), e.g. from AlphaPose or HRNet (PsyMo, GaitGraph's CASIA-B)",
+)
+
+
+def load_layout_file(path: str | Path) -> Layout:
+    """A user layout from a TOML or JSON file, validated.
+
+    Keys: name, joints (list of names), edges (pairs of indices), parts (10 lists of indices),
+    bodies (5 lists of indices), optional dims (3) and description.
+    """
+    import json
+    import tomllib
+
+    path = Path(path)
+    try:
+        text = path.read_text()
+        raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read layout: {exc}") from None
+    missing = [k for k in ("name", "joints", "edges", "parts", "bodies") if k not in raw]
+    if missing:
+        raise ValueError(f"{path}: layout is missing key {missing[0]!r}")
+    try:
+        layout = Layout(
+            name=str(raw["name"]),
+            joints=tuple(str(j) for j in raw["joints"]),
+            edges=tuple((int(a), int(b)) for a, b in raw["edges"]),
+            parts=tuple(tuple(int(j) for j in g) for g in raw["parts"]),
+            bodies=tuple(tuple(int(j) for j in g) for g in raw["bodies"]),
+            dims=int(raw.get("dims", 3)),
+            description=str(raw.get("description", f"user layout from {path.name}")),
+        )
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: malformed layout: {exc}") from None
+    try:
+        layout.validate()
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    return layout

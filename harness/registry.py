@@ -81,6 +81,7 @@ class Registry:
         self._duplicates: dict[tuple[str, str], list[PluginEntry]] = {}
         self._loaded: dict[tuple[str, str], Any] = {}
         self._errors: dict[tuple[str, str], str] = {}
+        self._runtime_layouts: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- metadata (no imports)
     def _scan(self) -> dict[str, dict[str, PluginEntry]]:
@@ -159,7 +160,21 @@ class Registry:
         return self.load("protocols", name)
 
     def layout(self, name: str) -> Any:
+        if name in self._runtime_layouts:
+            return self._runtime_layouts[name]
         return self.load("layouts", name)
+
+    def register_layout(self, layout: Any) -> None:
+        """Make a user layout (read from a TOML/JSON file) resolvable by name in this process."""
+        check_plugin("layouts", layout.name, layout)
+        if layout.name in self._scan()["layouts"]:
+            raise DuplicatePluginError(
+                f"user layout {layout.name!r} clashes with the installed layout of that name; rename it"
+            )
+        previous = self._runtime_layouts.get(layout.name)
+        if previous is not None and previous != layout:
+            raise DuplicatePluginError(f"two different user layouts are both named {layout.name!r}")
+        self._runtime_layouts[layout.name] = layout
 
     def status(self) -> list[PluginStatus]:
         """Try to load every plugin; report each one's outcome (for ``reid-bench plugins``)."""

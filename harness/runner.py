@@ -295,7 +295,8 @@ def dispatch_ray(specs: list[TrialSpec], events: Coordinator, gpus_per_trial: fl
     wanted = {s.key for s in specs}
     base = specs[0]
     spec_dict = {"model": base.model, "protocol": base.protocol, "overrides": base.overrides,
-                 "data_root": base.data_root, "device": base.device, "work_dir": base.work_dir}
+                 "data_root": base.data_root, "device": base.device, "work_dir": base.work_dir, "threads": base.threads,
+                 "cache_dir": base.cache_dir}
 
     from reid_bench.ray_bridge import COORDINATORS, TuneBridge
 
@@ -347,6 +348,7 @@ def run_benchmark(
     show_progress: bool = True,
     folds: list[str] | None = None,
     max_failures: int = 0,
+    cache_dir: str | None = "default",
 ) -> InvocationResult:
     """Validate, record, dispatch, summarise. Raises RunError/ConfigError/TrackingError before
     anything is written when the request itself is wrong."""
@@ -389,7 +391,9 @@ def run_benchmark(
     specs = [
         TrialSpec(model=model, protocol=protocol, fold=f, seed=s,
                   overrides={"model": overrides.model, "probe": overrides.probe, "data": overrides.data},
-                  data_root=str(Path(data_root).resolve()) if data_root else None, device=device, work_dir=str(work_dir))
+                  data_root=str(Path(data_root).resolve()) if data_root else None, device=device, work_dir=str(work_dir),
+                  threads=max(1, int(cpus_per_trial)) if use_ray else None,
+                  cache_dir=cache_dir if cache_dir in (None, "default") else str(Path(cache_dir).resolve()))
         for f in fold_list for s in seed_list
     ]
     trials = {s.key: TrialState(s) for s in specs}

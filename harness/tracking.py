@@ -194,8 +194,15 @@ class Recorder:
         tags["reid_bench.device"] = result.get("device", "")
         for k, v in tags.items():
             self.client.set_tag(run_id, k, v)
-        self._log_params(run_id, flatten("fold_info", result.get("fold_info", {})))
+        fold_info = dict(result.get("fold_info", {}))
+        split = fold_info.pop("split", None)
+        self._log_params(run_id, flatten("fold_info", fold_info))
+        for label, drops in result.get("dataset_drops", {}).items():
+            for reason, count in drops.items():
+                self.client.log_metric(run_id, f"data/dropped/{label}/{reason}".replace(" ", "_")[:250], float(count))
         with tempfile.TemporaryDirectory() as tmp:
+            if split is not None:  # which sequences/samples formed each side of the fold
+                (Path(tmp) / "split.json").write_text(json.dumps(split, indent=1, sort_keys=True, default=str))
             write_cmc(Path(tmp), result["cmc"], f"{result['model']} on {result['protocol']} fold {result['fold']} seed {result['seed']}")
             (Path(tmp) / "config.json").write_text(json.dumps(result["config"], indent=2, sort_keys=True))
             (Path(tmp) / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))

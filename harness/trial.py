@@ -31,6 +31,8 @@ class TrialSpec:
     data_root: str | None = None
     device: str = "auto"
     work_dir: str = ""
+    threads: int | None = None
+    cache_dir: str | None = "default"
 
     @property
     def key(self) -> str:
@@ -105,34 +107,77 @@ def resolve_config(
 
 
 class HarnessData(DataAccess):
-    """Loads datasets by name through the registry; the protocol's own options win over ``data.*``
-    because they define the benchmark (a domain, a subset), the run's overrides fill the rest."""
+    """Loads datasets by name through the registry, through the parsed-data cache for on-disk
+    datasets. The protocol's own options win over ``data.*`` because they define the benchmark
+    (a domain, a subset); the run's overrides fill the rest."""
 
-    def __init__(self, registry: Registry, data_root: str | None, data_options: dict[str, dict[str, Any]]):
+    def __init__(self, registry: Registry, data_root: str | None, data_options: dict[str, dict[str, Any]],
+                 cache_dir: str | Path | None = "default"):
+        from reid_bench.cache import default_cache_dir
+
         self.registry = registry
         self.data_root = Path(data_root) if data_root else None
         self.data_options = data_options
+        self.cache_dir = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
         self._cache: dict[str, list[Record]] = {}
         self.checksums: dict[str, str] = {}
+        self.drops: dict[str, dict[str, int]] = {}
+        self.cache_hits: dict[str, bool] = {}
+
+    def dataset(self, dataset: str, **options: Any) -> Any:
+        """An instance of the dataset plugin with the merged options and its root folder."""
+        ds_cls = self.registry.dataset(dataset)
+        base = dict(self.data_options.get(dataset, {}))
+        base.update(options)
+        opts = None
+        if ds_cls.options_class is not None:
+            opts = ds_cls.options_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
+        root = self.data_root / dataset if self.data_root else None
+        return ds_cls(root=root, options=opts)
 
     def load(self, dataset: str, **options: Any) -> list[Record]:
         import json
 
-        ds_cls = self.registry.dataset(dataset)
-        base = dict(self.data_options.get(dataset, {}))
-        base.update(options)
-        key = dataset + json.dumps(base, sort_keys=True, default=str)
-        if key not in self._cache:
-            opts = None
-            if ds_cls.options_class is not None:
-                opts = ds_cls.options_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
-            root = self.data_root / dataset if self.data_root else None
-            ds = ds_cls(root=root, options=opts)
-            self._cache[key] = ds.load()
-            # MLflow tag keys allow only [A-Za-z0-9_-. :/]
-            label = "/".join([dataset] + [f"{k}-{v}" for k, v in sorted(options.items())])
-            self.checksums[label] = ds.checksum()
-        return self._cache[key]
+        from reid_bench.datasets import FileDataset
+
+        key = dataset + json.dumps({**self.data_options.get(dataset, {}), **options}, sort_keys=True, default=str)
+        if key in self._cache:
+            return self._cache[key]
+        ds = self.dataset(dataset, **options)
+        # MLflow tag keys allow only [A-Za-z0-9_-. :/]
+        label = "/".join([dataset] + [f"{k}-{v}" for k, v in sorted(options.items())])
+        if isinstance(ds, FileDataset) and self.cache_dir is not None:
+            records = self._load_file_dataset(ds, dataset, label)
+        else:
+            records = ds.load()
+        self.checksums[label] = ds.checksum()
+        self._cache[key] = records
+        return records
+
+    def _load_file_dataset(self, ds: Any, dataset: str, label: str) -> list[Record]:
+        from reid_bench.cache import cache_path, load_records, save_records
+        from reid_bench.config import fingerprint
+
+        ds.require_root()
+        opts = config_dict(ds.options) if dataclasses.is_dataclass(ds.options) else {}
+        key = f"{ds.checksum()}-{fingerprint(opts)}"
+        path = cache_path(self.cache_dir, dataset, ds.loader_version, key)
+        cached = load_records(path)
+        if cached is not None:
+            records, extra = cached
+            self.drops[label] = extra.get("drops", {})
+            self.cache_hits[label] = True
+            return records
+        records = ds.load()
+        self.drops[label] = ds.drop_report()
+        self.cache_hits[label] = False
+        try:
+            save_records(path, records, {"drops": self.drops[label]})
+        except OSError as exc:  # a read-only cache folder must not fail the run
+            import warnings
+
+            warnings.warn(f"could not write the dataset cache {path}: {exc}", stacklevel=2)
+        return records
 
 
 def seed_everything(seed: int) -> None:
@@ -228,10 +273,16 @@ def execute_trial(
     overrides = Overrides(**{k: dict(v) for k, v in spec.overrides.items()})
     resolved = resolve_config(spec.model, spec.protocol, overrides, registry)
     device = pick_device(spec.device)
+    if spec.threads:
+        # Ray gives a trial N CPUs; more torch threads than that oversubscribe the cores and make
+        # the small networks here several times slower.
+        import torch
+
+        torch.set_num_threads(spec.threads)
     seed_everything(spec.seed)
 
     emit({"phase": "data", "progress": 0.0})
-    data = HarnessData(registry, spec.data_root, resolved.data)
+    data = HarnessData(registry, spec.data_root, resolved.data, cache_dir=spec.cache_dir)
     fold = protocol.build_fold(spec.fold, spec.seed, data)
     t_data = time.perf_counter()
 
@@ -274,6 +325,7 @@ def execute_trial(
         "num_parameters": int(model.num_parameters()),
         "fold_info": fold.info,
         "dataset_checksums": data.checksums,
+        "dataset_drops": data.drops,
         "config": resolved.as_dict(),
         "device": device,
         "timings": {

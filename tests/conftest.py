@@ -15,6 +15,12 @@ REPO = Path(__file__).resolve().parent.parent
 TINY_GAIT = ["--set", "data.identities=6", "--set", "data.train_sequences=2", "--set", "data.test_sequences=1"]
 
 
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Never touch the user's ~/.cache from tests."""
+    monkeypatch.setenv("REID_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
 @pytest.fixture
 def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlflow.db'}"

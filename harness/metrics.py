@@ -1,0 +1,751 @@
+"""Evaluation metrics for person re-identification.
+
+Two protocols are covered:
+
+* open-set retrieval (query vs. gallery, Market-1501 rules): CMC, mAP and mINP
+  via :func:`evaluate_retrieval`;
+* closed-set identification (a probe classifier on frozen features): CMC over
+  identities, nAUC, micro ROC AUC and sequence-level accuracy via
+  :func:`closed_set_metrics` and :func:`train_probe_and_score`.
+
+Only numpy and torch are used so that the harness has no compiled extension.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = [
+    "RetrievalResult",
+    "evaluate_retrieval",
+    "cmc_auc",
+    "roc_auc_micro",
+    "ClosedSetResult",
+    "closed_set_metrics",
+    "ProbeConfig",
+    "train_probe_and_score",
+]
+
+
+# ---------------------------------------------------------------------------
+# open-set retrieval
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class RetrievalResult:
+    """Outcome of :func:`evaluate_retrieval`.
+
+    ``eq`` is disabled because comparing numpy arrays element-wise has no
+    single truth value.
+    """
+
+    cmc: np.ndarray
+    mAP: float
+    mINP: float
+    num_valid_queries: int
+    num_queries: int
+
+    def rank(self, k: int) -> float:
+        """Rank-k accuracy (1-based, so ``rank(1)`` is Rank-1)."""
+        if not 1 <= k <= len(self.cmc):
+            raise ValueError(f"rank k must be in 1..{len(self.cmc)}, got {k}")
+        return float(self.cmc[k - 1])
+
+    def as_dict(self) -> dict[str, float | int]:
+        out: dict[str, float | int] = {}
+        for k in (1, 5, 10):
+            if k <= len(self.cmc):
+                out[f"rank{k}"] = self.rank(k)
+        out["mAP"] = self.mAP
+        out["mINP"] = self.mINP
+        out["num_valid_queries"] = self.num_valid_queries
+        return out
+
+
+def _as_1d_int(x: Any, name: str, device: torch.device) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
+    if t.dim() != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {tuple(t.shape)}")
+    if t.is_floating_point() or t.is_complex():
+        if not torch.equal(t, t.round()):
+            raise ValueError(f"{name} must hold integer ids")
+    return t.detach().to(device=device, dtype=torch.int64)
+
+
+def _float_rows(t: torch.Tensor) -> torch.Tensor:
+    """Bring a block of distances to a sortable float dtype without changing order.
+
+    Half types are widened to float32 and integers to float64, both exact.
+    """
+    if t.dtype in (torch.float32, torch.float64):
+        return t
+    if t.dtype in (torch.float16, torch.bfloat16):
+        return t.float()
+    return t.double()
+
+
+class _Rows:
+    """Row access to a numpy or torch distance matrix, one block at a time.
+
+    Keeping the matrix where it is (host numpy, or a tensor on any device) and
+    moving only blocks bounds memory by the block size.
+    """
+
+    def __init__(self, distmat: Any, device: torch.device):
+        self.device = device
+        if isinstance(distmat, torch.Tensor):
+            self.np = None
+            self.t = distmat.detach()
+        else:
+            arr = np.asarray(distmat)
+            if arr.dtype.kind not in "fiub":
+                raise ValueError(f"distmat must be numeric, got dtype {arr.dtype}")
+            if arr.dtype.kind == "b":
+                arr = arr.astype(np.float64)
+            if not arr.dtype.isnative:
+                arr = arr.astype(arr.dtype.newbyteorder("="))
+            self.np = arr
+            self.t = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.np.shape if self.np is not None else self.t.shape)
+
+    def _from_np(self, block: np.ndarray) -> torch.Tensor:
+        with warnings.catch_warnings():
+            # read-only arrays trigger a warning; the block is never written to
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(np.ascontiguousarray(block))
+
+    def slice(self, start: int, stop: int) -> torch.Tensor:
+        if self.np is not None:
+            t = self._from_np(self.np[start:stop])
+        else:
+            t = self.t[start:stop]
+        return _float_rows(t.to(self.device))
+
+    def take(self, rows: np.ndarray) -> torch.Tensor:
+        if self.np is not None:
+            t = self._from_np(self.np[rows])
+        else:
+            t = self.t.index_select(0, torch.as_tensor(rows, device=self.t.device))
+        return _float_rows(t.to(self.device))
+
+
+def evaluate_retrieval(
+    distmat,
+    q_pids,
+    g_pids,
+    q_camids,
+    g_camids,
+    max_rank: int = 50,
+    filter_same_camera: bool = True,
+    chunk_size: int = 256,
+    device: str | torch.device | None = None,
+) -> RetrievalResult:
+    """CMC / mAP / mINP with torchreid's Market-1501 rules, vectorised in torch.
+
+    Per query the gallery is ranked by ascending distance. With
+    ``filter_same_camera`` the gallery items sharing both pid and camid with the
+    query are dropped ("junk"); queries left without a true match are skipped
+    and only counted in ``num_queries``. Over the valid queries:
+
+    * CMC(k) = fraction whose first true match is at rank <= k (rows shorter
+      than ``max_rank`` are padded with 1, their final value);
+    * AP = mean over the true matches of precision at that match's rank;
+    * INP = (number of true matches) / (rank of the last true match)
+      (Ye et al., "Deep Learning for Person Re-identification", AGW code).
+
+    Ties: ranking uses a *stable* order, i.e. equal distances keep gallery
+    index order. torchreid's ``np.argsort`` leaves tie order unspecified, so
+    the two only differ when equal distances straddle a true match.
+
+    Speed: only the gallery items ranked at or before a query's hardest true
+    match can influence its CMC/AP/INP. A first pass finds that cut-off with
+    one comparison per distance. The second pass (queries grouped by cut-off
+    so padding stays small) sorts just those candidates' *values* and places
+    each same-pid item by binary search, correcting the rare exact ties by
+    index; no argsort of the full gallery is needed. Memory is
+    O(chunk_size x G) on ``device`` (default: the distmat tensor's device, or
+    CPU). ``chunk_size`` changes memory use, not results (up to rounding).
+    """
+    if device is None:
+        device = distmat.device if isinstance(distmat, torch.Tensor) else torch.device("cpu")
+    device = torch.device(device)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+
+    rows = _Rows(distmat, device)
+    shape = rows.shape
+    if len(shape) != 2:
+        raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {shape}")
+    num_q, num_g = shape
+    if num_q == 0 or num_g == 0:
+        raise ValueError(f"empty input: distmat has shape {shape}")
+    qp = _as_1d_int(q_pids, "q_pids", device)
+    gp = _as_1d_int(g_pids, "g_pids", device)
+    qc = _as_1d_int(q_camids, "q_camids", device)
+    gc = _as_1d_int(g_camids, "g_camids", device)
+    for name, t, n, axis in (
+        ("q_pids", qp, num_q, "rows"),
+        ("q_camids", qc, num_q, "rows"),
+        ("g_pids", gp, num_g, "columns"),
+        ("g_camids", gc, num_g, "columns"),
+    ):
+        if t.numel() != n:
+            raise ValueError(
+                f"shape mismatch: distmat has {n} {axis} but {name} has {t.numel()} entries"
+            )
+    if max_rank > num_g:
+        warnings.warn(
+            f"max_rank={max_rank} exceeds the gallery size; using max_rank={num_g}",
+            stacklevel=2,
+        )
+        max_rank = num_g
+
+    # Gallery indices of every pid, contiguous after a stable sort by pid, so
+    # each query's same-pid items (true matches + junk) are one slice.
+    g_order = torch.sort(gp, stable=True).indices
+    gp_sorted = gp[g_order]
+    grp_lo = torch.searchsorted(gp_sorted, qp, right=False)
+    grp_cnt = torch.searchsorted(gp_sorted, qp, right=True) - grp_lo
+
+    def same_pid(qi: torch.Tensor):
+        """[B, M] gallery indices sharing the query's pid, plus good/junk flags."""
+        cnt = grp_cnt[qi]
+        m = max(int(cnt.max()), 1)
+        ar = torch.arange(m, device=device)
+        in_grp = ar[None, :] < cnt[:, None]
+        gi = g_order[(grp_lo[qi, None] + ar[None, :]).clamp_(max=num_g - 1)]
+        if filter_same_camera:
+            junk = in_grp & (gc[gi] == qc[qi, None])
+        else:
+            junk = torch.zeros_like(in_grp)
+        return gi, in_grp & ~junk, junk
+
+    # ---- pass 1: hardest true match of each query -------------------------
+    # Items ranked after a query's last true match cannot change its CMC, AP
+    # or INP, so only the n_cand items with distance <= that match's distance
+    # need ordering.
+    t_max = torch.empty(num_q, dtype=torch.float64, device=device)
+    n_cand = torch.zeros(num_q, dtype=torch.int64, device=device)
+    n_good = torch.zeros(num_q, dtype=torch.int64, device=device)
+    for s in range(0, num_q, chunk_size):
+        e = min(s + chunk_size, num_q)
+        d = rows.slice(s, e)
+        if _has_nan(d):
+            raise ValueError("distmat contains NaN")
+        qi = torch.arange(s, e, device=device)
+        gi, good, _ = same_pid(qi)
+        tm = d.gather(1, gi).masked_fill_(~good, -math.inf).max(1).values
+        n_good[s:e] = good.sum(1)
+        t_max[s:e] = tm.double()
+        n_cand[s:e] = _count_le(d, tm).to(device)
+
+    valid = n_good > 0
+    num_valid = int(valid.sum())
+    if num_valid == 0:
+        raise ValueError(
+            "no query has a true match in the gallery (after removing same-pid, "
+            "same-camera items); cannot compute CMC/mAP"
+        )
+
+    # ---- pass 2: exact stable positions of the same-pid items -------------
+    # Position of item j in the stable order = #{d_i < d_j} + #{i < j: d_i == d_j}.
+    # The first term is a searchsorted into the row's sorted *values* (no
+    # argsort needed, so an unstable SIMD value sort will do); the second is
+    # only evaluated for the rare items whose distance is tied.
+    first_rank = torch.zeros(num_q, dtype=torch.int64, device=device)
+    ap = torch.zeros(num_q, dtype=torch.float64, device=device)
+    inp = torch.zeros(num_q, dtype=torch.float64, device=device)
+    vq = torch.nonzero(valid).squeeze(1)
+    vq = vq[torch.sort(n_cand[vq], stable=True).indices]  # similar sizes share a chunk
+    vq_np = vq.cpu().numpy()
+    cols = torch.arange(num_g, device=device)
+    with _ValueSorter() as sort_values:
+        for s in range(0, num_valid, chunk_size):
+            qi = vq[s : s + chunk_size]
+            d = rows.take(vq_np[s : s + chunk_size])
+            b = d.shape[0]
+            gi, good, junk = same_pid(qi)
+            t = d.gather(1, gi)
+            placed = (good | junk) & (t <= t_max[qi, None].to(d.dtype))
+            k_max = int(n_cand[qi].max())
+            if 4 * k_max <= num_g:
+                # compact the candidates (order irrelevant, values only). The
+                # +inf padding never counts as "< t"; for t = +inf it only
+                # flags a tie, which is then counted exactly on the real row.
+                thr = t_max[qi].to(d.dtype)
+                slots = torch.arange(k_max, device=device)[None, :] < n_cand[qi, None]
+                if device.type == "cpu":
+                    dn = d.numpy()
+                    cand = np.full((b, k_max), np.inf, dtype=dn.dtype)
+                    cand[slots.numpy()] = dn[dn <= thr.numpy()[:, None]]
+                    cand = torch.from_numpy(cand)
+                else:
+                    cand = torch.full((b, k_max), math.inf, dtype=d.dtype, device=device)
+                    cand[slots] = d[d <= thr[:, None]]
+                sv = sort_values(cand)
+            else:
+                sv = sort_values(d)
+            lt = _searchsorted_rows(sv, t, right=False)
+            tied = placed & (_searchsorted_rows(sv, t, right=True) - lt > 1)
+            n_tied = int(tied.sum())
+            if n_tied > 4 * b:
+                # heavy ties: a stable argsort of the rows is cheaper than fixing
+                # every tie one row-scan at a time
+                order = torch.sort(d, dim=1, stable=True).indices
+                inv = torch.empty_like(order).scatter_(1, order, cols.expand(b, -1))
+                p = inv.gather(1, gi)
+            else:
+                p = lt
+                if n_tied:
+                    tr, tj = torch.nonzero(tied, as_tuple=True)
+                    for u in range(0, n_tied, chunk_size):
+                        pr, pj = tr[u : u + chunk_size], tj[u : u + chunk_size]
+                        gj = gi[pr, pj]
+                        before = (d[pr] == t[pr, pj, None]) & (cols[None, :] < gj[:, None])
+                        p[pr, pj] += before.sum(1)
+            # walk the same-pid items in rank order; everything else is a
+            # non-match ranked somewhere in between
+            p = p.masked_fill(~placed, num_g)
+            p, o = torch.sort(p, dim=1)
+            g_s = good.gather(1, o) & placed.gather(1, o)
+            j_s = junk.gather(1, o) & placed.gather(1, o)
+            junk_before = torch.cumsum(j_s, 1) - j_s.long()
+            kept_rank = p + 1 - junk_before  # 1-based rank once junk is removed
+            hits = torch.cumsum(g_s, 1)
+            prec = torch.where(g_s, hits.double() / kept_rank.double(), 0.0)
+            ng = n_good[qi].double()
+            ap[qi] = prec.sum(1) / ng
+            first_rank[qi] = kept_rank.masked_fill(~g_s, torch.iinfo(torch.int64).max).min(1).values
+            inp[qi] = ng / kept_rank.masked_fill(~g_s, 0).max(1).values.double()
+
+    fr = first_rank[valid].clamp(max=max_rank + 1)
+    hist = torch.bincount(fr, minlength=max_rank + 2)[1 : max_rank + 1]
+    cmc = (torch.cumsum(hist, 0).double() / num_valid).cpu().numpy()
+    cmc.setflags(write=False)
+    return RetrievalResult(
+        cmc=cmc,
+        mAP=float(ap[valid].sum().item() / num_valid),
+        mINP=float(inp[valid].sum().item() / num_valid),
+        num_valid_queries=num_valid,
+        num_queries=num_q,
+    )
+
+
+# The [chunk, G]-sized steps below use numpy on CPU: its single-threaded
+# compare/count/sort beat torch's here, and they avoid torch's OpenMP barriers,
+# which cost milliseconds per op when the machine is oversubscribed.
+
+
+def _has_nan(d: torch.Tensor) -> bool:
+    """NaN always survives a sum, so the full scan only runs on suspicion."""
+    if d.device.type == "cpu":
+        a = d.numpy()
+        return bool(np.isnan(a.sum()) and np.isnan(a).any())
+    return bool(torch.isnan(d.sum()) and torch.isnan(d).any())
+
+
+def _count_le(d: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
+    """Per row, how many entries are <= that row's threshold."""
+    if d.device.type == "cpu":
+        mask = d.numpy() <= thr.numpy()[:, None]
+        return torch.from_numpy(mask.view(np.uint8).sum(1, dtype=np.int64))
+    # summing the bytes is far cheaper than a bool sum
+    return (d <= thr[:, None]).view(torch.uint8).sum(1, dtype=torch.int32).long()
+
+
+def _searchsorted_rows(sv: torch.Tensor, t: torch.Tensor, right: bool) -> torch.Tensor:
+    """Row-wise searchsorted of t [B, M] into the sorted rows of sv [B, K]."""
+    if sv.device.type != "cpu":
+        return torch.searchsorted(sv, t.contiguous(), right=right)
+    a, v = sv.numpy(), t.numpy()
+    side = "right" if right else "left"
+    out = np.empty(v.shape, dtype=np.int64)
+    for i in range(a.shape[0]):
+        out[i] = np.searchsorted(a[i], v[i], side=side)
+    return torch.from_numpy(out)
+
+
+class _ValueSorter:
+    """Row-wise ascending sort of values only.
+
+    On CPU numpy's SIMD quicksort is several times faster than ``torch.sort``
+    (which always builds indices); rows are split over a thread pool sized
+    like torch's, since numpy releases the GIL while sorting.
+    """
+
+    def __init__(self):
+        self.pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown()
+        return False
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu":
+            return torch.sort(x, dim=1).values
+        a = x.contiguous().numpy()
+        n_thr = min(torch.get_num_threads(), a.shape[0])
+        if n_thr <= 1 or a.size < (1 << 18):
+            return torch.from_numpy(np.sort(a, axis=1))
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=n_thr)
+        out = np.empty_like(a)
+        bounds = np.linspace(0, a.shape[0], n_thr + 1).astype(int)
+
+        def work(i: int) -> None:
+            out[bounds[i] : bounds[i + 1]] = np.sort(a[bounds[i] : bounds[i + 1]], axis=1)
+
+        list(self.pool.map(work, range(n_thr)))
+        return torch.from_numpy(out)
+
+
+# ---------------------------------------------------------------------------
+# closed-set identification
+# ---------------------------------------------------------------------------
+
+
+def cmc_auc(cmc) -> float:
+    """Normalised area under the CMC curve (nAUC, as in SM-SGE).
+
+    nAUC = (1 / R) * sum_{r=1..R} CMC(r): each rank contributes a unit-width
+    step, so dividing the area by R keeps the value in [0, 1].
+    """
+    c = np.asarray(cmc, dtype=np.float64)
+    if c.ndim != 1 or c.size == 0:
+        raise ValueError(f"cmc must be a non-empty 1-D array, got shape {c.shape}")
+    return float(c.mean())
+
+
+def _check_scores_labels(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    s = np.asarray(scores.detach().cpu() if isinstance(scores, torch.Tensor) else scores)
+    y = np.asarray(labels.detach().cpu() if isinstance(labels, torch.Tensor) else labels)
+    if s.ndim != 2 or s.shape[0] == 0 or s.shape[1] == 0:
+        raise ValueError(f"scores must be a non-empty 2-D array [N, C], got shape {s.shape}")
+    s = s.astype(np.float64, copy=False)
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN")
+    if y.ndim != 1 or y.shape[0] != s.shape[0]:
+        raise ValueError(
+            f"shape mismatch: scores has {s.shape[0]} rows but labels has shape {y.shape}"
+        )
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind == "f" and np.all(y == np.round(y)):
+            y = y.astype(np.int64)
+        else:
+            raise ValueError(f"labels must be integer class indices, got dtype {y.dtype}")
+    y = y.astype(np.int64, copy=False)
+    n_cls = s.shape[1]
+    if y.min() < 0 or y.max() >= n_cls:
+        raise ValueError(f"labels must lie in 0..{n_cls - 1}, got range {y.min()}..{y.max()}")
+    return s, y
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of a 1-D array, ties sharing the mean of their ranks."""
+    order = np.argsort(x, kind="stable")
+    xs = x[order]
+    n = xs.size
+    # boundaries of runs of equal values
+    new_run = np.empty(n, dtype=bool)
+    new_run[0] = True
+    np.not_equal(xs[1:], xs[:-1], out=new_run[1:])
+    starts = np.flatnonzero(new_run)
+    ends = np.append(starts[1:], n)  # exclusive
+    run_rank = (starts + 1 + ends) / 2.0  # mean of start+1 .. end
+    run_id = np.cumsum(new_run) - 1
+    ranks = np.empty(n, dtype=np.float64)
+    ranks[order] = run_rank[run_id]
+    return ranks
+
+
+def roc_auc_micro(scores, labels) -> float:
+    """Micro-averaged one-vs-rest ROC AUC (sklearn ``average='micro'`` on one-hot targets).
+
+    All N*C (score, is-true-class) pairs are pooled and the AUC comes from the
+    Mann-Whitney rank sum: AUC = (R_pos - P(P+1)/2) / (P * Neg), with tied
+    scores given their average rank, i.e. a tie counts as half a win.
+    SM-SGE's released code reports this value under the name nAUC.
+    """
+    s, y = _check_scores_labels(scores, labels)
+    n, n_cls = s.shape
+    if n_cls < 2:
+        raise ValueError("roc_auc_micro needs at least 2 classes (no negatives otherwise)")
+    flat = s.ravel()
+    pos = np.zeros_like(flat, dtype=bool)
+    pos[np.arange(n) * n_cls + y] = True
+    ranks = _average_ranks(flat)
+    n_pos = float(n)
+    n_neg = float(n * (n_cls - 1))
+    r_pos = ranks[pos].sum()
+    return float((r_pos - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+@dataclass(frozen=True, eq=False)
+class ClosedSetResult:
+    """Outcome of :func:`closed_set_metrics`.
+
+    ``sequence_accuracy`` and ``num_sequences`` are None when no sequence ids
+    were given.
+    """
+
+    cmc: np.ndarray
+    rank1: float
+    rank5: float
+    rank10: float
+    nAUC: float
+    roc_auc_micro: float
+    sequence_accuracy: float | None
+    num_windows: int
+    num_sequences: int | None
+    ranks: tuple[int, ...] = field(default=(1, 5, 10))
+
+    def rank(self, k: int) -> float:
+        """Rank-k identification rate; k beyond the class count saturates at 1.0."""
+        if k < 1:
+            raise ValueError(f"rank k must be >= 1, got {k}")
+        return float(self.cmc[min(k, len(self.cmc)) - 1])
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        out: dict[str, float | int | None] = {f"rank{k}": self.rank(k) for k in self.ranks}
+        out["nAUC"] = self.nAUC
+        out["roc_auc_micro"] = self.roc_auc_micro
+        out["sequence_accuracy"] = self.sequence_accuracy
+        return out
+
+
+def _true_class_rank(s: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """1-based rank of the true class in each row.
+
+    rank = 1 + #classes with a strictly higher score + #tied classes with a
+    lower index: deterministic, and consistent with ``argmax`` (which returns
+    the first maximum) for the top-1 decision.
+    """
+    true = s[np.arange(s.shape[0]), y][:, None]
+    idx = np.arange(s.shape[1])[None, :]
+    ahead = (s > true) | ((s == true) & (idx < y[:, None]))
+    return 1 + ahead.sum(1)
+
+
+def closed_set_metrics(scores, labels, sequence_ids=None, ranks=(1, 5, 10)) -> ClosedSetResult:
+    """Closed-set identification metrics from per-window class scores.
+
+    Higher score = more likely (probabilities or logits both work, only the
+    order matters, except for sequence voting). For sequence accuracy the
+    window score rows of a sequence are averaged as given (no softmax is
+    applied) and the top-1 class of the mean is compared with the sequence's
+    label, which must be the same for all of its windows.
+    """
+    s, y = _check_scores_labels(scores, labels)
+    n, n_cls = s.shape
+    if n_cls < 2:
+        raise ValueError("closed_set_metrics needs at least 2 classes")
+    ranks = tuple(int(k) for k in ranks)
+    if any(k < 1 for k in ranks):
+        raise ValueError(f"ranks must be >= 1, got {ranks}")
+
+    r = _true_class_rank(s, y)
+    hist = np.bincount(r, minlength=n_cls + 1)[1:]
+    cmc = np.cumsum(hist).astype(np.float64) / n
+    cmc.setflags(write=False)
+
+    seq_acc: float | None = None
+    n_seq: int | None = None
+    if sequence_ids is not None:
+        sid = np.asarray(
+            sequence_ids.detach().cpu() if isinstance(sequence_ids, torch.Tensor) else sequence_ids
+        )
+        if sid.ndim != 1 or sid.shape[0] != n:
+            raise ValueError(
+                f"shape mismatch: scores has {n} rows but sequence_ids has shape {sid.shape}"
+            )
+        uniq, inv = np.unique(sid, return_inverse=True)
+        inv = inv.ravel()
+        n_seq = len(uniq)
+        lab_min = np.full(n_seq, np.iinfo(np.int64).max)
+        lab_max = np.full(n_seq, np.iinfo(np.int64).min)
+        np.minimum.at(lab_min, inv, y)
+        np.maximum.at(lab_max, inv, y)
+        bad = np.flatnonzero(lab_min != lab_max)
+        if bad.size:
+            raise ValueError(
+                f"sequence {uniq[bad[0]]!r} has windows with different labels "
+                f"({lab_min[bad[0]]} and {lab_max[bad[0]]})"
+            )
+        order = np.argsort(inv, kind="stable")
+        starts = np.searchsorted(inv[order], np.arange(n_seq))
+        sums = np.add.reduceat(s[order], starts, axis=0)
+        means = sums / np.bincount(inv, minlength=n_seq)[:, None]
+        seq_acc = float(np.mean(means.argmax(1) == lab_min))
+
+    return ClosedSetResult(
+        cmc=cmc,
+        rank1=float(cmc[min(1, n_cls) - 1]),
+        rank5=float(cmc[min(5, n_cls) - 1]),
+        rank10=float(cmc[min(10, n_cls) - 1]),
+        nAUC=cmc_auc(cmc),
+        roc_auc_micro=roc_auc_micro(s, y),
+        sequence_accuracy=seq_acc,
+        num_windows=n,
+        num_sequences=n_seq,
+        ranks=ranks,
+    )
+
+
+# ---------------------------------------------------------------------------
+# probe classifier for the closed-set protocol
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class ProbeConfig:
+    """Probe trained on frozen features; fixed epochs so test data never steers it."""
+
+    kind: str = "mlp"  # "mlp" | "knn"
+    hidden: int = 256
+    epochs: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    dropout: float = 0.0
+    k: int = 1
+    standardize: bool = True
+
+
+def _to_float_tensor(x, name: str, device: torch.device) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
+        raise ValueError(f"{name} must be a non-empty 2-D array [N, D], got shape {tuple(t.shape)}")
+    t = t.to(device=device, dtype=torch.float32)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return t
+
+
+def train_probe_and_score(
+    train_feats, train_labels, test_feats, cfg: ProbeConfig, seed: int, device="cpu"
+) -> np.ndarray:
+    """Fit a probe on frozen train features and return class scores [N_test, C].
+
+    * ``mlp``: Linear -> ReLU -> (Dropout) -> Linear, Adam + cross-entropy for
+      exactly ``cfg.epochs`` epochs; returns softmax probabilities. Weight init,
+      dropout and batch shuffling all derive from ``seed`` (the global torch
+      RNG is left untouched).
+    * ``knn``: score of class c = mean of the top min(k, n_c) cosine
+      similarities to that class's training samples; classes with no training
+      sample get -inf.
+
+    C = max(train_labels) + 1. Features are standardised with the train
+    mean/std first when ``cfg.standardize``.
+    """
+    if cfg.kind not in ("mlp", "knn"):
+        raise ValueError(f"unknown probe kind {cfg.kind!r}; expected 'mlp' or 'knn'")
+    for name in ("hidden", "epochs", "batch_size", "k"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"ProbeConfig.{name} must be >= 1, got {getattr(cfg, name)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"ProbeConfig.dropout must be in [0, 1), got {cfg.dropout}")
+    device = torch.device(device)
+    xtr = _to_float_tensor(train_feats, "train_feats", device)
+    xte = _to_float_tensor(test_feats, "test_feats", device)
+    if xtr.shape[1] != xte.shape[1]:
+        raise ValueError(
+            f"feature dims differ: train has {xtr.shape[1]}, test has {xte.shape[1]}"
+        )
+    ytr_np = np.asarray(
+        train_labels.detach().cpu() if isinstance(train_labels, torch.Tensor) else train_labels
+    )
+    if ytr_np.ndim != 1 or ytr_np.shape[0] != xtr.shape[0]:
+        raise ValueError(
+            f"shape mismatch: train_feats has {xtr.shape[0]} rows but train_labels has shape "
+            f"{ytr_np.shape}"
+        )
+    if ytr_np.dtype.kind not in "iu" or ytr_np.min() < 0:
+        raise ValueError("train_labels must be non-negative integer class indices")
+    ytr = torch.as_tensor(ytr_np.astype(np.int64), device=device)
+    n_cls = int(ytr.max()) + 1
+
+    if cfg.standardize:
+        mean = xtr.mean(0, keepdim=True)
+        std = xtr.std(0, unbiased=False, keepdim=True)
+        std = torch.where(std > 1e-12, std, torch.ones_like(std))
+        xtr = (xtr - mean) / std
+        xte = (xte - mean) / std
+
+    if cfg.kind == "knn":
+        return _knn_scores(xtr, ytr, xte, n_cls, cfg.k)
+    return _mlp_scores(xtr, ytr, xte, n_cls, cfg, seed, device)
+
+
+def _knn_scores(xtr, ytr, xte, n_cls: int, k: int) -> np.ndarray:
+    a = torch.nn.functional.normalize(xtr, dim=1)
+    b = torch.nn.functional.normalize(xte, dim=1)
+    counts = torch.bincount(ytr, minlength=n_cls)
+    n_max = int(counts.max())
+    # [C, n_max] table of train indices per class (padded), so one gather
+    # gives every class's similarities at once
+    order = torch.sort(ytr, stable=True).indices
+    starts = torch.cumsum(counts, 0) - counts
+    ar = torch.arange(n_max, device=xtr.device)
+    present = ar[None, :] < counts[:, None]
+    table = order[(starts[:, None] + ar[None, :]).clamp(max=len(ytr) - 1)]
+    kk = min(k, n_max)
+    denom = counts.clamp(max=k).double()
+    out = torch.empty((xte.shape[0], n_cls), dtype=torch.float64, device=xtr.device)
+    step = max(1, (1 << 24) // max(1, n_cls * n_max))
+    for s in range(0, xte.shape[0], step):
+        sim = b[s : s + step] @ a.T  # [B, N_train]
+        per_cls = sim[:, table].masked_fill(~present[None], -math.inf)  # [B, C, n_max]
+        top = per_cls.topk(kk, dim=2).values
+        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+        out[s : s + step] = top.double().sum(2) / denom.clamp(min=1)[None]
+    out[:, counts == 0] = -math.inf
+    return out.cpu().numpy()
+
+
+def _mlp_scores(xtr, ytr, xte, n_cls: int, cfg: ProbeConfig, seed: int, device) -> np.ndarray:
+    fork_devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork_devices):
+        torch.manual_seed(seed)
+        layers: list[torch.nn.Module] = [torch.nn.Linear(xtr.shape[1], cfg.hidden), torch.nn.ReLU()]
+        if cfg.dropout > 0:
+            layers.append(torch.nn.Dropout(cfg.dropout))
+        layers.append(torch.nn.Linear(cfg.hidden, n_cls))
+        model = torch.nn.Sequential(*layers).to(device)
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(seed)
+        n = xtr.shape[0]
+        model.train()
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(n, generator=gen).to(device)
+            for s in range(0, n, cfg.batch_size):
+                idx = perm[s : s + cfg.batch_size]
+                loss = torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        model.eval()
+        with torch.no_grad():
+            probs = [
+                torch.softmax(model(xte[s : s + 4096]), dim=1).double()
+                for s in range(0, xte.shape[0], 4096)
+            ]
+    return torch.cat(probs).cpu().numpy()
