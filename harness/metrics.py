@@ -13,7 +13,9 @@ Only numpy and torch are used so that the harness has no compiled extension.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -175,6 +177,8 @@ def evaluate_retrieval(
     index; no argsort of the full gallery is needed. Memory is
     O(chunk_size x G) on ``device`` (default: the distmat tensor's device, or
     CPU). ``chunk_size`` changes memory use, not results (up to rounding).
+    On CPU, torch runs single-threaded during the call (restored afterwards)
+    and the sorts are spread over ``torch.get_num_threads()`` threads instead.
     """
     if device is None:
         device = distmat.device if isinstance(distmat, torch.Tensor) else torch.device("cpu")
@@ -212,6 +216,28 @@ def evaluate_retrieval(
         )
         max_rank = num_g
 
+    threads = torch.get_num_threads()
+    with _serial_torch(device):
+        first_rank, ap, inp, valid = _rank_queries(
+            rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, threads
+        )
+    num_valid = int(valid.sum())
+    fr = first_rank[valid].clamp(max=max_rank + 1)
+    hist = torch.bincount(fr, minlength=max_rank + 2)[1 : max_rank + 1]
+    cmc = (torch.cumsum(hist, 0).double() / num_valid).cpu().numpy()
+    cmc.setflags(write=False)
+    return RetrievalResult(
+        cmc=cmc,
+        mAP=float(ap[valid].sum().item() / num_valid),
+        mINP=float(inp[valid].sum().item() / num_valid),
+        num_valid_queries=num_valid,
+        num_queries=num_q,
+    )
+
+
+def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, sort_threads):
+    """Per query: 1-based kept rank of the first true match, AP, INP, validity."""
+    num_q, num_g = rows.shape
     # Gallery indices of every pid, contiguous after a stable sort by pid, so
     # each query's same-pid items (true matches + junk) are one slice.
     g_order = torch.sort(gp, stable=True).indices
@@ -271,7 +297,7 @@ def evaluate_retrieval(
     vq = vq[torch.sort(n_cand[vq], stable=True).indices]  # similar sizes share a chunk
     vq_np = vq.cpu().numpy()
     cols = torch.arange(num_g, device=device)
-    with _ValueSorter() as sort_values:
+    with _ValueSorter(sort_threads) as sort_values:
         for s in range(0, num_valid, chunk_size):
             qi = vq[s : s + chunk_size]
             d = rows.take(vq_np[s : s + chunk_size])
@@ -330,17 +356,26 @@ def evaluate_retrieval(
             first_rank[qi] = kept_rank.masked_fill(~g_s, torch.iinfo(torch.int64).max).min(1).values
             inp[qi] = ng / kept_rank.masked_fill(~g_s, 0).max(1).values.double()
 
-    fr = first_rank[valid].clamp(max=max_rank + 1)
-    hist = torch.bincount(fr, minlength=max_rank + 2)[1 : max_rank + 1]
-    cmc = (torch.cumsum(hist, 0).double() / num_valid).cpu().numpy()
-    cmc.setflags(write=False)
-    return RetrievalResult(
-        cmc=cmc,
-        mAP=float(ap[valid].sum().item() / num_valid),
-        mINP=float(inp[valid].sum().item() / num_valid),
-        num_valid_queries=num_valid,
-        num_queries=num_q,
-    )
+    return first_rank, ap, inp, valid
+
+
+@contextlib.contextmanager
+def _serial_torch(device: torch.device):
+    """Run torch's CPU ops on one thread for the duration.
+
+    The CPU path issues many small ops; with several OpenMP threads each one
+    pays a barrier, which costs milliseconds when the machine is busy. The one
+    expensive step (sorting) is parallelised separately by ``_ValueSorter``.
+    """
+    n = torch.get_num_threads()
+    if device.type != "cpu" or n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 # The [chunk, G]-sized steps below use numpy on CPU: its single-threaded
@@ -352,7 +387,8 @@ def _has_nan(d: torch.Tensor) -> bool:
     """NaN always survives a sum, so the full scan only runs on suspicion."""
     if d.device.type == "cpu":
         a = d.numpy()
-        return bool(np.isnan(a.sum()) and np.isnan(a).any())
+        with np.errstate(all="ignore"):  # inf + -inf is NaN too; the scan sorts it out
+            return bool(np.isnan(a.sum()) and np.isnan(a).any())
     return bool(torch.isnan(d.sum()) and torch.isnan(d).any())
 
 
@@ -380,12 +416,13 @@ def _searchsorted_rows(sv: torch.Tensor, t: torch.Tensor, right: bool) -> torch.
 class _ValueSorter:
     """Row-wise ascending sort of values only.
 
-    On CPU numpy's SIMD quicksort is several times faster than ``torch.sort``
-    (which always builds indices); rows are split over a thread pool sized
+    On CPU numpy's SIMD quicksort beats ``torch.sort`` (which always builds
+    indices); rows are split over a thread pool sized
     like torch's, since numpy releases the GIL while sorting.
     """
 
-    def __init__(self):
+    def __init__(self, threads: int):
+        self.threads = threads
         self.pool = None
 
     def __enter__(self):
@@ -400,12 +437,10 @@ class _ValueSorter:
         if x.device.type != "cpu":
             return torch.sort(x, dim=1).values
         a = x.contiguous().numpy()
-        n_thr = min(torch.get_num_threads(), a.shape[0])
+        n_thr = min(self.threads, a.shape[0])
         if n_thr <= 1 or a.size < (1 << 18):
             return torch.from_numpy(np.sort(a, axis=1))
         if self.pool is None:
-            from concurrent.futures import ThreadPoolExecutor
-
             self.pool = ThreadPoolExecutor(max_workers=n_thr)
         out = np.empty_like(a)
         bounds = np.linspace(0, a.shape[0], n_thr + 1).astype(int)

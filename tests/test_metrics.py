@@ -187,6 +187,7 @@ def test_torch_inputs_match_numpy_inputs():
     d, qp, gp, qc, gc = random_problem(rng, "structured")
     while loop_reference(d, qp, gp, qc, gc, 10) is None:
         d, qp, gp, qc, gc = random_problem(rng, "structured")
+    threads = torch.get_num_threads()
     a = evaluate_retrieval(d, qp, gp, qc, gc, max_rank=5)
     b = evaluate_retrieval(
         torch.from_numpy(d).float(),
@@ -198,8 +199,25 @@ def test_torch_inputs_match_numpy_inputs():
         chunk_size=3,
     )
     np.testing.assert_allclose(a.cmc, b.cmc, atol=1e-12)
+    assert torch.get_num_threads() == threads  # CPU path restores the thread count
     assert a.mAP == pytest.approx(b.mAP, abs=1e-6)
     assert a.mINP == pytest.approx(b.mINP, abs=1e-6)
+
+
+def test_infinite_and_half_precision_distances():
+    rng = np.random.default_rng(11)
+    for _ in range(10):
+        d, qp, gp, qc, gc = random_problem(rng, "structured_ties")
+        u = rng.random(d.shape)
+        d[u < 0.1], d[u > 0.95] = np.inf, -np.inf
+        d = d.astype(np.float16)
+        ref = loop_reference(d, qp, gp, qc, gc, 5)
+        if ref is None:
+            continue
+        res = evaluate_retrieval(d, qp, gp, qc, gc, max_rank=5, chunk_size=4)
+        np.testing.assert_allclose(res.cmc, ref[0], atol=1e-6, rtol=0)
+        assert res.mAP == pytest.approx(ref[1], abs=1e-6)
+        assert res.mINP == pytest.approx(ref[2], abs=1e-6)
 
 
 def test_read_only_numpy_and_integer_distmat():
