@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from reid_bench.registry import KINDS, PluginError, get_registry
@@ -77,7 +78,7 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     for col in ("kind", "name", "distribution", "status"):
         table.add_column(col, overflow="fold")
     for s in statuses:
-        status = "[green]loaded[/]" if s.loaded else f"[red]error:[/] {s.error}"
+        status = "[green]loaded[/]" if s.loaded else f"[red]error:[/] {escape(s.error)}"
         table.add_row(s.entry.kind, s.entry.name, s.entry.label, status)
     out.print(table)
 
@@ -167,7 +168,7 @@ def info_cmd(name: str = typer.Argument(..., help="a model, dataset, protocol or
             if key in ("kind", "name"):
                 continue
             text = json.dumps(value, indent=1) if isinstance(value, (dict, list)) else str(value)
-            table.add_row(key, text)
+            table.add_row(key, escape(text))
         out.print(table)
 
 
@@ -324,7 +325,7 @@ def data_info(name: str, data_root: Optional[str] = DataRootOption, as_json: boo
     table.add_column("value", overflow="fold")
     for key, value in info.items():
         if key not in ("kind", "name"):
-            table.add_row(key, json.dumps(value, indent=1) if isinstance(value, (dict, list)) else str(value))
+            table.add_row(key, escape(json.dumps(value, indent=1) if isinstance(value, (dict, list)) else str(value)))
     out.print(table)
 
 

@@ -110,6 +110,13 @@ def environment_tags() -> dict[str, str]:
     }
 
 
+def metric_name(text: str) -> str:
+    """MLflow accepts only [A-Za-z0-9_-. :/] in names; anything else becomes '_'."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", text)[:250]
+
+
 def flatten(prefix: str, value: Any) -> dict[str, str]:
     if isinstance(value, dict):
         out: dict[str, str] = {}
@@ -199,7 +206,7 @@ class Recorder:
         self._log_params(run_id, flatten("fold_info", fold_info))
         for label, drops in result.get("dataset_drops", {}).items():
             for reason, count in drops.items():
-                self.client.log_metric(run_id, f"data/dropped/{label}/{reason}".replace(" ", "_")[:250], float(count))
+                self.client.log_metric(run_id, metric_name(f"data/dropped/{label}/{reason}"), float(count))
         with tempfile.TemporaryDirectory() as tmp:
             if split is not None:  # which sequences/samples formed each side of the fold
                 (Path(tmp) / "split.json").write_text(json.dumps(split, indent=1, sort_keys=True, default=str))

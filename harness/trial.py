@@ -144,12 +144,13 @@ class HarnessData(DataAccess):
         if key in self._cache:
             return self._cache[key]
         ds = self.dataset(dataset, **options)
-        # MLflow tag keys allow only [A-Za-z0-9_-. :/]
-        label = "/".join([dataset] + [f"{k}-{v}" for k, v in sorted(options.items())])
+        label = _data_label(dataset, options)
         if isinstance(ds, FileDataset) and self.cache_dir is not None:
             records = self._load_file_dataset(ds, dataset, label)
         else:
             records = ds.load()
+            if isinstance(ds, FileDataset):
+                self.drops[label] = ds.drop_report()
         self.checksums[label] = ds.checksum()
         self._cache[key] = records
         return records
@@ -178,6 +179,17 @@ class HarnessData(DataAccess):
 
             warnings.warn(f"could not write the dataset cache {path}: {exc}", stacklevel=2)
         return records
+
+
+def _data_label(dataset: str, options: dict[str, Any]) -> str:
+    """A readable key for one dataset configuration, valid as an MLflow tag name."""
+    import re
+
+    def text(v: Any) -> str:
+        return "+".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+    raw = "/".join([dataset] + [f"{k}-{text(v)}" for k, v in sorted(options.items())])
+    return re.sub(r"[^A-Za-z0-9_\-. :/+]", "_", raw).replace("+", "_")[:200]
 
 
 def seed_everything(seed: int) -> None:

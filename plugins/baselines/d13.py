@@ -1,7 +1,8 @@
 """D13: hand-crafted anthropometric skeleton descriptors (no learning).
 
 In the spirit of the skeleton descriptors of Barbosa et al. (2012) and Munaro et al. (2014),
-13 values per frame are measured on a Kinect v1 20-joint skeleton:
+13 values per frame are measured on a Kinect v1 20-joint skeleton (other built-in layouts map
+their joints onto the same roles, see ``ROLES``):
 
  1. head height        head above the lower foot (y up)
  2. neck height        ShoulderCenter above the lower foot
@@ -30,12 +31,25 @@ import numpy as np
 
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 
-# Kinect v1 20-joint indices (SDK order).
-_HC, _SP, _SC, _HEAD = 0, 1, 2, 3
-_SL, _EL, _WL, _HL = 4, 5, 6, 7
-_SR, _ER, _WR, _HR = 8, 9, 10, 11
-_HIPL, _KL, _AL, _FL = 12, 13, 14, 15
-_HIPR, _KR, _AR, _FR = 16, 17, 18, 19
+# The joints each descriptor measures, per layout. A role is the mean of the listed joints,
+# so layouts without a joint get the nearest stand-in (a hand is the wrist when the layout has
+# no hand, the hip centre is the mean of both hips, the neck of COCO is between the shoulders).
+ROLES: dict[str, dict[str, tuple[int, ...]]] = {
+    "kinect-v1-20": dict(head=(3,), neck=(2,), hipc=(0,), spine=(1,), sl=(4,), el=(5,), wl=(6,), hl=(7,),
+                         sr=(8,), er=(9,), wr=(10,), hr=(11,), hipl=(12,), kl=(13,), al=(14,), fl=(15,),
+                         hipr=(16,), kr=(17,), ar=(18,), fr=(19,)),
+    # Kinect v2: SpineShoulder (20) plays the part of v1's ShoulderCenter.
+    "kinect-v2-25": dict(head=(3,), neck=(20,), hipc=(0,), spine=(1,), sl=(4,), el=(5,), wl=(6,), hl=(7,),
+                         sr=(8,), er=(9,), wr=(10,), hr=(11,), hipl=(12,), kl=(13,), al=(14,), fl=(15,),
+                         hipr=(16,), kr=(17,), ar=(18,), fr=(19,)),
+    "casia-14": dict(head=(0,), neck=(1,), hipc=(8, 11), spine=(1, 8, 11), sr=(2,), er=(3,), wr=(4,), hr=(4,),
+                     sl=(5,), el=(6,), wl=(7,), hl=(7,), hipr=(8,), kr=(9,), ar=(10,), fr=(10,),
+                     hipl=(11,), kl=(12,), al=(13,), fl=(13,)),
+    # 2D image keypoints: y grows downwards, so "heights" are negative; standardisation absorbs it.
+    "coco-17": dict(head=(0,), neck=(5, 6), hipc=(11, 12), spine=(5, 6, 11, 12), sl=(5,), el=(7,), wl=(9,), hl=(9,),
+                    sr=(6,), er=(8,), wr=(10,), hr=(10,), hipl=(11,), kl=(13,), al=(15,), fl=(15,),
+                    hipr=(12,), kr=(14,), ar=(16,), fr=(16,)),
+}
 
 _STATISTICS = ("mean", "std", "median", "min", "max")
 FEATURE_NAMES: tuple[str, ...] = (
@@ -70,26 +84,31 @@ class D13Config:
     eps: float = 1e-6
 
 
-def frame_descriptors(frames: np.ndarray, eps: float = 1e-6) -> np.ndarray:
-    """The 13 descriptors of every frame: [..., 20, 3] -> [..., 13] (float64)."""
+def frame_descriptors(frames: np.ndarray, eps: float = 1e-6, layout: str = "kinect-v1-20") -> np.ndarray:
+    """The 13 descriptors of every frame: [..., J, 3] -> [..., 13] (float64)."""
+    if layout not in ROLES:
+        raise ValueError(f"D13 has no joint roles for layout {layout!r}; supported: {', '.join(sorted(ROLES))}")
+    roles = ROLES[layout]
     x = np.asarray(frames, dtype=np.float64)
-    if x.shape[-2:] != (20, 3):
-        raise ValueError(f"D13 needs Kinect v1 20-joint skeletons [..., 20, 3], got {x.shape}")
+    needed = max(max(v) for v in roles.values()) + 1
+    if x.shape[-1] != 3 or x.shape[-2] < needed:
+        raise ValueError(f"D13 on {layout!r} needs skeletons [..., {needed}, 3], got {x.shape}")
+    p = {name: x[..., list(idx), :].mean(axis=-2) for name, idx in roles.items()}
 
-    def dist(a: int, b: int) -> np.ndarray:
-        return np.linalg.norm(x[..., a, :] - x[..., b, :], axis=-1)
+    def dist(a: str, b: str) -> np.ndarray:
+        return np.linalg.norm(p[a] - p[b], axis=-1)
 
-    floor = np.minimum(x[..., _FL, 1], x[..., _FR, 1])
-    torso = dist(_HC, _SP) + dist(_SP, _SC)
-    arm_l = dist(_SL, _EL) + dist(_EL, _WL) + dist(_WL, _HL)
-    arm_r = dist(_SR, _ER) + dist(_ER, _WR) + dist(_WR, _HR)
-    thigh_l, thigh_r = dist(_HIPL, _KL), dist(_HIPR, _KR)
-    leg = 0.5 * (thigh_l + dist(_KL, _AL) + thigh_r + dist(_KR, _AR))
+    floor = np.minimum(p["fl"][..., 1], p["fr"][..., 1])
+    torso = dist("hipc", "spine") + dist("spine", "neck")
+    arm_l = dist("sl", "el") + dist("el", "wl") + dist("wl", "hl")
+    arm_r = dist("sr", "er") + dist("er", "wr") + dist("wr", "hr")
+    thigh_l, thigh_r = dist("hipl", "kl"), dist("hipr", "kr")
+    leg = 0.5 * (thigh_l + dist("kl", "al") + thigh_r + dist("kr", "ar"))
     feats = [
-        x[..., _HEAD, 1] - floor,
-        x[..., _SC, 1] - floor,
-        dist(_SC, _SL),
-        dist(_SC, _SR),
+        p["head"][..., 1] - floor,
+        p["neck"][..., 1] - floor,
+        dist("neck", "sl"),
+        dist("neck", "sr"),
         torso,
         arm_l,
         arm_r,
@@ -97,7 +116,7 @@ def frame_descriptors(frames: np.ndarray, eps: float = 1e-6) -> np.ndarray:
         thigh_r,
         torso / np.maximum(thigh_l, eps),
         torso / np.maximum(thigh_r, eps),
-        dist(_HIPL, _HIPR),
+        dist("hipl", "hipr"),
         torso / np.maximum(leg, eps),
     ]
     return np.stack(feats, axis=-1)
@@ -125,8 +144,9 @@ class D13(Model):
 
     def __init__(self, config: D13Config, spec: DataSpec) -> None:
         super().__init__(config, spec)
-        if spec.layout is not None and spec.layout.num_joints != 20:
-            raise ValueError(f"D13 needs the Kinect v1 20-joint layout, got {spec.layout.name!r}")
+        self._layout = spec.layout.name if spec.layout is not None else "kinect-v1-20"
+        if self._layout not in ROLES:
+            raise ValueError(f"D13 has no joint roles for layout {self._layout!r}; supported: {', '.join(sorted(ROLES))}")
         self._stats = _parse_statistics(config.statistics)
         self._mean: np.ndarray | None = None
         self._std: np.ndarray | None = None
@@ -135,7 +155,7 @@ class D13(Model):
         data = np.asarray(samples.data)
         if data.ndim != 4:
             raise ValueError(f"D13 expects windows [N, f, J, 3], got {data.shape}")
-        d = frame_descriptors(data, self.config.eps)  # [N, f, 13]
+        d = frame_descriptors(data, self.config.eps, self._layout)  # [N, f, 13]
         parts = {
             "mean": lambda: d.mean(1),
             "std": lambda: d.std(1),

@@ -1,0 +1,186 @@
+"""OG-Net's point-cloud re-identification protocols (Zheng et al., TNNLS 2022).
+
+Retrieval in the Market-1501 mode on the 3D releases: the model learns on ``train_all`` (OG-Net's
+README trains every reported model with ``--train_all``), query clouds are ranked against the
+gallery, a gallery cloud of the query's person from the query's camera does not count, junk
+(person -1) is removed from the gallery and distractors (person 0) stay. Direct-transfer
+protocols train on one dataset's ``train_all`` and test on another's query/gallery.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from reid_bench.api import DataAccess, FoldData
+from reid_bench.protocols import CloudRetrievalProtocol
+from reid_bench.samples import clouds_to_sampleset, label_map
+
+_README = "layumi/person-reid-3d"
+_README_COMMIT = "5a0bda93931258e70c3aa8db6cd6c30b608781f7"
+REFERENCE_SOURCE = (
+    f"{_README} README.md at commit {_README_COMMIT} ('Training' section: Rank-1 (mAP) of each released model, "
+    "the TNNLS 2022 version; '-circle' keys are the '+ Circle' rows, trained with circle loss). No baseline "
+    "(PointNet++, DGCNN) or direct-transfer numbers are given there."
+)
+
+
+def _ref(rank1: float, mAP: float) -> dict[str, dict[str, float]]:
+    return {"all": {"rank1": rank1, "mAP": mAP}}
+
+
+class OGNetRetrievalProtocol(CloudRetrievalProtocol):
+    """Cloud retrieval on OG-Net's release folders: ``train_subset`` of ``train_dataset`` for
+    learning, ``query`` / ``gallery`` of ``test_dataset`` for testing."""
+
+    version = "1"
+    folds = ("all",)
+    main_score = "mAP"
+    filter_same_camera = True
+    train_subset: ClassVar[str] = "train_all"
+    reference_source = REFERENCE_SOURCE
+
+    @property
+    def same_dataset(self) -> bool:
+        return self.train_dataset == self.test_dataset
+
+    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+        if fold not in self.folds:
+            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+        train_all = data.load(self.train_dataset, **self.train_options)
+        test_all = data.load(self.test_dataset, **self.test_options)
+        train_recs = [r for r in train_all if r.subset == self.train_subset]
+        query_all = [r for r in test_all if r.subset == "query"]
+        gallery_all = [r for r in test_all if r.subset == "gallery"]
+        query_recs = [r for r in query_all if r.person != self.junk_person]
+        gallery_recs = [r for r in gallery_all if r.person != self.junk_person]
+        for label, recs, where in (("train", train_recs, f"{self.train_dataset}/{self.train_subset}"),
+                                   ("query", query_recs, f"{self.test_dataset}/query"),
+                                   ("gallery", gallery_recs, f"{self.test_dataset}/gallery")):
+            if not recs:
+                raise ValueError(f"protocol {type(self).__name__}: no {label} clouds in {where}")
+        train_people = {r.person for r in train_recs}
+        if self.same_dataset:
+            shared = sorted(train_people & ({r.person for r in query_recs} | {r.person for r in gallery_recs}))
+            if shared:
+                raise ValueError(f"protocol {type(self).__name__}: identities {shared[:10]} occur in both "
+                                 f"{self.train_subset} and query/gallery of {self.test_dataset}")
+        labels = label_map(train_people)
+        unseen: dict[int, int] = {}  # test people are never training classes
+        train = clouds_to_sampleset(train_recs, labels, seed=seed)
+        query = clouds_to_sampleset(query_recs, unseen, num_points=train.data.shape[1], seed=seed)
+        gallery = clouds_to_sampleset(gallery_recs, unseen, num_points=train.data.shape[1], seed=seed)
+        info: dict[str, Any] = {
+            "train_clouds": len(train),
+            "train_identities": len(train_people),
+            "query_clouds": len(query),
+            "query_identities": int(len(np.unique(query.person))),
+            "gallery_clouds": len(gallery),
+            "gallery_distractors": int((gallery.person == 0).sum()),
+            "query_junk_dropped": len(query_all) - len(query_recs),
+            "gallery_junk_dropped": len(gallery_all) - len(gallery_recs),
+            "split": {
+                "train": f"{self.train_dataset}/{self.train_subset}",
+                "query": f"{self.test_dataset}/query",
+                "gallery": f"{self.test_dataset}/gallery",
+            },
+        }
+        return FoldData(train=train, query=query, gallery=gallery, info=info)
+
+
+# Same-dataset protocols read train_all, query and gallery in one pass (one cache entry);
+# transfer protocols read only the folders each side needs.
+_ALL = {"subsets": ("train_all", "query", "gallery")}
+_TRAIN = {"subsets": ("train_all",)}
+_TEST = {"subsets": ("query", "gallery")}
+
+
+class Market3D(OGNetRetrievalProtocol):
+    description = ("OG-Net on 3D Market-1501: train on train_all (751 identities), 3368 queries against 15913 "
+                   "gallery clouds (junk removed, distractors kept), same-camera matches ignored.")
+    datasets = ("market1501-3d",)
+    train_dataset = test_dataset = "market1501-3d"
+    train_options = test_options = _ALL
+    references = {
+        "ognet": _ref(86.82, 69.02),
+        "ognet-circle": _ref(87.80, 70.56),
+        "ognet-small": _ref(86.79, 67.92),
+        "ognet-small-circle": _ref(87.38, 70.48),
+        "ognet-deep-circle": _ref(88.81, 72.91),
+    }
+
+
+class Duke3D(OGNetRetrievalProtocol):
+    description = ("OG-Net on 3D DukeMTMC-reID: train on train_all (702 identities), 2228 queries against 17661 "
+                   "gallery clouds (with 408 distractor identities), same-camera matches ignored.")
+    datasets = ("dukemtmc-3d",)
+    train_dataset = test_dataset = "dukemtmc-3d"
+    train_options = test_options = _ALL
+    references = {
+        "ognet": _ref(76.53, 57.92),
+        "ognet-circle": _ref(78.37, 60.07),
+        "ognet-small": _ref(77.33, 57.74),
+        "ognet-small-circle": _ref(77.15, 58.51),
+        "ognet-deep": _ref(76.97, 59.23),
+        "ognet-deep-circle": _ref(78.50, 60.7),
+    }
+
+
+class MSMT3D(OGNetRetrievalProtocol):
+    description = ("OG-Net on 3D MSMT17: train on train_all (train + val lists, 1041 identities), 11659 queries "
+                   "against 82161 gallery clouds, same-camera matches ignored.")
+    datasets = ("msmt17-3d",)
+    train_dataset = test_dataset = "msmt17-3d"
+    train_options = test_options = _ALL
+    references = {
+        "ognet": _ref(44.27, 21.57),
+        "ognet-circle": _ref(45.28, 22.81),
+        "ognet-small": _ref(43.84, 21.79),
+        "ognet-small-circle": _ref(42.44, 20.31),
+        "ognet-deep": _ref(44.56, 21.41),
+        "ognet-deep-circle": _ref(47.32, 24.07),
+    }
+
+
+class CUHK03NP3D(OGNetRetrievalProtocol):
+    description = ("OG-Net on 3D CUHK03-NP: train on train_all (767 identities), 1400 queries against the 700-"
+                   "identity gallery, same-view matches ignored.")
+    datasets = ("cuhk03np-3d",)
+    train_dataset = test_dataset = "cuhk03np-3d"
+    train_options = test_options = _ALL
+    references = {
+        "ognet": _ref(44.00, 39.28),
+        "ognet-circle": _ref(48.29, 43.73),
+        "ognet-small": _ref(43.07, 38.06),
+        "ognet-small-circle": _ref(46.43, 41.79),
+        "ognet-deep": _ref(45.71, 41.15),
+        "ognet-deep-circle": _ref(49.43, 45.71),
+    }
+
+
+class Market3DToDuke3D(OGNetRetrievalProtocol):
+    description = "Direct transfer: train on 3D Market-1501 train_all, test on 3D DukeMTMC-reID query/gallery."
+    datasets = ("market1501-3d", "dukemtmc-3d")
+    train_dataset = "market1501-3d"
+    test_dataset = "dukemtmc-3d"
+    train_options = _TRAIN
+    test_options = _TEST
+
+
+class Duke3DToMarket3D(OGNetRetrievalProtocol):
+    description = "Direct transfer: train on 3D DukeMTMC-reID train_all, test on 3D Market-1501 query/gallery."
+    datasets = ("dukemtmc-3d", "market1501-3d")
+    train_dataset = "dukemtmc-3d"
+    test_dataset = "market1501-3d"
+    train_options = _TRAIN
+    test_options = _TEST
+
+
+class Market3DToMSMT3D(OGNetRetrievalProtocol):
+    description = "Direct transfer: train on 3D Market-1501 train_all, test on 3D MSMT17 query/gallery."
+    datasets = ("market1501-3d", "msmt17-3d")
+    train_dataset = "market1501-3d"
+    test_dataset = "msmt17-3d"
+    train_options = _TRAIN
+    test_options = _TEST
