@@ -38,9 +38,10 @@ def fingerprint_files(root: Path, files: Iterable[Path]) -> str:
     mtime detects any edit made through the file system, which is what a cache must notice.
     """
     digest = hashlib.sha256()
-    for path in sorted(Path(f) for f in files):
-        st = path.stat()
-        digest.update(f"{path.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    prefix = len(str(root).rstrip(os.sep)) + 1
+    for name in sorted(str(f) for f in files):
+        st = os.stat(name)
+        digest.update(f"{name[prefix:]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:20]
 
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections import Counter
@@ -278,9 +279,14 @@ DataRootOption = typer.Option(None, "--data-root", envvar="REID_BENCH_DATA", hel
 def _dataset_status(name: str, cls: Any, data_root: Optional[str]) -> dict[str, Any]:
     from reid_bench.datasets import FileDataset
 
+    from reid_bench.trial import dataset_root
+
     if not issubclass(cls, FileDataset):
         return {"name": name, "modality": cls.modality, "status": "generated", "folder": None}
-    folder = (Path(data_root) / name).resolve() if data_root else None
+    fields = {f.name for f in dataclasses.fields(cls.options_class)} if cls.options_class else set()
+    if "name" in fields:  # generic datasets: one folder per imported dataset, chosen with data.name
+        return {"name": name, "modality": cls.modality, "status": "folder chosen with --set data.name", "folder": None}
+    folder = dataset_root(cls, Path(data_root).resolve(), name) if data_root else None
     present = bool(folder and folder.is_dir())
     return {"name": name, "modality": cls.modality, "status": "present" if present else "missing",
             "folder": str(folder) if folder else None, "obtain": cls.obtain}
@@ -387,6 +393,34 @@ def data_verify(
         out.print("[green]ok[/]" if not problems else f"[red]{len(problems)} problem(s)[/]")
     if problems:
         raise typer.Exit(1)
+
+
+@data_app.command("import")
+def data_import(
+    source: str = typer.Argument(..., help="a folder with manifest.csv (and dataset.toml), or the manifest itself"),
+    name: str = typer.Option(..., "--name", help="the new dataset's folder name under the data root"),
+    data_root: Optional[str] = DataRootOption,
+    modality: Optional[str] = typer.Option(None, "--modality", help="skeleton or pointcloud (else from dataset.toml)"),
+    layout: Optional[str] = typer.Option(None, "--layout", help="a built-in layout name or a layout TOML/JSON file"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing dataset of that name"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Bring any skeleton or point-cloud dataset into the generic format (docs/generic-format.md);
+    then run it with --protocol generic-closed-set|generic-retrieval --set data.name=NAME."""
+    from reid_bench.datasets import DataFormatError
+    from reid_bench.datasets.generic import import_dataset
+
+    if not data_root:
+        fail("data import needs --data-root (or REID_BENCH_DATA): the folder the dataset is written into")
+    try:
+        summary = import_dataset(source, data_root, name, modality=modality, layout=layout, overwrite=overwrite)
+    except (DataFormatError, ValueError, FileExistsError, FileNotFoundError) as exc:
+        fail(str(exc), 1)
+    if as_json:
+        print_json(summary)
+    else:
+        for key, value in summary.items():
+            out.print(f"{key}: {value}", highlight=False, markup=False)
 
 
 def main() -> None:

@@ -132,8 +132,7 @@ class HarnessData(DataAccess):
         opts = None
         if ds_cls.options_class is not None:
             opts = ds_cls.options_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in base.items()})
-        root = self.data_root / dataset if self.data_root else None
-        return ds_cls(root=root, options=opts)
+        return ds_cls(root=dataset_root(ds_cls, self.data_root, dataset), options=opts)
 
     def load(self, dataset: str, **options: Any) -> list[Record]:
         import json
@@ -146,12 +145,12 @@ class HarnessData(DataAccess):
         ds = self.dataset(dataset, **options)
         label = _data_label(dataset, options)
         if isinstance(ds, FileDataset) and self.cache_dir is not None:
-            records = self._load_file_dataset(ds, dataset, label)
+            records = self._load_file_dataset(ds, dataset, label)  # records the checksum itself
         else:
             records = ds.load()
             if isinstance(ds, FileDataset):
                 self.drops[label] = ds.drop_report()
-        self.checksums[label] = ds.checksum()
+            self.checksums[label] = ds.checksum()
         self._cache[key] = records
         return records
 
@@ -161,7 +160,8 @@ class HarnessData(DataAccess):
 
         ds.require_root()
         opts = config_dict(ds.options) if dataclasses.is_dataclass(ds.options) else {}
-        key = f"{ds.checksum()}-{fingerprint(opts)}"
+        self.checksums[label] = ds.checksum()
+        key = f"{self.checksums[label]}-{fingerprint(opts)}"
         path = cache_path(self.cache_dir, dataset, ds.loader_version, key)
         cached = load_records(path)
         if cached is not None:
@@ -179,6 +179,18 @@ class HarnessData(DataAccess):
 
             warnings.warn(f"could not write the dataset cache {path}: {exc}", stacklevel=2)
         return records
+
+
+def dataset_root(ds_cls: Any, data_root: Path | None, name: str) -> Path | None:
+    """``<data-root>/<name>``, or an alias folder of the dataset's when only that one exists."""
+    if data_root is None:
+        return None
+    root = data_root / name
+    if not root.exists():
+        for alias in getattr(ds_cls, "folder_aliases", ()):
+            if (data_root / alias).is_dir():
+                return data_root / alias
+    return root
 
 
 def _data_label(dataset: str, options: dict[str, Any]) -> str:
@@ -259,7 +271,8 @@ def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, 
 
     distmat = torch.cdist(torch.from_numpy(q).double(), torch.from_numpy(g).double())
     res = metrics.evaluate_retrieval(
-        distmat, q_pids, g_pids, q_cams, g_cams, max_rank=protocol.max_rank, filter_same_camera=protocol.filter_same_camera
+        distmat, q_pids, g_pids, q_cams, g_cams, max_rank=min(protocol.max_rank, len(g)),
+        filter_same_camera=protocol.filter_same_camera
     )
     out = res.as_dict()
     return {"metrics": {k: v for k, v in out.items() if k != "num_valid_queries"}, "cmc": np.asarray(res.cmc).tolist(),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
 
 from conftest import mlflow_runs
 from formats_kinect import write_ias_lab
@@ -57,3 +60,18 @@ def test_data_verify_on_fixture(cli, tmp_path):
     listed = json.loads(cli("data", "list", "--data-root", str(tmp_path / "data"), "--json").stdout)
     status = {r["name"]: r["status"] for r in listed}
     assert status["ias-lab"] == "present" and status["kgbd"] == "missing" and status["synth-skeletons"] == "generated"
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.shared_data
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data (real Kinder-Gator and PsyMo copies) is not present")
+@pytest.mark.parametrize("protocol, fold", [("kinder-gator-cross-action", "gallery-walkrun"), ("psymo-cross-view", "nm-90")])
+def test_shared_data_protocols_run_end_to_end(cli, tracking_uri, protocol, fold):
+    result = cli("run", "--model", "d13", "--protocol", protocol, "--fold", fold, "--data-root", str(SHARED),
+                 "--no-ray", "--seeds", "1", "--tracking-uri", tracking_uri, "--json")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)["trials"][0]["metrics"]
+    chance = 1 / 20 if protocol.startswith("kinder") else 1 / 10
+    assert metrics["rank1"] > 2 * chance  # identity is really recoverable from the real skeletons

@@ -35,6 +35,8 @@ class FileDataset(Dataset):
 
     #: Folder name under the data root (defaults to the entry-point name given by the harness).
     folder: ClassVar[str] = ""
+    #: Other folder names the data is commonly kept under (tried when the registered name is absent).
+    folder_aliases: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, root: Path | None = None, options: Any = None) -> None:
         super().__init__(root, options)

@@ -1,0 +1,69 @@
+"""Cold parse vs warm (cached .npz) load of on-disk datasets in their original formats.
+
+Writes IAS-Lab-sized skeleton data and a Market-1501-3D-style release of OBJ clouds into a
+temporary folder with the test-suite's fixture writers, then times:
+  cold   - parse every file (cache disabled)
+  write  - parse and write the cache entry
+  warm   - read the cache entry
+    python benchmarks/bench_data_cache.py [--ias-frames 300] [--clouds-ids 40 --points 8192]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+
+def timed(fn, repeat: int = 1) -> tuple[float, object]:
+    best, out = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ias-persons", type=int, default=11)
+    parser.add_argument("--ias-frames", type=int, default=300, help="frames per sequence (IAS-Lab has ~500)")
+    parser.add_argument("--cloud-ids", type=int, default=40)
+    parser.add_argument("--points", type=int, default=8192)
+    args = parser.parse_args()
+
+    from formats_kinect import write_ias_lab
+    from formats_pointclouds import write_market3d
+
+    from reid_bench.registry import get_registry
+    from reid_bench.trial import HarnessData
+
+    reg = get_registry()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "data"
+        write_ias_lab(root, persons=args.ias_persons, frames=args.ias_frames)
+        write_market3d(root, identities=args.cloud_ids, points=(args.points, args.points), images=2)
+        for name in ("ias-lab", "market1501-3d"):
+            files = sum(1 for p in (root / name).rglob("*") if p.is_file())
+            size = sum(p.stat().st_size for p in (root / name).rglob("*") if p.is_file()) / 2**20
+            cold, recs = timed(lambda: HarnessData(reg, str(root), {}, cache_dir=None).load(name))
+            cache = Path(tmp) / f"cache-{name}"
+            write, _ = timed(lambda: HarnessData(reg, str(root), {}, cache_dir=cache).load(name))
+            warm, _ = timed(lambda: HarnessData(reg, str(root), {}, cache_dir=cache).load(name), repeat=3)
+            entry = sum(p.stat().st_size for p in cache.glob("*.npz")) / 2**20
+            rows.append((name, files, f"{size:.1f}", len(recs), f"{cold:.3f}", f"{write:.3f}", f"{warm:.3f}",
+                         f"{cold / warm:.0f}x", f"{entry:.1f}"))
+    header = ("dataset", "files", "source MiB", "records", "cold s", "parse+write s", "warm s", "speed-up", "cache MiB")
+    widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    for r in rows:
+        print("  ".join(str(v).rjust(w) for v, w in zip(r, widths)))
+
+
+if __name__ == "__main__":
+    main()
