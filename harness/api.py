@@ -378,6 +378,15 @@ class Protocol(abc.ABC):
     @abc.abstractmethod
     def build_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData: ...
 
+    def validation_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData:
+        """A fold for model selection, carved from ``fold``'s training data only (``tune`` uses it).
+
+        Default: closed-set protocols hold out training sequences, retrieval protocols hold out
+        training identities (see reid_bench.validation)."""
+        from reid_bench.validation import carve_validation
+
+        return carve_validation(self.build_fold(fold, seed, data), self.mode)
+
 
 class DataAccess(abc.ABC):
     """How a protocol obtains records: by dataset name, with the run's data options applied."""

@@ -210,6 +210,9 @@ def run_cmd(
     max_failures: int = typer.Option(0, "--max-failures", help="retries of a failing trial (Ray only)"),
     cache_dir: Optional[str] = typer.Option(None, "--cache-dir", envvar="REID_BENCH_CACHE", help="parsed-data cache (default ~/.cache/reid-bench)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="parse dataset files every time"),
+    resume: bool = typer.Option(False, "--resume", help="continue the latest unfinished invocation of this model, protocol and config: re-run only its missing or failed trials"),
+    resume_run: Optional[str] = typer.Option(None, "--resume-run", help="continue this MLflow parent run id"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Ray trial storage shared by all nodes (path or URI); default: under --results-dir"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
     """Run a model on a protocol: folds x seeds as trials; results to MLflow."""
@@ -223,7 +226,7 @@ def run_cmd(
             model, protocol, overrides, seeds=seeds, tracking_uri=tracking_uri, address=address,
             gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, use_ray=not no_ray, data_root=data_root,
             device=device, results_dir=results_dir, show_progress=not as_json, folds=folds, max_failures=max_failures,
-            cache_dir=None if no_cache else (cache_dir or "default"),
+            cache_dir=None if no_cache else (cache_dir or "default"), resume=resume_run or resume, storage=storage,
         )
     except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
         fail(str(exc))

@@ -41,9 +41,15 @@ class TuneBridge(tune.Callback):
         elif kind == "final":
             self.events.finished(trial_key(trial), payload)
 
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.events.retried(trial_key(trial), _error_text(trial))
+
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = ""
-        path = getattr(trial, "error_file", None)
-        if path and os.path.exists(path):
-            error = Path(path).read_text()
-        self.events.failed(trial_key(trial), error or f"trial {trial_key(trial)} failed")
+        self.events.failed(trial_key(trial), _error_text(trial) or f"trial {trial_key(trial)} failed")
+
+
+def _error_text(trial: Any) -> str:
+    path = getattr(trial, "error_file", None)
+    if path and os.path.exists(path):
+        return Path(path).read_text()
+    return ""

@@ -34,6 +34,7 @@ class TrialState:
     started: float | None = None
     ended: float | None = None
     run_id: str = ""
+    attempts: int = 0
 
 
 @dataclass
@@ -216,6 +217,12 @@ class Coordinator:
         state.result, state.status, state.phase, state.progress = result, "FINISHED", "done", 1.0
         self.view.update(state, "finish")
 
+    def retried(self, key: str, error: str) -> None:
+        state = self.trials[key]
+        state.attempts += 1
+        self.recorder.note_retry(key, state.attempts, error)
+        self.view.update(state, "retry")
+
     def failed(self, key: str, error: str) -> None:
         state = self.trials[key]
         if state.status != "RUNNING":
@@ -229,19 +236,26 @@ class Coordinator:
 # ---------------------------------------------------------------------------------- dispatchers
 
 
-def dispatch_in_process(specs: list[TrialSpec], events: Coordinator) -> None:
-    """Debug/test path: the same ``execute_trial``, sequentially, in this process."""
+def dispatch_in_process(specs: list[TrialSpec], events: Coordinator, max_failures: int = 0) -> None:
+    """Debug/test path: the same ``execute_trial``, sequentially, in this process, with the
+    same retry rule as Ray's FailureConfig (a trial is tried up to 1 + max_failures times)."""
     for spec in specs:
         key = spec.key
         events.started(key)
-        try:
-            result = execute_trial(spec, report=lambda payload, key=key: events.reported(key, payload))
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
-            events.failed(key, format_failure(exc))
-        else:
-            events.finished(key, result)
+        for attempt in range(max_failures + 1):
+            try:
+                result = execute_trial(spec, report=lambda payload, key=key: events.reported(key, payload))
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                if attempt < max_failures:
+                    events.retried(key, format_failure(exc))
+                    continue
+                events.failed(key, format_failure(exc))
+            else:
+                result["node"] = "in-process"
+                events.finished(key, result)
+            break
 
 
 def _ray_trainable(config: dict[str, Any]) -> None:
@@ -250,6 +264,9 @@ def _ray_trainable(config: dict[str, Any]) -> None:
 
     spec = TrialSpec(**config["spec"], fold=config["fold"], seed=config["seed"])
     result = execute_trial(spec, report=lambda payload: tune.report({"reid_event": "progress", "payload": json.dumps(payload)}))
+    import ray
+
+    result["node"] = ray.get_runtime_context().get_node_id()
     tune.report({"reid_event": "final", "payload": json.dumps(result, default=str)})
 
 
@@ -332,6 +349,56 @@ def dispatch_ray(specs: list[TrialSpec], events: Coordinator, gpus_per_trial: fl
 # ---------------------------------------------------------------------------------- the invocation
 
 
+def check_storage(storage: str) -> str:
+    """Ray's trial storage must be reachable by every node: a URI (s3://, gs://, ...) or a path
+    shared by all of them. Checked before anything starts: it must exist or be creatable, and be
+    writable."""
+    if "://" in storage and not storage.startswith("file://"):
+        try:
+            import pyarrow.fs
+
+            pyarrow.fs.FileSystem.from_uri(storage)
+        except Exception as exc:
+            raise RunError(f"--storage {storage!r}: {exc}") from None
+        return storage
+    path = Path(storage.removeprefix("file://")).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".reid-bench-write-test-{os.getpid()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise RunError(f"--storage {storage!r}: not writable ({exc})") from None
+    return str(path)
+
+
+def find_resumable(client: Any, experiment_id: str, model: str, protocol: str, fingerprint: str,
+                   run_id: str | None = None) -> Any:
+    """The invocation ``--resume`` continues: the given parent run, or the latest one of the same
+    model, protocol and resolved configuration that did not finish."""
+    if run_id:
+        try:
+            run = client.get_run(run_id)
+        except Exception:
+            raise RunError(f"--resume {run_id}: no such MLflow run") from None
+        tags = run.data.tags
+        if (tags.get("reid_bench.model"), tags.get("reid_bench.protocol")) != (model, protocol):
+            raise RunError(f"--resume {run_id}: that run is {tags.get('reid_bench.model')} on {tags.get('reid_bench.protocol')}")
+        if tags.get("reid_bench.config_fingerprint") != fingerprint:
+            raise RunError(f"--resume {run_id}: the configuration differs from that run's (pass the same --set values)")
+        return run
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.`reid_bench.kind` = 'invocation' and tags.`reid_bench.model` = '{model}' and "
+                       f"tags.`reid_bench.protocol` = '{protocol}' and tags.`reid_bench.config_fingerprint` = '{fingerprint}'"),
+        order_by=["attributes.start_time DESC"], max_results=20,
+    )
+    for run in runs:
+        if run.info.status != "FINISHED":
+            return run
+    raise RunError(f"--resume: no unfinished invocation of {model} on {protocol} with this configuration")
+
+
 def run_benchmark(
     model: str,
     protocol: str,
@@ -349,9 +416,16 @@ def run_benchmark(
     folds: list[str] | None = None,
     max_failures: int = 0,
     cache_dir: str | None = "default",
+    resume: bool | str = False,
+    storage: str | None = None,
+    extra_tags: dict[str, str] | None = None,
 ) -> InvocationResult:
     """Validate, record, dispatch, summarise. Raises RunError/ConfigError/TrackingError before
-    anything is written when the request itself is wrong."""
+    anything is written when the request itself is wrong.
+
+    ``resume`` (True or a parent run id) continues an earlier invocation: only its trials that are
+    missing or failed run again, under the same parent run; orphaned RUNNING trials of a killed
+    driver are marked KILLED first."""
     from reid_bench import tracking
 
     t_start = time.perf_counter()
@@ -362,7 +436,10 @@ def run_benchmark(
         raise RunError(f"model {model!r} works on {model_cls.modality} data; protocol {protocol!r} is {protocol_cls.modality}")
     if gpus_per_trial < 0:
         raise RunError("--gpus-per-trial must be >= 0")
+    if max_failures < 0:
+        raise RunError("--max-failures must be >= 0")
     resolved = resolve_config(model, protocol, overrides, registry)
+    fingerprint = resolved.fingerprint
     fold_list = list(protocol_cls.folds)
     if folds:
         unknown = [f for f in folds if f not in fold_list]
@@ -373,6 +450,15 @@ def run_benchmark(
     uri = tracking_uri or tracking.default_tracking_uri()
     client, experiment_id = tracking.connect(uri)
     results_root = Path(results_dir or Path.cwd() / "reid-bench-results").resolve()
+    storage_root = check_storage(storage) if storage else None
+
+    previous = None
+    if resume:
+        previous = find_resumable(client, experiment_id, model, protocol, fingerprint,
+                                  resume if isinstance(resume, str) else None)
+        expected_keys = json.loads(previous.data.tags.get("reid_bench.expected_trials", "[]"))
+        fold_list = list(dict.fromkeys(k.rsplit("/seed", 1)[0] for k in expected_keys))
+        seed_list = sorted({int(k.rsplit("/seed", 1)[1]) for k in expected_keys})
 
     t_ray = time.perf_counter()
     if use_ray:
@@ -385,10 +471,11 @@ def run_benchmark(
             raise RunError(f"--gpus-per-trial {gpus_per_trial:g}: this machine has {torch.cuda.device_count()} GPUs; no trial was started")
     ray_start_s = time.perf_counter() - t_ray
 
-    invocation = f"{model}-{protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
+    invocation = (previous.data.tags.get("reid_bench.invocation") if previous else None) or \
+        f"{model}-{protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
     work_dir = results_root / invocation
     work_dir.mkdir(parents=True, exist_ok=True)
-    specs = [
+    all_specs = [
         TrialSpec(model=model, protocol=protocol, fold=f, seed=s,
                   overrides={"model": overrides.model, "probe": overrides.probe, "data": overrides.data},
                   data_root=str(Path(data_root).resolve()) if data_root else None, device=device, work_dir=str(work_dir),
@@ -396,9 +483,8 @@ def run_benchmark(
                   cache_dir=cache_dir if cache_dir in (None, "default") else str(Path(cache_dir).resolve()))
         for f in fold_list for s in seed_list
     ]
-    trials = {s.key: TrialState(s) for s in specs}
+    trials = {s.key: TrialState(s) for s in all_specs}
     recorder = tracking.Recorder(client, experiment_id, uri)
-    fingerprint = resolved.fingerprint
     config_params = tracking.flatten("", resolved.as_dict())
     base_params = {"model": model, "protocol": protocol, "protocol_version": str(protocol_cls.version), **config_params}
     base_tags = {
@@ -412,13 +498,25 @@ def run_benchmark(
         **tracking.environment_tags(),
     }
     t_mlflow = time.perf_counter()
-    parent_id = recorder.start_parent(
-        f"{model}@{protocol}",
-        dict(base_params, folds=json.dumps(fold_list), seeds=json.dumps(seed_list), dispatcher="ray" if use_ray else "in-process"),
-        dict(base_tags, **{"reid_bench.expected_trials": json.dumps([s.key for s in specs]),
-                           "reid_bench.folds": json.dumps(fold_list),
-                           "reid_bench.invocation": invocation}),
-    )
+    if previous is not None:
+        parent_id = previous.info.run_id
+        recorder.reopen_parent(parent_id)
+        for child in client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+                                        max_results=10000):
+            key = f"{child.data.tags.get('reid_bench.fold')}/seed{child.data.tags.get('reid_bench.seed')}"
+            if child.info.status == "FINISHED" and key in trials:
+                state = trials[key]
+                state.status, state.run_id, state.phase, state.progress = "FINISHED", child.info.run_id, "done (earlier)", 1.0
+                state.result = {"metrics": dict(child.data.metrics), "timings": {}}
+    else:
+        parent_id = recorder.start_parent(
+            f"{model}@{protocol}",
+            dict(base_params, folds=json.dumps(fold_list), seeds=json.dumps(seed_list), dispatcher="ray" if use_ray else "in-process"),
+            dict(base_tags, **{"reid_bench.expected_trials": json.dumps([s.key for s in all_specs]),
+                               "reid_bench.folds": json.dumps(fold_list),
+                               "reid_bench.invocation": invocation}, **(extra_tags or {})),
+        )
+    specs = [s for s in all_specs if trials[s.key].status != "FINISHED"]
     mlflow_setup_s = time.perf_counter() - t_mlflow
     view = LiveView(f"{model} on {protocol}  (MLflow run {parent_id[:8]})", list(trials.values()),
                     protocol_cls.main_score, enabled=show_progress)
@@ -428,10 +526,11 @@ def run_benchmark(
     overhead: dict[str, float] = {}
     try:
         with view:
-            if use_ray:
-                dispatch_ray(specs, events, gpus_per_trial, cpus_per_trial, str(work_dir / "ray"), invocation, max_failures)
-            else:
-                dispatch_in_process(specs, events)
+            if specs and use_ray:
+                dispatch_ray(specs, events, gpus_per_trial, cpus_per_trial, storage_root or str(work_dir / "ray"),
+                             invocation if not previous else f"{invocation}-resume-{int(time.time())}", max_failures)
+            elif specs:
+                dispatch_in_process(specs, events, max_failures)
         for state in trials.values():  # a trial Ray never started is a failure, not a silent gap
             if state.status in ("PENDING", "RUNNING"):
                 events.failed(state.spec.key, state.error or "trial did not complete")

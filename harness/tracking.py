@@ -138,11 +138,24 @@ class Recorder:
         self._steps: dict[str, int] = {}
 
     # ------------------------------------------------------------------ parent
-    def start_parent(self, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={KIND_TAG: "invocation", **tags})
+    def start_parent(self, name: str, params: dict[str, str], tags: dict[str, str], kind: str = "invocation") -> str:
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={KIND_TAG: kind, **tags})
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, params)
         return self.parent_id
+
+    def reopen_parent(self, run_id: str) -> None:
+        """Continue an earlier invocation (``--resume``): its orphaned RUNNING children (a killed
+        driver) become KILLED, the parent runs again."""
+        self.parent_id = run_id
+        for child in self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=10000
+        ):
+            if child.info.status == "RUNNING":
+                self.client.set_tag(child.info.run_id, "reid_bench.error", "driver stopped before the trial ended")
+                self.client.set_terminated(child.info.run_id, status="KILLED")
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, "reid_bench.resumed", "true")
 
     def end_parent(self, status: str, summary: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
         if self.parent_id is None:
@@ -155,12 +168,12 @@ class Recorder:
         self.client.set_terminated(self.parent_id, status=status)
 
     # ------------------------------------------------------------------ trials
-    def start_trial(self, key: str, name: str, params: dict[str, str], tags: dict[str, str]) -> str:
+    def start_trial(self, key: str, name: str, params: dict[str, str], tags: dict[str, str], kind: str = "trial") -> str:
         assert self.parent_id is not None
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
-            tags={KIND_TAG: "trial", "mlflow.parentRunId": self.parent_id, **tags},
+            tags={KIND_TAG: kind, "mlflow.parentRunId": self.parent_id, **tags},
         )
         self.children[key] = run.info.run_id
         self._log_params(run.info.run_id, params)
@@ -199,6 +212,7 @@ class Recorder:
         self.client.log_batch(run_id, metrics=metrics)
         tags = {f"reid_bench.dataset_checksum.{k}": v for k, v in result.get("dataset_checksums", {}).items()}
         tags["reid_bench.device"] = result.get("device", "")
+        tags["reid_bench.node"] = str(result.get("node", ""))
         for k, v in tags.items():
             self.client.set_tag(run_id, k, v)
         fold_info = dict(result.get("fold_info", {}))
@@ -215,6 +229,15 @@ class Recorder:
             (Path(tmp) / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
             self.client.log_artifacts(run_id, tmp)
         self.client.set_terminated(run_id, status="FINISHED")
+
+    def note_retry(self, key: str, attempt: int, error: str) -> None:
+        run_id = self.children.get(key)
+        if run_id is None:
+            return
+        self.client.set_tag(run_id, "reid_bench.retries", str(attempt))
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / f"traceback-attempt{attempt}.txt").write_text(error)
+            self.client.log_artifacts(run_id, tmp)
 
     def fail_trial(self, key: str, error: str, status: str = "FAILED") -> None:
         run_id = self.children.get(key)

@@ -33,6 +33,8 @@ class TrialSpec:
     work_dir: str = ""
     threads: int | None = None
     cache_dir: str | None = "default"
+    #: "test": the protocol's fold; "validation": a split carved from its training data (tune).
+    split: str = "test"
 
     @property
     def key(self) -> str:
@@ -308,7 +310,12 @@ def execute_trial(
 
     emit({"phase": "data", "progress": 0.0})
     data = HarnessData(registry, spec.data_root, resolved.data, cache_dir=spec.cache_dir)
-    fold = protocol.build_fold(spec.fold, spec.seed, data)
+    if spec.split == "validation":
+        fold = protocol.validation_fold(spec.fold, spec.seed, data)
+    elif spec.split == "test":
+        fold = protocol.build_fold(spec.fold, spec.seed, data)
+    else:
+        raise ValueError(f"unknown split {spec.split!r}; expected 'test' or 'validation'")
     t_data = time.perf_counter()
 
     work_dir = Path(spec.work_dir or os.getcwd())
@@ -316,9 +323,17 @@ def execute_trial(
     ckpt.mkdir(parents=True, exist_ok=True)
     state = {"progress": 0.0}
 
+    holder: dict[str, Model] = {}
+
     def on_epoch(epoch: int, **values: Any) -> None:
         payload = {"phase": "fit", "epoch": int(epoch), "progress": state["progress"]}
         payload.update({k: float(v) for k, v in values.items()})
+        if spec.split == "validation" and "model" in holder:
+            # Per-epoch validation score for early stopping (ASHA). The closed-set probe is a kNN
+            # here: cheap enough to run every epoch; the final score uses the configured probe.
+            quick = _quick_probe(resolved.probe)
+            scores = evaluate(protocol, fold, holder["model"], spec.model, quick, spec.seed, device)["metrics"]
+            payload["val_score"] = float(scores[protocol.main_score])
         emit(payload)
 
     def on_progress(fraction: float, message: str = "") -> None:
@@ -335,12 +350,15 @@ def execute_trial(
     )
     emit({"phase": "fit", "progress": 0.0})
     model = model_cls(resolved.model, data_spec)
+    holder["model"] = model
     model.fit(fold.train, ctx)
     t_fit = time.perf_counter()
     emit({"phase": "eval", "progress": 1.0})
     evaluation = evaluate(protocol, fold, model, spec.model, resolved.probe, spec.seed, device)
     t_end = time.perf_counter()
     return {
+        "split": spec.split,
+        "val_score": float(evaluation["metrics"][protocol.main_score]) if spec.split == "validation" else None,
         "model": spec.model,
         "protocol": spec.protocol,
         "fold": spec.fold,
@@ -360,6 +378,12 @@ def execute_trial(
             "trial_s": t_end - t0,
         },
     }
+
+
+def _quick_probe(probe: Any) -> Any:
+    if probe is None:
+        return None
+    return dataclasses.replace(probe, kind="knn", k=max(1, getattr(probe, "k", 1)))
 
 
 def format_failure(exc: BaseException) -> str:
