@@ -250,6 +250,63 @@ def run_cmd(
         raise typer.Exit(1)
 
 
+# ----------------------------------------------------------------------------------------- tune
+
+
+@app.command("tune")
+def tune_cmd(
+    model: str = typer.Option(..., "--model", "-m"),
+    protocol: str = typer.Option(..., "--protocol", "-p"),
+    samples: int = typer.Option(8, "--samples", help="configurations to try"),
+    scheduler: str = typer.Option("asha", "--scheduler", help="asha (stop weak trials early) or fifo"),
+    search: str = typer.Option("random", "--search", help="random or optuna (optional extra)"),
+    space: Optional[str] = typer.Option(None, "--space", help="search space file (TOML/JSON); default: the model's"),
+    max_concurrent: Optional[int] = typer.Option(None, "--max-concurrent", help="trials at once (default: as resources allow)"),
+    sets: Optional[list[str]] = typer.Option(None, "--set", "-s", help="fixed overrides, as for run"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="seeds for the final run of the best config"),
+    gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial"),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial"),
+    address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="REID_BENCH_DATA"),
+    device: str = typer.Option("auto", "--device"),
+    results_dir: Optional[str] = typer.Option(None, "--results-dir"),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Ray trial storage shared by all nodes"),
+    resume: bool = typer.Option(False, "--resume", help="continue the latest interrupted search of this model and protocol"),
+    no_final: bool = typer.Option(False, "--no-final-run", help="search only; do not run the best config on the test folds"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Search a model's space on a validation split (ASHA), then run the best config on the test folds."""
+    from reid_bench.config import ConfigError, parse_sets
+    from reid_bench.runner import RunError
+    from reid_bench.tracking import TrackingError
+    from reid_bench.tuning import run_search
+
+    try:
+        res = run_search(model, protocol, parse_sets(sets), samples=samples, scheduler=scheduler, search=search,
+                         space_file=space, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial,
+                         cpus_per_trial=cpus_per_trial, address=address, tracking_uri=tracking_uri, resume=resume,
+                         seeds=seeds, data_root=data_root, device=device, results_dir=results_dir, storage=storage,
+                         show_progress=not as_json, evaluate_best=not no_final)
+    except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]: continue with --resume")
+        raise typer.Exit(130)
+    payload = {"search_run_id": res.search_run_id, "best_params": res.best_params, "best_val_score": res.best_score,
+               "trials": res.trials, "final_run": res.invocation.as_json() if res.invocation else None}
+    if as_json:
+        print_json(payload)
+    else:
+        out.print(f"search run {res.search_run_id}: {res.trials} trials, best validation score {res.best_score:.4f}",
+                  highlight=False, markup=False)
+        out.print(f"best config: {json.dumps(res.best_params, default=str)}", highlight=False, markup=False)
+        if res.invocation:
+            out.print(_fmt_summary(res.invocation, get_registry().protocol(protocol)().metrics))
+    if res.invocation is not None and not res.invocation.ok:
+        raise typer.Exit(1)
+
+
 # ----------------------------------------------------------------------------------------- leaderboard
 
 

@@ -18,6 +18,8 @@ COORDINATORS: dict[str, Any] = {}
 
 
 def trial_key(trial: Any) -> str:
+    if "params" in trial.config:  # a search trial: identified by Ray's trial id
+        return trial.trial_id
     config = trial.config.get("pair", trial.config)
     return f"{config['fold']}/seed{config['seed']}"
 
@@ -31,6 +33,8 @@ class TuneBridge(tune.Callback):
         return COORDINATORS[self.token]
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if hasattr(self.events, "params"):
+            self.events.params[trial_key(trial)] = dict(trial.config.get("params", {}))
         self.events.started(trial_key(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
@@ -40,6 +44,9 @@ class TuneBridge(tune.Callback):
             self.events.reported(trial_key(trial), payload)
         elif kind == "final":
             self.events.finished(trial_key(trial), payload)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.events.completed(trial_key(trial))
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.events.retried(trial_key(trial), _error_text(trial))

@@ -155,7 +155,7 @@ class LiveView:
             elapsed = ""
             if t.started:
                 elapsed = f"{(t.ended or now) - t.started:.0f}s"
-            colour = {"FINISHED": "green", "FAILED": "red", "RUNNING": "yellow"}.get(t.status, "")
+            colour = {"FINISHED": "green", "FAILED": "red", "RUNNING": "yellow", "STOPPED": "blue"}.get(t.status, "")
             table.add_row(
                 t.spec.fold,
                 str(t.spec.seed),
@@ -172,6 +172,8 @@ class LiveView:
 class Coordinator:
     """Turns trial events (from Ray callbacks or the in-process loop) into MLflow writes and UI."""
 
+    trial_kind = "trial"
+
     def __init__(self, recorder, view: LiveView, trials: dict[str, TrialState], base_params: dict[str, str], base_tags: dict[str, str]):
         self.recorder = recorder
         self.view = view
@@ -184,10 +186,14 @@ class Coordinator:
         if state.status == "RUNNING":
             return
         state.status, state.started, state.phase = "RUNNING", time.time(), "start"
-        params = dict(self.base_params, fold=state.spec.fold, seed=str(state.spec.seed))
+        params = dict(self.base_params, fold=state.spec.fold, seed=str(state.spec.seed), **self.trial_params(key))
         tags = dict(self.base_tags, **{"reid_bench.fold": state.spec.fold, "reid_bench.seed": str(state.spec.seed)})
-        state.run_id = self.recorder.start_trial(key, f"{state.spec.model}@{state.spec.protocol}/{key}", params, tags)
+        state.run_id = self.recorder.start_trial(key, f"{state.spec.model}@{state.spec.protocol}/{key}", params, tags,
+                                                 kind=self.trial_kind)
         self.view.update(state, "start")
+
+    def trial_params(self, key: str) -> dict[str, str]:
+        return {}
 
     def reported(self, key: str, payload: dict[str, Any]) -> None:
         state = self.trials[key]
@@ -222,6 +228,16 @@ class Coordinator:
         state.attempts += 1
         self.recorder.note_retry(key, state.attempts, error)
         self.view.update(state, "retry")
+
+    def completed(self, key: str) -> None:
+        """Ray ended a trial without an error. Without a final result it was stopped early (ASHA)."""
+        state = self.trials.get(key)
+        if state is None or state.status != "RUNNING":
+            return
+        state.ended = time.time()
+        state.status, state.phase = "STOPPED", "stopped early"
+        self.recorder.stop_trial(key, "stopped early by the scheduler")
+        self.view.update(state, "finish")
 
     def failed(self, key: str, error: str) -> None:
         state = self.trials[key]
@@ -317,7 +333,7 @@ def dispatch_ray(specs: list[TrialSpec], events: Coordinator, gpus_per_trial: fl
 
     from reid_bench.ray_bridge import COORDINATORS, TuneBridge
 
-    token = f"{name}-{id(events)}"
+    token = name
     COORDINATORS[token] = events
     grid = {"fold": tune.grid_search(folds), "seed": tune.grid_search(seeds), "spec": spec_dict}
     if len(wanted) != len(folds) * len(seeds):  # a partial grid (resume): list the pairs

@@ -204,6 +204,8 @@ class Recorder:
         now = int(time.time() * 1000)
         values = dict(result["metrics"])
         values["num_parameters"] = result["num_parameters"]
+        if result.get("val_score") is not None:
+            values["val_score"] = result["val_score"]
         for k, v in result["timings"].items():
             values[f"time/{k}"] = v
         if "wall_s" in result:
@@ -228,6 +230,13 @@ class Recorder:
             (Path(tmp) / "config.json").write_text(json.dumps(result["config"], indent=2, sort_keys=True))
             (Path(tmp) / "result.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=str))
             self.client.log_artifacts(run_id, tmp)
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def stop_trial(self, key: str, reason: str) -> None:
+        run_id = self.children.get(key)
+        if run_id is None:
+            return
+        self.client.set_tag(run_id, "reid_bench.early_stopped", reason)
         self.client.set_terminated(run_id, status="FINISHED")
 
     def note_retry(self, key: str, attempt: int, error: str) -> None:
