@@ -250,6 +250,9 @@ def run_search(
                     run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0, callbacks=[TuneBridge(token)]),
                 )
             grid = tuner.fit()
+        if grid.num_terminated + grid.num_errors < samples:
+            # Ray Tune catches Ctrl-C itself, saves the experiment and returns a partial grid.
+            raise KeyboardInterrupt
         finished = [r for r in grid if r.error is None and r.metrics and r.metrics.get("val_score") is not None]
         if not finished:
             raise RunError("no search trial finished; see the tune-trial runs in MLflow for tracebacks")
