@@ -11,8 +11,19 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+# The test problems are tiny: one torch thread is as fast as two and never oversubscribes a
+# 2-core CI machine; subprocesses (the real console entry point) inherit the same setting.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 # Small synthetic populations so CLI runs take seconds.
 TINY_GAIT = ["--set", "data.identities=6", "--set", "data.train_sequences=2", "--set", "data.test_sequences=1"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,6 @@ Training runs a fixed number of epochs: there is no model selection (and never o
 from __future__ import annotations
 
 import math
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 
 
@@ -106,17 +106,6 @@ def _augment(w: torch.Tensor, cfg: GaitLSTMConfig, gen: torch.Generator) -> torc
     return w
 
 
-@contextlib.contextmanager
-def _threads(n: int, device: str):
-    if n <= 0 or not str(device).startswith("cpu"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class GaitLSTM(Model):
@@ -136,7 +125,7 @@ class GaitLSTM(Model):
         self.device = "cpu"
 
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with _threads(self.config.cpu_threads, ctx.device):
+        with cpu_threads(self.config.cpu_threads, ctx.device):
             self._fit(train, ctx)
 
     def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
@@ -181,12 +170,8 @@ class GaitLSTM(Model):
             ctx.report(epoch=epoch, **metrics)
             ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
         net.eval()
-        if cfg.save_checkpoint and ctx.checkpoint_dir is not None:
-            try:
-                ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(net.state_dict(), ctx.checkpoint_dir / "gait_lstm.pt")
-            except OSError:
-                pass
+        if cfg.save_checkpoint:
+            save_weights(net, ctx.checkpoint_dir, "gait_lstm.pt")
 
     @torch.no_grad()
     def _accuracy(self, split: SampleSet) -> float:
@@ -208,7 +193,7 @@ class GaitLSTM(Model):
 
     @torch.no_grad()
     def embed(self, samples: SampleSet) -> np.ndarray:
-        with _threads(self.config.cpu_threads, self.device):
+        with cpu_threads(self.config.cpu_threads, self.device):
             return self._embed(samples)
 
     def _embed(self, samples: SampleSet) -> np.ndarray:

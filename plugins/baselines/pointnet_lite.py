@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 
 
@@ -156,14 +157,8 @@ class PointNetLite(Model):
 
     # -- model API ------------------------------------------------------------------------------
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        cfg = self.config
-        old_threads = torch.get_num_threads()
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
-        try:
+        with cpu_threads(self.config.threads, ctx.device):
             self._fit(train, ctx)
-        finally:
-            torch.set_num_threads(old_threads)
 
     def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
@@ -208,12 +203,8 @@ class PointNetLite(Model):
             ctx.report(epoch=epoch, **metrics)
             ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
         net.eval()
-        if cfg.save_checkpoint and ctx.checkpoint_dir is not None:
-            try:
-                ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(net.state_dict(), ctx.checkpoint_dir / "pointnet_lite.pt")
-            except OSError:
-                pass
+        if cfg.save_checkpoint:
+            save_weights(net, ctx.checkpoint_dir, "pointnet_lite.pt")
 
     @torch.no_grad()
     def _accuracy(self, split: SampleSet) -> float:
@@ -229,14 +220,9 @@ class PointNetLite(Model):
         self.net.eval()
         if len(samples) == 0:
             return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-        old_threads = torch.get_num_threads()
-        if self.config.threads > 0:
-            torch.set_num_threads(self.config.threads)
-        try:
+        with cpu_threads(self.config.threads, str(self.device)):
             data = np.asarray(samples.data, dtype=np.float32)[..., :6]
             z = torch.cat([self.net.features(x).cpu() for x in self._test_batches(data)])
-        finally:
-            torch.set_num_threads(old_threads)
         z = nn.functional.normalize(z, dim=1)
         return z.numpy().astype(np.float32)
 
