@@ -75,3 +75,22 @@ def test_shared_data_protocols_run_end_to_end(cli, tracking_uri, protocol, fold)
     metrics = json.loads(result.stdout)["trials"][0]["metrics"]
     chance = 1 / 20 if protocol.startswith("kinder") else 1 / 10
     assert metrics["rank1"] > 2 * chance  # identity is really recoverable from the real skeletons
+
+
+def test_data_import_then_run_generic_protocol(cli, tracking_uri, tmp_path):
+    from formats_shared import skeleton_samples, write_generic_source
+
+    src = write_generic_source(tmp_path / "src", skeleton_samples([1, 2, 3], {"train": 2, "test": 1}))
+    data = tmp_path / "data"
+    imported = cli("data", "import", str(src), "--name", "mywalks", "--layout", "kinect-v1-20",
+                   "--data-root", str(data), "--json")
+    assert imported.exit_code == 0, imported.output
+    assert json.loads(imported.stdout)["persons"] == 3
+    again = cli("data", "import", str(src), "--name", "mywalks", "--layout", "kinect-v1-20", "--data-root", str(data))
+    assert again.exit_code == 1 and "mywalks" in again.output  # exists: refused without --overwrite
+    result = cli("run", "--model", "d13", "--protocol", "generic-closed-set", "--set", "data.name=mywalks",
+                 "--data-root", str(data), "--no-ray", "--seeds", "1", "--tracking-uri", tracking_uri, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["trials"][0]["status"] == "FINISHED"
+    missing = cli("data", "import", str(tmp_path / "nope"), "--name", "x", "--data-root", str(data))
+    assert missing.exit_code == 1 and "nope" in missing.output
