@@ -94,3 +94,16 @@ def test_data_import_then_run_generic_protocol(cli, tracking_uri, tmp_path):
     assert json.loads(result.stdout)["trials"][0]["status"] == "FINISHED"
     missing = cli("data", "import", str(tmp_path / "nope"), "--name", "x", "--data-root", str(data))
     assert missing.exit_code == 1 and "nope" in missing.output
+
+
+def test_smsge_on_ias_lab_fixture_through_the_cli(cli, tracking_uri, tmp_path):
+    write_ias_lab(tmp_path / "data", persons=3, frames=12)
+    result = cli("run", "--model", "smsge", "--protocol", "ias", "--fold", "A", "--data-root", str(tmp_path / "data"),
+                 "--no-ray", "--seeds", "1", "--tracking-uri", tracking_uri, "--json",
+                 "--set", "epochs=1", "--set", "hidden=16", "--set", "batch_size=16")
+    assert result.exit_code == 0, result.output
+    trial = json.loads(result.stdout)["trials"][0]
+    assert trial["status"] == "FINISHED" and 0.0 <= trial["metrics"]["rank1"] <= 1.0
+    _, runs = mlflow_runs(tracking_uri)
+    child = [r for r in runs if r.data.tags.get("reid_bench.kind") == "trial"][0]
+    assert child.data.params["model.lr"] == "0.0025"  # the paper's IAS value, from protocol_overrides

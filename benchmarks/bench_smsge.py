@@ -1,0 +1,122 @@
+"""SM-SGE training and embedding throughput for the IAS-Lab configuration (CPU, and CUDA if present).
+
+Default config (lr 0.0025, batch 64, D_h 256, four scales, f = 6, lengths 1..f-1, r = 1) on
+kinect-v1-20 windows. Per device and thread count it prints: training windows/s (forward,
+backward and Adam step of the MSR loss), the time of one epoch over ``--train-windows`` windows
+(IAS-Lab's Training session gives about 1,800 windows at stride 3; the released code runs 120
+epochs), embedding windows/s, and peak memory (CPU: the process's peak RSS; CUDA: the peak of
+``torch.cuda.max_memory_allocated``).
+
+    python benchmarks/bench_smsge.py [--threads 1 2] [--steps 6] [--train-windows 1800]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _plugin():
+    import reid_bench_smsge.model as model
+
+    return model
+
+
+def bench(device: str, threads: int, steps: int, train_windows: int, variant: str) -> dict:
+    import torch
+
+    from reid_bench.api import DataSpec
+    from reid_bench.layouts import KINECT_V1_20
+
+    M = _plugin()
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = M.SMSGEConfig(variant=variant)
+    model = M.SMSGE(cfg, DataSpec("skeleton", num_classes=11, layout=KINECT_V1_20, window=6))
+    net = model.net.to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(0)
+    lengths = M.subsequence_lengths(model.cfg, 6)
+    x = (torch.randn(cfg.batch_size, 6, 20, 3, generator=gen) * 0.3).to(device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+
+    def step() -> None:
+        frames = [i.to(device) for i in M.sample_subsequences(lengths, 6, cfg.rounds, gen)]
+        loss = sum(net.losses(x, frames).values())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    step()  # warm-up
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    train_wps = steps * cfg.batch_size / (time.perf_counter() - t0)
+
+    net.eval()
+    xe = (torch.randn(512, 6, 20, 3, generator=gen) * 0.3).to(device)
+    with torch.no_grad():
+        net.states(xe)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(3):
+            net.states(xe)
+        sync()
+    embed_wps = 3 * 512 / (time.perf_counter() - t0)
+    if device.startswith("cuda"):
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    batches = train_windows // cfg.batch_size
+    return {
+        "device": device,
+        "threads": threads,
+        "variant": variant,
+        "params": model.num_parameters(),
+        "train_wps": train_wps,
+        "epoch_s": batches * cfg.batch_size / train_wps,
+        "embed_wps": embed_wps,
+        "peak_mb": peak,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--steps", type=int, default=6, help="timed training steps (batches of 64)")
+    parser.add_argument("--train-windows", type=int, default=1800)
+    parser.add_argument("--variants", nargs="+", default=["full", "baseline"])
+    args = parser.parse_args()
+
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        for threads in args.threads if device == "cpu" else [1]:
+            for variant in args.variants:
+                rows.append(bench(device, threads, args.steps, args.train_windows, variant))
+    print(f"SM-SGE, IAS-Lab configuration (batch 64, f = 6), epoch = {args.train_windows} windows; "
+          f"torch {torch.__version__}")
+    print(f"{'device':<7}{'threads':>8}{'variant':>10}{'params':>11}{'train win/s':>13}{'epoch s':>9}"
+          f"{'120 ep. min':>12}{'embed win/s':>13}{'peak MB':>9}")
+    for r in rows:
+        print(f"{r['device']:<7}{r['threads']:>8}{r['variant']:>10}{r['params']:>11,}{r['train_wps']:>13.0f}"
+              f"{r['epoch_s']:>9.1f}{r['epoch_s'] * 120 / 60:>12.1f}{r['embed_wps']:>13.0f}{r['peak_mb']:>9.0f}")
+    print("peak MB: CPU = the process's peak RSS so far (cumulative over rows); CUDA = peak allocated tensors")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,321 @@
+"""SM-SGE plugin: graphs, relations, shapes, training, determinism, ablation switches, end to end."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from reid_bench.api import DataSpec, SampleSet, TrialContext
+from reid_bench.layouts import CASIA_14, KINECT_V1_20, KINECT_V2_25
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+import reid_bench_smsge.graphs as G  # noqa: E402
+import reid_bench_smsge.model as M  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small networks on a shared 2-core machine: extra OpenMP threads only spin."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+TINY = dict(d_t=4, heads=2, hidden=16, epochs=2, batch_size=8, cpu_threads=1, save_checkpoint=False)
+
+
+def tiny_cfg(**kw) -> "M.SMSGEConfig":
+    return M.SMSGEConfig(**{**TINY, **kw})
+
+
+def windows(n=16, f=6, layout=KINECT_V1_20, seed=0, classes=4) -> SampleSet:
+    rng = np.random.default_rng(seed)
+    base = rng.normal(0, 0.3, (classes, 1, layout.num_joints, 3)).astype(np.float32)
+    labels = np.arange(n) % classes
+    drift = np.linspace(0, 0.05, f, dtype=np.float32)[None, :, None, None]
+    data = base[labels] + drift + rng.normal(0, 0.02, (n, f, layout.num_joints, 3)).astype(np.float32)
+    return SampleSet("skeleton", data.astype(np.float32), labels, labels, np.zeros(n), np.arange(n), layout=layout)
+
+
+def ctx(tmp_path=None, seed=0) -> TrialContext:
+    return TrialContext(device="cpu", seed=seed, checkpoint_dir=tmp_path or Path("/nonexistent-smsge"))
+
+
+def make(cfg, layout=KINECT_V1_20, f=6):
+    return M.SMSGE(cfg, DataSpec("skeleton", num_classes=4, layout=layout, window=f))
+
+
+# ------------------------------------------------------------------------------------ graphs
+
+
+@pytest.mark.parametrize(
+    "layout, counts",
+    [(KINECT_V1_20, (39, 20, 10, 5)), (KINECT_V2_25, (49, 25, 10, 5)), (CASIA_14, (27, 14, 10, 5))],
+)
+def test_node_counts_per_scale(layout, counts):
+    graphs = G.build_graphs(layout)
+    assert tuple(graphs[s].num_nodes for s in G.SCALES) == counts
+    for s in G.SCALES:
+        g = graphs[s]
+        assert g.pool.shape == (g.num_nodes, layout.num_joints)
+        np.testing.assert_allclose(g.pool.sum(1), 1.0, rtol=1e-6)  # positions are means of joints
+        assert (g.adjacency == g.adjacency.T).all() and not np.diag(g.adjacency).any()
+        np.testing.assert_array_equal(g.mask, (g.adjacency > 0) | np.eye(g.num_nodes, dtype=bool))
+        # every scale graph is connected
+        reach = G.neighbourhood_mask(g.adjacency, g.num_nodes)
+        assert reach.all()
+
+
+def test_hyper_joint_and_group_adjacency_kinect_v1():
+    graphs = G.build_graphs(KINECT_V1_20)
+    h = graphs["hyper"]
+    j = KINECT_V1_20.num_joints
+    assert not h.adjacency[:j, :j].any() and not h.adjacency[j:, j:].any()  # joints link through midpoints
+    assert (h.adjacency[j:].sum(1) == 2).all()
+    a, b = KINECT_V1_20.edges[5]
+    assert h.pool[j + 5, a] == h.pool[j + 5, b] == 0.5
+    # parts: torso-legs, torso-head, head-arms, limb chains (the released p_pairs: 9 links); bodies: a star
+    assert graphs["part"].adjacency.sum() / 2 == 9
+    assert graphs["body"].adjacency.sum() / 2 == 4 and graphs["body"].adjacency[2].sum() == 4
+    x = np.random.default_rng(0).normal(size=(j, 3)).astype(np.float32)
+    np.testing.assert_allclose(graphs["part"].pool @ x, [x[list(p)].mean(0) for p in KINECT_V1_20.parts], rtol=1e-5)
+    # two hops on the joint scale
+    two = G.build_graphs(KINECT_V1_20, nhood=2)["joint"].mask
+    assert two[0, 2] and not graphs["joint"].mask[0, 2]
+
+
+# ------------------------------------------------------------------------------------ relations
+
+
+def test_structural_relations_are_normalised_over_the_neighbourhood():
+    graphs = G.build_graphs(KINECT_V1_20)
+    for t1 in (1.0, 0.5):
+        layer = M.StructuralRelations(M.SMSGEConfig(t1=t1), graphs["hyper"].mask)
+        coefs, fts = layer.relations(torch.randn(3, 39, 8))
+        assert coefs.shape == (3, 8, 39, 39) and fts.shape == (3, 8, 39, 8)
+        torch.testing.assert_close(coefs.sum(-1), torch.ones(3, 8, 39))
+        assert (coefs[:, :, ~layer.mask] == 0).all()
+        assert layer(torch.randn(3, 39, 8)).shape == (3, 39, 8)
+
+
+def test_collaborative_relations_rows_sum_to_one_and_temperature_sharpens():
+    fine, coarse = torch.randn(2, 39, 8), torch.randn(2, 5, 8)
+    rel, feat = M.collaborative_relations(fine, coarse, 1.0)
+    assert rel.shape == (2, 39, 5) and feat.shape == (2, 39, 8)
+    torch.testing.assert_close(rel.sum(-1), torch.ones(2, 39))
+    sharp, _ = M.collaborative_relations(fine, coarse, 0.1)
+    assert sharp.max(-1).values.mean() > rel.max(-1).values.mean()
+
+
+# ------------------------------------------------------------------------------------ shapes
+
+
+def test_shapes_through_every_stage():
+    model = make(tiny_cfg())
+    net = model.net
+    x = torch.as_tensor(windows(5).data)
+    pos = net.node_positions(x)
+    assert {s: tuple(v.shape) for s, v in pos.items()} == {
+        "hyper": (5, 6, 39, 3), "joint": (5, 6, 20, 3), "part": (5, 6, 10, 3), "body": (5, 6, 5, 3)}
+    feats = net.frame_features(pos)
+    assert {s: v.shape[-1] for s, v in feats.items()} == {"hyper": 39 * 4, "joint": 80, "part": 40, "body": 20}
+    assert net.states(x).shape == (5, 6, 4 * 16)
+    frames = [torch.tensor([1, 4]), torch.arange(6)]
+    losses = net.losses(x, frames)
+    assert set(losses) == set(G.SCALES) and all(v.ndim == 0 and v > 0 for v in losses.values())
+    assert M.subsequence_lengths(model.cfg, 6) == [1, 2, 3, 4, 5]
+    assert model.embed(windows(5)).shape == (5, 64)
+    assert make(tiny_cfg(pool="concat")).embed(windows(3)).shape == (3, 6 * 64)
+    assert make(tiny_cfg(pool="last")).embed(windows(3)).dtype == np.float32
+    assert model.embed(windows(0)).shape == (0, 64)
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+def test_loss_decreases_on_a_small_batch():
+    torch.manual_seed(0)
+    net = make(tiny_cfg()).net
+    x = torch.as_tensor(windows(4).data)
+    frames = M.sample_subsequences([2, 5], 6, 1, torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    first = None
+    for _ in range(15):
+        loss = sum(net.losses(x, frames).values())
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.75 * first
+
+
+def test_fit_is_deterministic_on_cpu_for_a_fixed_seed(tmp_path):
+    train = windows(20)
+    a, b, c = (make(tiny_cfg()) for _ in range(3))
+    a.fit(train, ctx(tmp_path / "a", seed=3))
+    b.fit(train, ctx(tmp_path / "b", seed=3))
+    c.fit(train, ctx(tmp_path / "c", seed=4))
+    assert a.history == b.history and len(a.history) == 2
+    np.testing.assert_array_equal(a.embed(train), b.embed(train))
+    assert not np.array_equal(a.embed(train), c.embed(train))
+
+
+def test_view_normalisation_removes_the_walking_direction():
+    data = windows(4).data
+    ang = np.deg2rad(55.0)
+    c, s = np.cos(ang), np.sin(ang)
+    x, y, z = data[..., 0], data[..., 1], data[..., 2]
+    turned = np.stack([c * x + s * z, y, -s * x + c * z], axis=-1).astype(np.float32)
+    a, b = M.canonical_yaw(data, KINECT_V1_20), M.canonical_yaw(turned, KINECT_V1_20)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    side = (a[:, :, 16] - a[:, :, 12] + a[:, :, 8] - a[:, :, 4]).mean(1)
+    np.testing.assert_allclose(side[:, 2], 0.0, atol=1e-5)
+    assert (side[:, 0] > 0).all()
+    plain, norm = make(tiny_cfg()), make(tiny_cfg(view_normalise=True))
+    norm.net.load_state_dict(plain.net.state_dict())
+    sset = windows(4)
+    turned_set = dataclasses.replace(sset, data=turned)
+    np.testing.assert_allclose(norm.embed(sset), norm.embed(turned_set), atol=1e-4)
+    assert not np.allclose(plain.embed(sset), plain.embed(turned_set), atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------ ablations
+
+
+def _heads(model):
+    return sorted(model.net.heads.keys())
+
+
+def test_ablation_switches_change_what_they_should():
+    full = make(tiny_cfg())
+    assert full.net.scales == G.SCALES and len(full.net.heads) == 10 and len(full.net.mgrn.fuse) == 10
+
+    joint = make(tiny_cfg(multi_scale=False))
+    assert joint.net.scales == ("joint",) and joint.embed(windows(2)).shape == (2, 16)
+
+    sub = make(tiny_cfg(scales="body,joint"))
+    assert sub.net.scales == ("joint", "body") and _heads(sub) == ["body__body", "joint__body", "joint__joint"]
+
+    nocross = make(tiny_cfg(cross_scale=False))
+    assert _heads(nocross) == sorted(f"{s}__{s}" for s in G.SCALES)
+
+    nostruct = make(tiny_cfg(structural=False, collaborative=False))
+    nodes = {s: torch.randn(2, n, 3) for s, n in nostruct.net.sizes.items()}
+    out = nostruct.net.mgrn(nodes)
+    for s in G.SCALES:  # no relations at all: just the per-scale embedding W_h
+        torch.testing.assert_close(out[s], nostruct.net.mgrn.embed[s](nodes[s]))
+    assert len(nostruct.net.mgrn.structural) == 0 and len(nostruct.net.mgrn.fuse) == 0
+
+    # collaborative off == lambda_C = 0 with the same weights
+    torch.manual_seed(1)
+    on = make(tiny_cfg(fusion_lambda=0.0))
+    torch.manual_seed(1)
+    off = make(tiny_cfg(collaborative=False))
+    off.net.load_state_dict({k: v for k, v in on.net.state_dict().items() if ".fuse." not in k})
+    x = torch.as_tensor(windows(2).data)
+    torch.testing.assert_close(on.net.states(x), off.net.states(x))
+    on.net.mgrn.cfg = dataclasses.replace(on.net.mgrn.cfg, fusion_lambda=1.0)
+    assert not torch.allclose(on.net.states(x), off.net.states(x))
+
+    assert M.subsequence_lengths(make(tiny_cfg(subsequences=False)).cfg, 6) == [6]
+    assert M.subsequence_lengths(make(tiny_cfg(lengths="released")).cfg, 6) == [1, 2, 3, 4, 5, 6]
+
+    raw = make(tiny_cfg(graph_encoder=False))
+    assert raw.net.mgrn is None and raw.net.lstm["hyper"].input_size == 39 * 3
+
+    base = make(tiny_cfg(variant="baseline"))
+    assert base.net.scales == ("joint",) and base.net.mgrn is None and _heads(base) == ["joint__joint"]
+    assert base.net.lstm["joint"].input_size == 60 and M.subsequence_lengths(base.cfg, 6) == [6]
+    for name in ("no-multiscale", "no-structural", "no-collaborative", "no-cross-scale", "no-subsequence"):
+        assert make(tiny_cfg(variant=name)).num_parameters() <= full.num_parameters()
+
+    pad = make(tiny_cfg(zero_pad_step=True))
+    assert pad.net.states(x, True).shape[1] == 7 and pad.embed(windows(2)).shape == (2, 64)
+
+    normal = make(M.SMSGEConfig(normal_init=True))
+    w = normal.net.heads["hyper__hyper"][0].weight
+    assert 0.9 < float(w.detach().std()) < 1.1
+    with pytest.raises(ValueError, match="scales"):
+        make(tiny_cfg(scales="joint,limb"))
+
+
+def test_per_scale_adam_and_fixed_subsequences_train(tmp_path):
+    train = windows(16)
+    one, four, fixed = make(tiny_cfg()), make(tiny_cfg(per_scale_adam=True)), make(tiny_cfg(fixed_subsequences=True))
+    for m in (one, four, fixed):
+        m.fit(train, ctx(tmp_path, seed=0))
+        assert np.isfinite(m.history).all()
+    assert one.history[-1] != four.history[-1] and one.history[-1] != fixed.history[-1]
+
+
+def test_default_ias_configuration_parameter_count():
+    """Paper: 5.58M, which includes the 1024-1024-11 recognition MLP (1,060,875) and TF's single
+    LSTM bias. Here: MGRN 3,648 + LSTMs 3,768,320 (8,192 of them PyTorch's second bias) + MSR
+    heads 757,379 = 4,529,347; 4,529,347 - 8,192 + 64 (an unused TF fusion matrix) + 1,060,875
+    = 5,582,094."""
+    model = M.SMSGE(M.SMSGEConfig(), M.SMSGE.example_spec())
+    net = model.net
+    assert sum(p.numel() for p in net.mgrn.parameters()) == 3_648
+    assert sum(p.numel() for p in net.lstm.parameters()) == 3_768_320
+    assert sum(p.numel() for p in net.heads.parameters()) == 757_379
+    assert model.num_parameters() == 4_529_347
+    recognition_mlp = 1024 * 1024 + 1024 + 1024 * 11 + 11
+    assert round((model.num_parameters() - 8_192 + 64 + recognition_mlp) / 1e6, 2) == 5.58
+
+
+def test_protocol_overrides_follow_the_released_code():
+    from reid_bench.config import Overrides
+    from reid_bench.registry import Registry
+    from reid_bench.trial import resolve_config
+
+    reg = _registry(Registry())
+    ias = resolve_config("smsge", "ias", Overrides(), reg).model
+    assert (ias.lr, ias.batch_size, ias.epochs, ias.hidden) == (0.0025, 64, 120, 256)
+    ks20 = resolve_config("smsge", "ks20", Overrides(), reg).model
+    assert (ks20.lr, ks20.batch_size, ks20.epochs) == (0.0005, 64, 200)
+    kgbd = resolve_config("smsge", "kgbd", Overrides(), reg).model
+    assert (kgbd.lr, kgbd.batch_size, kgbd.hidden) == (0.0025, 256, 128)
+    casia = resolve_config("smsge", "casia-b", Overrides(), reg).model
+    assert (casia.lr, casia.batch_size) == (0.0005, 128)
+    base = resolve_config("smsge", "synth-gait", Overrides(model={"variant": "baseline"}), reg).model
+    assert base.variant == "baseline"
+    for name in M.SMSGE.protocol_overrides:
+        assert name in reg.names("protocols"), name
+
+
+def _registry(registry):
+    from reid_bench.registry import PluginEntry
+
+    registry._scan()
+    registry._entries["models"]["smsge"] = PluginEntry("models", "smsge", "reid_bench_smsge.model:SMSGE", "reid-bench-smsge", "test")
+    registry._loaded[("models", "smsge")] = M.SMSGE
+    return registry
+
+
+def test_smsge_runs_the_ias_protocol_end_to_end(tmp_path):
+    from formats_kinect import write_ias_lab
+
+    from reid_bench.registry import Registry
+    from reid_bench.trial import TrialSpec, execute_trial
+
+    registry = _registry(Registry())
+    write_ias_lab(tmp_path / "data", persons=4, frames=12)
+    sets = {k: str(v) for k, v in TINY.items()}
+    spec = TrialSpec("smsge", "ias", "B", 0, overrides={"model": sets, "probe": {"epochs": "5"}},
+                     data_root=str(tmp_path / "data"), device="cpu", work_dir=str(tmp_path / "work"),
+                     cache_dir=str(tmp_path / "cache"))
+    result = execute_trial(spec, registry=registry)
+    assert 0.0 <= result["metrics"]["rank1"] <= 1.0 and "nAUC" in result["metrics"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_runs_on_cuda():
+    model = make(tiny_cfg())
+    model.fit(windows(16), TrialContext(device="cuda", seed=0, checkpoint_dir=Path("/nonexistent-smsge")))
+    assert model.embed(windows(4)).shape == (4, 64)
