@@ -18,9 +18,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 demo: setup
 	$(BIN)/reid-bench run --model d13 --protocol synth-gait --seeds $(SEEDS)
-	$(BIN)/reid-bench run --model gait-lstm --protocol synth-gait --seeds $(SEEDS)
+	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS)
 	$(BIN)/reid-bench run --model cloud-hist --protocol synth-market --seeds $(SEEDS)
-	$(BIN)/reid-bench run --model pointnet-lite --protocol synth-market --seeds $(SEEDS)
 	$(BIN)/reid-bench leaderboard
 	@echo "Leaderboards written to leaderboards/ (open leaderboards/index.html)"
 
