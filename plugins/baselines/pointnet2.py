@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from reid_bench import pointops
+from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 from reid_bench_baselines.pointnet_lite import PointNetLite
 
@@ -137,13 +138,8 @@ class PointBaseline(Model):
     _accuracy = PointNetLite._accuracy
 
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        old_threads = torch.get_num_threads()
-        if self.config.threads > 0:
-            torch.set_num_threads(self.config.threads)
-        try:
+        with cpu_threads(self.config.threads, ctx.device):
             self._fit(train, ctx)
-        finally:
-            torch.set_num_threads(old_threads)
 
     def _lr_factor(self, step: int, steps_per_epoch: int) -> float:
         cfg = self.config
@@ -204,22 +200,15 @@ class PointBaseline(Model):
             ctx.report(epoch=epoch, **metrics)
             ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
         net.eval()
-        if cfg.save_checkpoint and ctx.checkpoint_dir is not None:
-            try:
-                ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(net.state_dict(), ctx.checkpoint_dir / f"{name.lower()}.pt")
-            except OSError:
-                pass
+        if cfg.save_checkpoint:
+            save_weights(net, ctx.checkpoint_dir, f"{name.lower()}.pt")
 
     @torch.no_grad()
     def embed(self, samples: SampleSet) -> np.ndarray:
         self.net.eval()
         if len(samples) == 0:
             return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-        old_threads = torch.get_num_threads()
-        if self.config.threads > 0:
-            torch.set_num_threads(self.config.threads)
-        try:
+        with cpu_threads(self.config.threads, str(self.device)):
             data = np.asarray(samples.data, dtype=np.float32)[..., :6]
             out = []
             for x in self._test_batches(data):
@@ -228,8 +217,6 @@ class PointBaseline(Model):
                     z = z + self.net.features(torch.cat([x[:, :3] * s, x[:, 3:]], dim=1))
                 out.append(z.cpu())
             z = torch.cat(out)
-        finally:
-            torch.set_num_threads(old_threads)
         return nn.functional.normalize(z, dim=1).numpy().astype(np.float32)
 
     def num_parameters(self) -> int:

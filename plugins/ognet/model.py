@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 
 from .network import NetConfig, OGNetNetwork
@@ -236,13 +237,8 @@ class OGNet(Model):
 
     # -- training --------------------------------------------------------------------------------
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        old = torch.get_num_threads()
-        if self.config.threads > 0:
-            torch.set_num_threads(self.config.threads)
-        try:
+        with cpu_threads(self.config.threads, ctx.device):
             self._fit(train, ctx)
-        finally:
-            torch.set_num_threads(old)
 
     def _lr_factor(self, epoch: int, step: int, steps_per_epoch: int) -> float:
         """Cosine per epoch down to ``lr_min_ratio`` (CosineAnnealingLR, eta_min = 1 %), times a
@@ -307,12 +303,8 @@ class OGNet(Model):
             ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
         net.eval()
         self._fitted = True
-        if cfg.save_checkpoint and ctx.checkpoint_dir is not None:
-            try:
-                ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(net.state_dict(), ctx.checkpoint_dir / "ognet.pt")
-            except OSError:
-                pass
+        if cfg.save_checkpoint:
+            save_weights(net, ctx.checkpoint_dir, "ognet.pt")
 
     @torch.no_grad()
     def _accuracy(self, split: SampleSet) -> float:
@@ -328,10 +320,7 @@ class OGNet(Model):
     def embed(self, samples: SampleSet) -> np.ndarray:
         if len(samples) == 0:
             return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-        old = torch.get_num_threads()
-        if self.config.threads > 0:
-            torch.set_num_threads(self.config.threads)
-        try:
+        with cpu_threads(self.config.threads, str(self.device)):
             self.net.eval()
             self.net.to(self.device)
             data = np.asarray(samples.data, dtype=np.float32)[..., :6]
@@ -339,8 +328,6 @@ class OGNet(Model):
             for xyz, rgb in self._test_batches(data):
                 f = sum(self.net.features(xyz * s, rgb) for s in self.config.tta_scales)
                 out.append(F.normalize(f, dim=1).cpu())
-        finally:
-            torch.set_num_threads(old)
         return torch.cat(out).numpy().astype(np.float32)
 
     def num_parameters(self) -> int:

@@ -45,7 +45,6 @@ biases, plus the unused matrix (64) and the 1024-1024-11 recognition MLP (1,060,
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -53,6 +52,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 
 from .graphs import SCALES, ScaleGraph, build_graphs
@@ -358,19 +358,6 @@ def canonical_yaw(data: np.ndarray, layout: Any) -> np.ndarray:
     return np.stack([c * x + s * z, y, -s * x + c * z], axis=-1).astype(np.float32)
 
 
-@contextlib.contextmanager
-def _threads(n: int, device: str):
-    if n <= 0 or not str(device).startswith("cpu"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def sample_subsequences(lengths: list[int], f: int, rounds: int, gen: torch.Generator) -> list[torch.Tensor]:
     """Sorted frame indices: for each round and length k, k of the f frames kept at random."""
     out = []
@@ -434,7 +421,7 @@ class SMSGE(Model):
 
     # -------------------------------------------------------------------------------- training
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with _threads(self.cfg.cpu_threads, ctx.device):
+        with cpu_threads(self.cfg.cpu_threads, ctx.device):
             self._fit(train, ctx)
 
     def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
@@ -492,12 +479,8 @@ class SMSGE(Model):
             ctx.report(epoch=epoch, loss=mean)
             ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} MSR loss {mean:.4f}")
         net.eval()
-        if cfg.save_checkpoint and ctx.checkpoint_dir is not None:
-            try:
-                ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-                torch.save(net.state_dict(), ctx.checkpoint_dir / "smsge.pt")
-            except OSError:
-                pass
+        if cfg.save_checkpoint:
+            save_weights(net, ctx.checkpoint_dir, "smsge.pt")
 
     def _prepare(self, samples: SampleSet) -> np.ndarray:
         data = np.asarray(samples.data, dtype=np.float32)
@@ -508,7 +491,7 @@ class SMSGE(Model):
     # -------------------------------------------------------------------------------- embedding
     @torch.no_grad()
     def embed(self, samples: SampleSet) -> np.ndarray:
-        with _threads(self.cfg.cpu_threads, self.device):
+        with cpu_threads(self.cfg.cpu_threads, self.device):
             return self._embed(samples)
 
     def embedding_dim(self, f: int) -> int:
