@@ -109,3 +109,42 @@ def test_space_file_errors(cli, tracking_uri, tmp_path):
     bad.write_text('lr = {gaussian = [0, 1]}\n')
     result = cli("tune", "--model", "gait-lstm", "--protocol", "synth-gait", "--space", str(bad), "--tracking-uri", tracking_uri)
     assert result.exit_code == 2 and "unknown distribution 'gaussian'" in result.output
+
+
+@pytest.mark.ray
+def test_interrupted_search_resumes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    space = tmp_path / "space.toml"
+    space.write_text('lr = {loguniform = [1e-3, 1e-2]}\n')
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = [sys.executable, "-m", "reid_bench.cli", "tune", "--model", "gait-lstm", "--protocol", "synth-gait",
+            "--samples", "2", "--max-concurrent", "1", "--scheduler", "fifo", "--space", str(space), "--seeds", "1",
+            "--tracking-uri", uri, "--set", "epochs=6", *TINY_GAIT]
+    proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in proc.stderr:
+        if "running" in line:
+            break
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130, err[-2000:]
+    _, runs = mlflow_runs(uri)
+    search = [r for r in runs if r.data.tags.get("reid_bench.kind") == "search"]
+    assert len(search) == 1 and search[0].info.status == "KILLED"
+    assert not any(r.info.status == "RUNNING" for r in runs)
+
+    resumed = subprocess.run(args + ["--resume", "--json"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    payload = json.loads(resumed.stdout)
+    assert payload["search_run_id"] == search[0].info.run_id and payload["trials"] == 2
+    _, runs = mlflow_runs(uri)
+    assert not any(r.info.status == "RUNNING" for r in runs)
+    assert [r.info.status for r in runs if r.data.tags.get("reid_bench.kind") == "search"] == ["FINISHED"]
+    finished = [r for r in runs if r.data.tags.get("reid_bench.kind") == "tune-trial" and r.info.status == "FINISHED"]
+    assert len({r.data.params["params.lr"] for r in finished}) == 2  # both configurations completed once
+    invocation = [r for r in runs if r.data.tags.get("reid_bench.kind") == "invocation"]
+    assert len(invocation) == 1 and invocation[0].data.tags["reid_bench.tuned"].startswith("2 samples")
