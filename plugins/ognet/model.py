@@ -39,8 +39,8 @@ _CITATION = (
 
 
 @dataclass
-class OGNetConfig:
-    """OG-Net hyper-parameters (defaults: the paper / released code, Market-1501-3D).
+class OGNetConfig(NetConfig):
+    """OG-Net hyper-parameters: the network's (``NetConfig``) plus data and optimisation (defaults: the paper / released code, Market-1501-3D).
 
     Network: ``widths`` per omni-scale module; ``k`` EdgeConv neighbours; ``convs_per_module``
     EdgeConvs per module (Deep: 2); ``shortcut`` the gated residual of OG-Net-Deep
@@ -61,21 +61,6 @@ class OGNetConfig:
     ``save_checkpoint``.
     """
 
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    k: int = 20
-    convs_per_module: int = 1
-    shortcut: bool = False
-    init_points: int = 768
-    stride: int = 2
-    group_sizes: tuple[int, ...] = (8, 16, 32)
-    radii: tuple[float, ...] = (0.1, 0.2, 0.4)
-    grouping: str = "ball"
-    aggregation: str = "gated"
-    non_local: bool = True
-    use_se: bool = True
-    embed_dim: int = 512
-    dropout: float = 0.7
-    factorised: bool = True
     points: int = 4096
     random_subset: float = 0.5
     flip: bool = True
@@ -101,7 +86,7 @@ class OGNetConfig:
 
     def net_config(self) -> NetConfig:
         names = {f.name for f in dataclasses.fields(NetConfig)}
-        return NetConfig(**{n: getattr(self, n) for n in names if hasattr(self, n)})
+        return NetConfig(**{n: getattr(self, n) for n in names})
 
 
 @dataclass
