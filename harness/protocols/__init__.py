@@ -36,6 +36,21 @@ def _skeleton_info(train, evaluated: dict[str, Any]) -> dict[str, Any]:
     return info
 
 
+def closed_set_windows(fold: str, records: list[SkeletonSequence], train_recs: list[SkeletonSequence],
+                       test_recs: list[SkeletonSequence], window: int, center_joint: int | None):
+    """SM-SGE's closed-set cut: train windows with stride f/2, non-overlapping test windows, labels
+    from the training identities (every test identity must be one of them)."""
+    unseen = sorted({r.person for r in test_recs} - {r.person for r in train_recs})
+    if unseen:
+        raise ValueError(f"fold {fold!r}: closed-set test identities missing from training: {unseen}")
+    layout = _layout_of(records)
+    labels = label_map(r.person for r in train_recs)
+    cameras = code_map(r.view for r in records)
+    train = windows_from_sequences(train_recs, window, max(1, window // 2), layout, labels, cameras, center_joint)
+    test = windows_from_sequences(test_recs, window, window, layout, labels, cameras, center_joint)
+    return train, test
+
+
 class SessionClosedSetProtocol(Protocol):
     """SM-SGE's closed-set setting: train on some sessions, test on others, same identities.
 
@@ -51,10 +66,6 @@ class SessionClosedSetProtocol(Protocol):
     window: ClassVar[int] = 6
     center_joint: ClassVar[int | None] = 0
 
-    @property
-    def train_stride(self) -> int:
-        return max(1, self.window // 2)
-
     def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         if fold not in self.fold_sessions:
             raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
@@ -66,14 +77,7 @@ class SessionClosedSetProtocol(Protocol):
             raise ValueError(
                 f"fold {fold!r}: no sequences in sessions {train_sessions if not train_recs else test_sessions}"
             )
-        unseen = sorted({r.person for r in test_recs} - {r.person for r in train_recs})
-        if unseen:
-            raise ValueError(f"fold {fold!r}: closed-set test identities missing from training: {unseen}")
-        layout = _layout_of(records)
-        labels = label_map(r.person for r in train_recs)
-        cameras = code_map(r.view for r in records)
-        train = windows_from_sequences(train_recs, self.window, self.train_stride, layout, labels, cameras, self.center_joint)
-        test = windows_from_sequences(test_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
+        train, test = closed_set_windows(fold, records, train_recs, test_recs, self.window, self.center_joint)
         return FoldData(train=train, test=test, info=_skeleton_info(train, {"test": test}))
 
 

@@ -34,7 +34,7 @@ from typing import Any, Callable, ClassVar, Iterable
 import numpy as np
 
 from reid_bench.api import DataAccess, FoldData, Protocol, SampleSet, SkeletonSequence
-from reid_bench.protocols import SessionClosedSetProtocol
+from reid_bench.protocols import SessionClosedSetProtocol, _layout_of, closed_set_windows
 from reid_bench.samples import code_map, label_map, windows_from_sequences
 
 SMSGE_SOURCE = (
@@ -59,15 +59,6 @@ def _by(records: Iterable[SkeletonSequence], key: Callable[[SkeletonSequence], A
     for rec in records:
         groups[key(rec)].append(rec)
     return dict(sorted(groups.items(), key=lambda kv: str(kv[0])))
-
-
-def _layout(records: list[SkeletonSequence]):
-    from reid_bench.registry import get_registry
-
-    names = sorted({r.layout for r in records})
-    if len(names) != 1:
-        raise ValueError(f"records mix skeleton layouts {names}; a protocol needs one")
-    return get_registry().layout(names[0])
 
 
 def _check_disjoint(**splits: list[SkeletonSequence]) -> None:
@@ -167,15 +158,7 @@ class HeldOutClosedSet(Protocol):
         if not test_recs:
             raise ValueError(f"fold {fold!r}: no group has two sequences, nothing to hold out for test")
         _check_disjoint(train=train_recs, test=test_recs)
-        unseen = sorted({r.person for r in test_recs} - {r.person for r in train_recs})
-        if unseen:
-            raise ValueError(f"fold {fold!r}: closed-set test identities missing from training: {unseen}")
-        layout = _layout(records)
-        labels = label_map(r.person for r in train_recs)
-        cameras = code_map(r.view for r in records)
-        stride = max(1, self.window // 2)
-        train = windows_from_sequences(train_recs, self.window, stride, layout, labels, cameras, self.center_joint)
-        test = windows_from_sequences(test_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
+        train, test = closed_set_windows(fold, records, train_recs, test_recs, self.window, self.center_joint)
         info = {**_counts("train", train, train_recs), **_counts("test", test, test_recs)}
         info["split"] = {**_split_info(self.split_seed, train=train_recs, test=test_recs), "train_only_groups": train_only}
         return FoldData(train=train, test=test, info=info)
@@ -249,7 +232,7 @@ class KinectRetrieval(Protocol):
             if not recs:
                 raise ValueError(f"fold {fold!r}: the {name} split is empty")
         _check_disjoint(train=train_recs, query=query_recs, gallery=gallery_recs)
-        layout = _layout(records)
+        layout = _layout_of(records)
         labels = label_map(r.person for r in train_recs)
         cameras = code_map(r.view for r in records)
         stride = max(1, self.window // 2)
