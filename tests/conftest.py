@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -92,3 +91,26 @@ def mlflow_runs(uri: str):
     if exp is None:
         return client, []
     return client, client.search_runs([exp.experiment_id], max_results=1000)
+
+
+def trial_context(tmp_path: Path, seed: int = 0, log: list | None = None):
+    """A TrialContext for calling a model's fit directly; ``log`` collects (epoch, metrics)."""
+    from reid_bench.api import TrialContext
+
+    def report(epoch, **metrics):
+        if log is not None:
+            log.append((epoch, metrics))
+
+    return TrialContext(device="cpu", seed=seed, checkpoint_dir=tmp_path / "ckpt", report=report)
+
+
+def cloud_splits(options):
+    """Train and query SampleSets of a synthetic cloud population (train labels contiguous)."""
+    from reid_bench.samples import clouds_to_sampleset, label_map
+    from reid_bench.synthetic.clouds import generate_clouds
+
+    records = generate_clouds(options)
+    train_recs = [r for r in records if r.subset == "train"]
+    labels = label_map(r.person for r in train_recs)
+    return (clouds_to_sampleset(train_recs, labels),
+            clouds_to_sampleset([r for r in records if r.subset == "query"], labels))

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import cloud_splits, trial_context
 import torch
 
-from reid_bench.api import DataSpec, TrialContext
-from reid_bench.samples import clouds_to_sampleset, label_map
-from reid_bench.synthetic.clouds import CloudOptions, generate_clouds
+from reid_bench.api import DataSpec
+from reid_bench.synthetic.clouds import CloudOptions
 from reid_bench_ognet.model import OGNet, OGNetConfig, OGNetDeep, OGNetSmall
 from reid_bench_ognet.network import NetConfig, OGNetNetwork
 
@@ -22,31 +22,12 @@ TINY = CloudOptions(train_identities=4, test_identities=4, images_per_identity=4
 FAST = dict(points=128, init_points=32, epochs=2, batch_size=8, warmup_epochs=1, embed_batch=16, threads=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two threads on a shared 2-core machine spin against other work: tests run on one."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def splits():
-    records = generate_clouds(TINY)
-    train_recs = [r for r in records if r.subset == "train"]
-    labels = label_map(r.person for r in train_recs)
-    train = clouds_to_sampleset(train_recs, labels)
-    query = clouds_to_sampleset([r for r in records if r.subset == "query"], labels)
-    return train, query
+    return cloud_splits(TINY)
 
 
-def _ctx(tmp_path: Path, seed: int = 0, log: list | None = None) -> TrialContext:
-    def report(epoch, **metrics):
-        if log is not None:
-            log.append((epoch, metrics))
-
-    return TrialContext(device="cpu", seed=seed, checkpoint_dir=tmp_path / "ckpt", report=report)
+_ctx = trial_context
 
 
 def _small_cfg(cls=OGNetConfig, **kw):

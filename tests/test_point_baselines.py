@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import cloud_splits, trial_context
+
 torch = pytest.importorskip("torch")
 
-from reid_bench.api import DataSpec, TrialContext  # noqa: E402
-from reid_bench.samples import clouds_to_sampleset, label_map  # noqa: E402
-from reid_bench.synthetic.clouds import CloudOptions, generate_clouds  # noqa: E402
+from reid_bench.api import DataSpec  # noqa: E402
+from reid_bench.synthetic.clouds import CloudOptions  # noqa: E402
 from reid_bench_baselines.dgcnn import DGCNN, DGCNNConfig, _EdgeConv  # noqa: E402
 from reid_bench_baselines.pointnet2 import (  # noqa: E402
     PointNet2MSG,
@@ -37,31 +37,12 @@ CASES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: the shared CI cores are busy, and two threads oversubscribe them."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def splits():
-    records = generate_clouds(TINY_DATA)
-    train_recs = [r for r in records if r.subset == "train"]
-    labels = label_map(r.person for r in train_recs)
-    train = clouds_to_sampleset(train_recs, labels)
-    query = clouds_to_sampleset([r for r in records if r.subset == "query"], labels)
-    return train, query
+    return cloud_splits(TINY_DATA)
 
 
-def _ctx(tmp_path: Path, seed: int = 0, log: list | None = None) -> TrialContext:
-    def report(epoch, **metrics):
-        if log is not None:
-            log.append((epoch, metrics))
-
-    return TrialContext(device="cpu", seed=seed, checkpoint_dir=tmp_path / "ckpt", report=report)
+_ctx = trial_context
 
 
 # ------------------------------------------------------------------------------ default sizes
