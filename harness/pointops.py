@@ -7,9 +7,11 @@ a 1024-query chunk is a quarter of that and is freed before the next one).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 __all__ = [
+    "even_index",
     "square_distance",
     "knn",
     "farthest_point_sample",
@@ -17,6 +19,14 @@ __all__ = [
     "ball_query",
     "edge_features",
 ]
+
+
+def even_index(total: int, count: int) -> np.ndarray:
+    """``count`` evenly spaced indices into ``total`` points (all of them when there are too few):
+    the deterministic test-time subset of OG-Net and the point baselines."""
+    if count >= total:
+        return np.arange(total)
+    return np.floor(np.arange(count) * (total / count)).astype(np.int64)
 
 
 def square_distance(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

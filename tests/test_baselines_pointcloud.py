@@ -134,3 +134,36 @@ def test_pointnet_lite_refuses_unlabelled_training(splits, tmp_path):
     bad = dataclasses.replace(query)  # query labels are -1 (identities unseen in training)
     with pytest.raises(ValueError):
         PointNetLite(PointNetLiteConfig(**FAST), _spec(train)).fit(bad, _ctx(tmp_path))
+
+
+# -------------------------------------------------------------------------------- shared input pipeline
+
+
+def test_cloud_input_train_batch_is_seeded_and_augments_within_bounds(splits):
+    import torch
+
+    from reid_bench_baselines.cloud_input import test_batches, train_batch
+    from reid_bench_baselines.pointnet_lite import PointNetLiteConfig
+
+    train = splits[0]
+    data = np.asarray(train.data, dtype=np.float32)[..., :6]
+    idx = torch.arange(6)
+    plain = PointNetLiteConfig(points=64, flip=False, scale_min=1.0, scale_max=1.0, jitter=0.0, colour_jitter=0.0)
+    a = train_batch(plain, data, idx, torch.Generator().manual_seed(3))
+    b = train_batch(plain, data, idx, torch.Generator().manual_seed(3))
+    assert a.shape == (6, 6, 64) and torch.equal(a, b)
+    assert torch.allclose(a[:, :3].mean(2), torch.zeros(6, 3), atol=1e-5)  # xyz centred per subset
+    assert float(a[:, 3:].min()) >= -0.5 and float(a[:, 3:].max()) <= 0.5  # rgb - 0.5
+    # points come from the cloud: every subset point is one of the cloud's points
+    cloud0 = torch.from_numpy(data[0, :, 3:6]) - 0.5
+    assert all(bool((cloud0 == p).all(1).any()) for p in a[0, 3:].T[:10])
+
+    aug = dataclasses.replace(plain, flip=True, scale_min=0.75, scale_max=1.33, jitter=0.01)
+    c = train_batch(aug, data, idx, torch.Generator().manual_seed(3))
+    assert torch.equal(c[:, 3:], a[:, 3:])  # same subset (same first draws), colours untouched
+    ratio = c[:, :3].abs().amax(2) / a[:, :3].abs().amax(2).clamp_min(1e-6)
+    assert float(ratio.min()) > 0.7 and float(ratio.max()) < 1.4
+
+    t1 = torch.cat(list(test_batches(dataclasses.replace(plain, embed_batch=4), data)))
+    t2 = torch.cat(list(test_batches(dataclasses.replace(plain, embed_batch=64), data)))
+    assert t1.shape == (len(data), 6, 64) and torch.equal(t1, t2)

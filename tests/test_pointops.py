@@ -117,3 +117,13 @@ def test_cuda_matches_cpu():
     assert torch.equal(pointops.knn(xc, xc, 8, chunk=64).cpu(), pointops.knn(x, x, 8, chunk=64))
     assert torch.equal(pointops.farthest_point_sample(xc, 20).cpu(), pointops.farthest_point_sample(x, 20))
     assert torch.equal(pointops.ball_query(xc[:, :50], xc, 0.2, 8).cpu(), pointops.ball_query(x[:, :50], x, 0.2, 8))
+
+
+def test_even_index_spreads_over_the_cloud_and_keeps_small_clouds_whole():
+    from reid_bench.pointops import even_index
+
+    idx = even_index(4096, 1024)
+    assert len(idx) == 1024 and idx[0] == 0 and idx[-1] == 4092
+    assert np.all(np.diff(idx) == 4)
+    assert np.array_equal(even_index(100, 256), np.arange(100))
+    assert len(np.unique(even_index(1000, 300))) == 300

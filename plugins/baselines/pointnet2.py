@@ -16,7 +16,7 @@ every layer. ``mid_activation=True`` (default) is PointNet++; ``False`` reproduc
 
 This module also holds ``PointBaseline``, the training/embedding code shared with ``dgcnn``:
 inputs as OG-Net (``points`` per cloud, random in training and evenly spaced at test, xyz centred,
-rgb - 0.5, x flip, per-axis scale, clipped jitter; PointNetLite's helpers do this), Adam with
+rgb - 0.5, x flip, per-axis scale, clipped jitter; the shared ``cloud_input`` module), Adam with
 amsgrad, linear warm-up then cosine decay, identity cross-entropy, optional class-balanced
 sampling, and OG-Net's test-time augmentation (features of xyz and 1.1 xyz summed, then L2).
 """
@@ -33,7 +33,7 @@ from torch import nn
 from reid_bench import pointops
 from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
-from reid_bench_baselines.pointnet_lite import PointNetLite
+from .cloud_input import classification_accuracy, test_batches, train_batch
 
 __all__ = ["PointBaselineConfig", "PointBaseline", "PointNet2SSGConfig", "PointNet2MSGConfig", "PointNet2SSG", "PointNet2MSG"]
 
@@ -50,7 +50,7 @@ class PointBaselineConfig:
     ``weight_decay``, ``amsgrad``: Adam; ``warmup_epochs`` of linear warm-up from 0.1 lr, then
     cosine decay to 0.01 lr. ``label_smoothing`` of the identity cross-entropy (OG-Net: none).
     ``balanced``: class-balanced sampling with replacement. Augmentation (training only): ``flip``
-    of x, per-axis scale in [``scale_min``, ``scale_max``] (log-uniform, PointNetLite's helper;
+    of x, per-axis scale in [``scale_min``, ``scale_max``] (log-uniform, cloud_input's;
     OG-Net draws uniformly), Gaussian ``jitter`` clipped at 3 sigma (OG-Net clips at 1 sigma),
     ``colour_jitter`` (OG-Net: none). ``test_scales``: the embedding sums the features of the
     clouds with xyz scaled by each factor (OG-Net: 1.0 and 1.1). ``embed_batch``: clouds per
@@ -132,10 +132,10 @@ class PointBaseline(Model):
             "label_smoothing": tune.choice([0.0, 0.1]),
         }
 
-    # PointNetLite's input pipeline, reused (it only reads the config fields shared with it)
-    _train_batch = PointNetLite._train_batch
-    _test_batches = PointNetLite._test_batches
-    _accuracy = PointNetLite._accuracy
+    def _accuracy(self, split: SampleSet) -> float:
+        self.net.eval()
+        data = np.asarray(split.data, dtype=np.float32)[..., :6]
+        return classification_accuracy(lambda x: self.net(x)[1], test_batches(self.config, data, self.device), split)
 
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
         with cpu_threads(self.config.threads, ctx.device):
@@ -183,7 +183,7 @@ class PointBaseline(Model):
             # drop the last incomplete batch (BatchNorm dislikes batches of one)
             for s in range(0, steps_per_epoch * bs, bs):
                 idx = order[s : s + bs]
-                x = self._train_batch(data, idx, gen).to(self.device)
+                x = train_batch(cfg, data, idx, gen).to(self.device)
                 y = labels[idx].to(self.device)
                 _, logits = net(x)
                 loss = nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -211,7 +211,7 @@ class PointBaseline(Model):
         with cpu_threads(self.config.threads, str(self.device)):
             data = np.asarray(samples.data, dtype=np.float32)[..., :6]
             out = []
-            for x in self._test_batches(data):
+            for x in test_batches(self.config, data, self.device):
                 z = 0.0
                 for s in self.config.test_scales or (1.0,):
                     z = z + self.net.features(torch.cat([x[:, :3] * s, x[:, 3:]], dim=1))

@@ -28,6 +28,8 @@ from torch import nn
 from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 
+from .cloud_input import classification_accuracy, test_batches, train_batch
+
 
 @dataclass
 class PointNetLiteConfig:
@@ -91,19 +93,6 @@ class _Net(nn.Module):
         return z, self.classifier(self.drop(torch.relu(z)))
 
 
-def _normalise(clouds: torch.Tensor) -> torch.Tensor:
-    """[B, P, 6] -> [B, 6, P]: xyz centred on the cloud's mean, rgb - 0.5."""
-    xyz = clouds[..., :3] - clouds[..., :3].mean(dim=1, keepdim=True)
-    rgb = clouds[..., 3:6] - 0.5
-    return torch.cat([xyz, rgb], dim=2).transpose(1, 2).contiguous()
-
-
-def _even_index(total: int, count: int) -> np.ndarray:
-    if count >= total:
-        return np.arange(total)
-    return np.floor(np.arange(count) * (total / count)).astype(np.int64)
-
-
 class PointNetLite(Model):
     """Shared point MLP + max/avg pooling + BN embedding, trained for identity classification."""
 
@@ -122,38 +111,6 @@ class PointNetLite(Model):
         super().__init__(config, spec)
         self.net = _Net(config, max(1, spec.num_classes))
         self.device = "cpu"
-
-    # -- data (also reused by reid_bench_baselines.pointnet2: keep these signatures) -------------
-    def _train_batch(self, data: np.ndarray, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-        cfg = self.config
-        b, total = len(idx), data.shape[1]
-        p = min(cfg.points, total)
-        # random subset per cloud (without replacement): argsort of uniform keys
-        keys = torch.rand(b, total, generator=gen)
-        pts_idx = keys.argsort(dim=1)[:, :p].sort(dim=1).values.numpy()
-        clouds = torch.from_numpy(data[idx.numpy()[:, None], pts_idx])
-        x = _normalise(clouds)
-        xyz = x[:, :3]
-        if cfg.flip:
-            sign = torch.where(torch.rand(b, generator=gen) < 0.5, -1.0, 1.0)
-            xyz = torch.cat([xyz[:, :1] * sign[:, None, None], xyz[:, 1:]], dim=1)
-        if cfg.scale_max > cfg.scale_min:
-            lo, hi = np.log(cfg.scale_min), np.log(cfg.scale_max)
-            scale = torch.exp(lo + (hi - lo) * torch.rand(b, 3, 1, generator=gen))
-            xyz = xyz * scale
-        if cfg.jitter > 0:
-            xyz = xyz + (torch.randn(xyz.shape, generator=gen) * cfg.jitter).clamp(-3 * cfg.jitter, 3 * cfg.jitter)
-        rgb = x[:, 3:]
-        if cfg.colour_jitter > 0:
-            gain = 1 + (torch.rand(b, 3, 1, generator=gen) * 2 - 1) * cfg.colour_jitter
-            rgb = (rgb + 0.5) * gain - 0.5
-        return torch.cat([xyz, rgb], dim=1)
-
-    def _test_batches(self, data: np.ndarray):
-        idx = _even_index(data.shape[1], self.config.points)
-        for s in range(0, len(data), self.config.embed_batch):
-            chunk = torch.from_numpy(np.ascontiguousarray(data[s : s + self.config.embed_batch][:, idx]))
-            yield _normalise(chunk).to(self.device)
 
     # -- model API ------------------------------------------------------------------------------
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
@@ -186,7 +143,7 @@ class PointNetLite(Model):
             # drop the last incomplete batch (BatchNorm dislikes batches of one)
             for s in range(0, steps_per_epoch * cfg.batch_size, cfg.batch_size):
                 idx = perm[s : s + cfg.batch_size] if n >= cfg.batch_size else perm
-                x = self._train_batch(data, idx, gen).to(self.device)
+                x = train_batch(cfg, data, idx, gen).to(self.device)
                 y = labels[idx].to(self.device)
                 _, logits = net(x)
                 loss = nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
@@ -206,14 +163,10 @@ class PointNetLite(Model):
         if cfg.save_checkpoint:
             save_weights(net, ctx.checkpoint_dir, "pointnet_lite.pt")
 
-    @torch.no_grad()
     def _accuracy(self, split: SampleSet) -> float:
         self.net.eval()
         data = np.asarray(split.data, dtype=np.float32)[..., :6]
-        logits = torch.cat([self.net(x)[1].cpu() for x in self._test_batches(data)])
-        labels = torch.as_tensor(split.labels)
-        keep = labels >= 0
-        return float((logits.argmax(1)[keep] == labels[keep]).float().mean())
+        return classification_accuracy(lambda x: self.net(x)[1], test_batches(self.config, data, self.device), split)
 
     @torch.no_grad()
     def embed(self, samples: SampleSet) -> np.ndarray:
@@ -222,7 +175,7 @@ class PointNetLite(Model):
             return np.zeros((0, self.config.embed_dim), dtype=np.float32)
         with cpu_threads(self.config.threads, str(self.device)):
             data = np.asarray(samples.data, dtype=np.float32)[..., :6]
-            z = torch.cat([self.net.features(x).cpu() for x in self._test_batches(data)])
+            z = torch.cat([self.net.features(x).cpu() for x in test_batches(self.config, data, self.device)])
         z = nn.functional.normalize(z, dim=1)
         return z.numpy().astype(np.float32)
 

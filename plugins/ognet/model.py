@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from reid_bench.pointops import even_index
 from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 
@@ -135,11 +136,6 @@ def _overrides(market, duke, cuhk, msmt) -> dict[str, dict[str, Any]]:
     }
 
 
-def _even_index(total: int, count: int) -> np.ndarray:
-    """``count`` evenly spaced indices of ``total`` (repeats when the cloud is smaller)."""
-    return np.linspace(0, total - 1, num=count).round().astype(np.int64) if total != count else np.arange(total)
-
-
 class CircleLoss(nn.Module):
     """Circle loss (Sun et al., CVPR 2020) on all positive / negative pairs of a batch."""
 
@@ -193,7 +189,7 @@ class OGNet(Model):
         clouds = data[idx]
         b, total = clouds.shape[:2]
         p = cfg.points
-        even = _even_index(total, p)
+        even = even_index(total, p)
         index = np.broadcast_to(even, (b, p)).copy()
         if total >= p and cfg.random_subset > 0:
             rand = torch.rand(b, generator=gen).numpy() < cfg.random_subset
@@ -215,7 +211,7 @@ class OGNet(Model):
         return xyz, rgb
 
     def _test_batches(self, data: np.ndarray):
-        even = _even_index(data.shape[1], self.config.points)
+        even = even_index(data.shape[1], self.config.points)
         for s in range(0, len(data), self.config.embed_batch):
             xyz, rgb = self._prepare(data[s : s + self.config.embed_batch], even)
             yield xyz.to(self.device), rgb.to(self.device)
