@@ -176,25 +176,27 @@ def test_protocol_overrides_are_config_fields():
 
 
 @pytest.mark.parametrize("protocol", ["market3d", "market3d-to-duke3d"])
-def test_ognet_runs_the_market3d_protocols_end_to_end(tmp_path, protocol):
+def test_cli_runs_ognet_on_the_market3d_protocols(cli, tracking_uri, tmp_path, protocol):
+    """`reid-bench run --model ognet` on OG-Net-release fixtures: the paper-size network, few points."""
+    import json
+
+    from conftest import mlflow_runs
     from formats_pointclouds import write_duke3d, write_market3d
 
-    from reid_bench.registry import PluginEntry, Registry
-    from reid_bench.trial import TrialSpec, execute_trial
-
-    registry = Registry()
-    registry._scan()
-    registry._entries["models"]["ognet"] = PluginEntry("models", "ognet", "reid_bench_ognet.model:OGNet", "reid-bench-ognet", "test")
-    registry._loaded[("models", "ognet")] = OGNet
     write_market3d(tmp_path / "data", identities=3, images=2, points=(64, 128))
     if protocol.endswith("duke3d"):
         write_duke3d(tmp_path / "data", identities=3, images=2, points=(64, 128))
-    sets = {"points": "64", "init_points": "16", "epochs": "1", "batch_size": "4", "widths": "8,16", "embed_dim": "8",
-            "threads": "1"}
-    spec = TrialSpec("ognet", protocol, "all", 0, overrides={"model": sets}, data_root=str(tmp_path / "data"),
-                     device="cpu", work_dir=str(tmp_path / "work"), cache_dir=str(tmp_path / "cache"))
-    result = execute_trial(spec, registry=registry)
-    assert 0.0 <= result["metrics"]["mAP"] <= 1.0
+    sets = ["points=64", "init_points=16", "epochs=1", "batch_size=4", "warmup_epochs=1", "threads=1"]
+    args = [a for kv in sets for a in ("--set", kv)]
+    result = cli("run", "--model", "ognet", "--protocol", protocol, *args, "--data-root", str(tmp_path / "data"),
+                 "--no-ray", "--seeds", "1", "--device", "cpu", "--tracking-uri", tracking_uri, "--json")
+    assert result.exit_code == 0, result.output
+    trial = json.loads(result.stdout)["trials"][0]
+    assert trial["status"] == "FINISHED" and 0.0 <= trial["metrics"]["mAP"] <= 1.0
+    _, runs = mlflow_runs(tracking_uri)
+    child = [r for r in runs if r.data.tags.get("reid_bench.kind") == "trial"][0]
+    assert child.info.status == "FINISHED"
+    assert child.data.metrics["num_parameters"] == 1_951_738  # the paper-size network ran
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
