@@ -7,7 +7,10 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt
 SEEDS ?= 3
 
-.PHONY: setup demo test bench clean
+SMSGE_VARIANTS := full baseline no-multiscale no-structural no-collaborative no-cross-scale no-subsequence
+CLOUD_MODELS := cloud-hist pointnet-lite ognet ognet-small ognet-deep pointnet2-ssg pointnet2-msg dgcnn
+
+.PHONY: setup demo test bench ablation clouds clean
 
 setup: $(VENV)/.installed
 
@@ -25,6 +28,17 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# SM-SGE's Table 4 ablations on synth-gait (about 25 CPU-minutes), then the leaderboard.
+ablation: setup
+	for v in $(SMSGE_VARIANTS); do $(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set variant=$$v || exit 1; done
+	$(BIN)/reid-bench leaderboard
+
+# OG-Net's Table II models on both synthetic cloud protocols (about 75 CPU-minutes).
+clouds: setup
+	for p in synth-market synth-market-to-duke; do for m in $(CLOUD_MODELS); do \
+	  $(BIN)/reid-bench run --model $$m --protocol $$p --seeds $(SEEDS) || exit 1; done; done
+	$(BIN)/reid-bench leaderboard
 
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py
