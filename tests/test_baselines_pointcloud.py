@@ -139,10 +139,10 @@ def test_pointnet_lite_refuses_unlabelled_training(splits, tmp_path):
 # -------------------------------------------------------------------------------- shared input pipeline
 
 
-def test_cloud_input_train_batch_is_seeded_and_augments_within_bounds(splits):
+def test_cloud_training_train_batch_is_seeded_and_augments_within_bounds(splits):
     import torch
 
-    from reid_bench_baselines.cloud_input import test_batches, train_batch
+    from reid_bench_baselines.cloud_training import test_batches, train_batch
     from reid_bench_baselines.pointnet_lite import PointNetLiteConfig
 
     train = splits[0]
@@ -167,3 +167,17 @@ def test_cloud_input_train_batch_is_seeded_and_augments_within_bounds(splits):
     t1 = torch.cat(list(test_batches(dataclasses.replace(plain, embed_batch=4), data)))
     t2 = torch.cat(list(test_batches(dataclasses.replace(plain, embed_batch=64), data)))
     assert t1.shape == (len(data), 6, 64) and torch.equal(t1, t2)
+
+
+def test_shared_training_loop_reports_validation_accuracy_and_learning_rate(splits, tmp_path):
+    from reid_bench_baselines.pointnet_lite import PointNetLite, PointNetLiteConfig
+
+    train = splits[0]
+    log: list = []
+    ctx = _ctx(tmp_path, log=log)
+    ctx.validation = train  # labelled: accuracy on it is reported every epoch
+    cfg = PointNetLiteConfig(points=64, epochs=3, batch_size=8, threads=1, save_checkpoint=False)
+    PointNetLite(cfg, _spec(train)).fit(train, ctx)
+    assert [e for e, _ in log] == [0, 1, 2]
+    assert all(0.0 <= m["val_acc"] <= 1.0 and m["lr"] > 0 for _, m in log)
+    assert log[-1][1]["lr"] < log[0][1]["lr"]  # one-cycle schedule: annealed by the last epoch

@@ -16,7 +16,7 @@ every layer. ``mid_activation=True`` (default) is PointNet++; ``False`` reproduc
 
 This module also holds ``PointBaseline``, the training/embedding code shared with ``dgcnn``:
 inputs as OG-Net (``points`` per cloud, random in training and evenly spaced at test, xyz centred,
-rgb - 0.5, x flip, per-axis scale, clipped jitter; the shared ``cloud_input`` module), Adam with
+rgb - 0.5, x flip, per-axis scale, clipped jitter; the shared ``cloud_training`` module), Adam with
 amsgrad, linear warm-up then cosine decay, identity cross-entropy, optional class-balanced
 sampling, and OG-Net's test-time augmentation (features of xyz and 1.1 xyz summed, then L2).
 """
@@ -33,7 +33,7 @@ from torch import nn
 from reid_bench import pointops
 from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
-from .cloud_input import classification_accuracy, test_batches, train_batch
+from .cloud_training import fit_identity_classifier, test_batches
 
 __all__ = ["PointBaselineConfig", "PointBaseline", "PointNet2SSGConfig", "PointNet2MSGConfig", "PointNet2SSG", "PointNet2MSG"]
 
@@ -50,7 +50,7 @@ class PointBaselineConfig:
     ``weight_decay``, ``amsgrad``: Adam; ``warmup_epochs`` of linear warm-up from 0.1 lr, then
     cosine decay to 0.01 lr. ``label_smoothing`` of the identity cross-entropy (OG-Net: none).
     ``balanced``: class-balanced sampling with replacement. Augmentation (training only): ``flip``
-    of x, per-axis scale in [``scale_min``, ``scale_max``] (log-uniform, cloud_input's;
+    of x, per-axis scale in [``scale_min``, ``scale_max``] (log-uniform, cloud_training's;
     OG-Net draws uniformly), Gaussian ``jitter`` clipped at 3 sigma (OG-Net clips at 1 sigma),
     ``colour_jitter`` (OG-Net: none). ``test_scales``: the embedding sums the features of the
     clouds with xyz scaled by each factor (OG-Net: 1.0 and 1.1). ``embed_batch``: clouds per
@@ -132,11 +132,6 @@ class PointBaseline(Model):
             "label_smoothing": tune.choice([0.0, 0.1]),
         }
 
-    def _accuracy(self, split: SampleSet) -> float:
-        self.net.eval()
-        data = np.asarray(split.data, dtype=np.float32)[..., :6]
-        return classification_accuracy(lambda x: self.net(x)[1], test_batches(self.config, data, self.device), split)
-
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
         with cpu_threads(self.config.threads, ctx.device):
             self._fit(train, ctx)
@@ -153,55 +148,14 @@ class PointBaseline(Model):
     def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
         name = type(self).__name__
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
         self.device = ctx.device
-        data = np.ascontiguousarray(np.asarray(train.data, dtype=np.float32)[..., :6])
-        labels = torch.as_tensor(train.labels, dtype=torch.int64)
-        if len(labels) == 0:
-            raise ValueError(f"{name}.fit: empty training split")
-        if (labels < 0).any():
-            raise ValueError(f"{name}.fit: training labels must be class indices >= 0")
-        self.net = self._build(train.num_classes)  # fresh weights from the seeded RNG
-        net = self.net.to(self.device)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
-        n = len(labels)
-        bs = min(cfg.batch_size, n)
-        steps_per_epoch = max(1, n // bs)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self._lr_factor(s, steps_per_epoch))
-        weights = None
-        if cfg.balanced:
-            counts = torch.bincount(labels).double()
-            weights = 1.0 / counts[labels]
-        for epoch in range(cfg.epochs):
-            net.train()
-            if weights is not None:
-                order = torch.multinomial(weights, n, replacement=True, generator=gen)
-            else:
-                order = torch.randperm(n, generator=gen)
-            total, correct, seen = 0.0, 0, 0
-            # drop the last incomplete batch (BatchNorm dislikes batches of one)
-            for s in range(0, steps_per_epoch * bs, bs):
-                idx = order[s : s + bs]
-                x = train_batch(cfg, data, idx, gen).to(self.device)
-                y = labels[idx].to(self.device)
-                _, logits = net(x)
-                loss = nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(idx)
-            metrics = {"loss": total / seen, "train_acc": correct / seen, "lr": opt.param_groups[0]["lr"]}
-            if ctx.validation is not None and len(ctx.validation) and (ctx.validation.labels >= 0).any():
-                metrics["val_acc"] = self._accuracy(ctx.validation)
-            ctx.report(epoch=epoch, **metrics)
-            ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
-        net.eval()
+        self.net = fit_identity_classifier(
+            self._build, train, ctx, cfg, name=name, balanced=cfg.balanced,
+            optimizer=lambda params: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad),
+            schedule=lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self._lr_factor(s, steps)),
+        )
         if cfg.save_checkpoint:
-            save_weights(net, ctx.checkpoint_dir, f"{name.lower()}.pt")
+            save_weights(self.net, ctx.checkpoint_dir, f"{name.lower()}.pt")
 
     @torch.no_grad()
     def embed(self, samples: SampleSet) -> np.ndarray:

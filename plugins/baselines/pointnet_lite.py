@@ -28,7 +28,7 @@ from torch import nn
 from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
 
-from .cloud_input import classification_accuracy, test_batches, train_batch
+from .cloud_training import fit_identity_classifier, test_batches
 
 
 @dataclass
@@ -119,54 +119,16 @@ class PointNetLite(Model):
 
     def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
         self.device = ctx.device
-        data = np.ascontiguousarray(np.asarray(train.data, dtype=np.float32)[..., :6])
-        labels = torch.as_tensor(train.labels, dtype=torch.int64)
-        if len(labels) == 0:
-            raise ValueError("PointNetLite.fit: empty training split")
-        if (labels < 0).any():
-            raise ValueError("PointNetLite.fit: training labels must be class indices >= 0")
-        self.net = _Net(cfg, train.num_classes)  # fresh weights from the seeded RNG
-        net = self.net.to(self.device)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        steps_per_epoch = max(1, len(labels) // cfg.batch_size)
-        sched = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps_per_epoch), pct_start=0.15
+        self.net = fit_identity_classifier(
+            lambda num_classes: _Net(cfg, num_classes), train, ctx, cfg, name="PointNetLite",
+            optimizer=lambda params: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
+            schedule=lambda opt, steps: torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps), pct_start=0.15
+            ),
         )
-        n = len(labels)
-        for epoch in range(cfg.epochs):
-            net.train()
-            perm = torch.randperm(n, generator=gen)
-            total, correct, seen = 0.0, 0, 0
-            # drop the last incomplete batch (BatchNorm dislikes batches of one)
-            for s in range(0, steps_per_epoch * cfg.batch_size, cfg.batch_size):
-                idx = perm[s : s + cfg.batch_size] if n >= cfg.batch_size else perm
-                x = train_batch(cfg, data, idx, gen).to(self.device)
-                y = labels[idx].to(self.device)
-                _, logits = net(x)
-                loss = nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(idx)
-            metrics = {"loss": total / seen, "train_acc": correct / seen}
-            if ctx.validation is not None and len(ctx.validation) and (ctx.validation.labels >= 0).any():
-                metrics["val_acc"] = self._accuracy(ctx.validation)
-            ctx.report(epoch=epoch, **metrics)
-            ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
-        net.eval()
         if cfg.save_checkpoint:
-            save_weights(net, ctx.checkpoint_dir, "pointnet_lite.pt")
-
-    def _accuracy(self, split: SampleSet) -> float:
-        self.net.eval()
-        data = np.asarray(split.data, dtype=np.float32)[..., :6]
-        return classification_accuracy(lambda x: self.net(x)[1], test_batches(self.config, data, self.device), split)
+            save_weights(self.net, ctx.checkpoint_dir, "pointnet_lite.pt")
 
     @torch.no_grad()
     def embed(self, samples: SampleSet) -> np.ndarray:
