@@ -9,7 +9,7 @@ not a fitting one. Everything goes through ``execute_trial``, as ``reid-bench ru
     python benchmarks/smsge_sessions.py [--variants full baseline] [--seeds 0 1 2]
         [--folds A B] [--set epochs=3 ...]
 
-Prints window Rank-1 (percent, mean ± std over seeds) per variant: validation (fold A's
+Prints window Rank-1 (percent, mean ± sample std over seeds, as the leaderboards) per variant: validation (fold A's
 training session) and the test folds.
 """
 
@@ -48,7 +48,7 @@ def main() -> None:
             cells = []
             for split, fold in columns:
                 values = [rank1(variant, fold, seed, split, sets, work) for seed in args.seeds]
-                cells.append(f"{np.mean(values):9.1f} ± {np.std(values):3.1f}")
+                cells.append(f"{np.mean(values):9.1f} ± {np.std(values, ddof=1 if len(values) > 1 else 0):3.1f}")
             print(f"{variant:18s}" + "".join(f"{c:>16s}" for c in cells), flush=True)
 
 
