@@ -119,6 +119,7 @@ def fit_identity_classifier(
     validation = ctx.validation
     if validation is not None and not (len(validation) and (validation.labels >= 0).any()):
         validation = None
+    val_data = np.asarray(validation.data, dtype=np.float32)[..., :6] if validation is not None else None
     for epoch in range(cfg.epochs):
         net.train()
         if weights is not None:
@@ -142,11 +143,9 @@ def fit_identity_classifier(
         metrics = {"loss": total / seen, "train_acc": correct / seen, "lr": opt.param_groups[0]["lr"]}
         if validation is not None:
             net.eval()
-            val_data = np.asarray(validation.data, dtype=np.float32)[..., :6]
-            with torch.no_grad():
-                metrics["val_acc"] = classification_accuracy(
-                    lambda x: net(x)[1], test_batches(cfg, val_data, device), validation
-                )
+            metrics["val_acc"] = classification_accuracy(
+                lambda x: net(x)[1], test_batches(cfg, val_data, device), validation
+            )
         ctx.report(epoch=epoch, **metrics)
         ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
     return net.eval()
