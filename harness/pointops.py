@@ -21,10 +21,12 @@ __all__ = [
 ]
 
 
-def even_index(total: int, count: int) -> np.ndarray:
-    """``count`` evenly spaced indices into ``total`` points (all of them when there are too few):
-    the deterministic test-time subset of OG-Net and the point baselines."""
-    if count >= total:
+def even_index(total: int, count: int, repeat: bool = False) -> np.ndarray:
+    """``count`` evenly spaced indices into ``total`` points: the deterministic test-time subset
+    of OG-Net and the point baselines. With fewer points than ``count``, all of them
+    (``repeat=False``) or ``count`` indices that repeat points evenly (``repeat=True``: a
+    fixed-size input, as OG-Net's network expects)."""
+    if count >= total and not repeat:
         return np.arange(total)
     return np.floor(np.arange(count) * (total / count)).astype(np.int64)
 

@@ -76,6 +76,17 @@ def test_forward_shapes_and_embedding(splits, tmp_path):
     assert (tmp_path / "ckpt" / "ognet.pt").exists()
 
 
+def test_clouds_smaller_than_the_point_budget_repeat_points(splits, tmp_path):
+    """192-point clouds with points=256: every cloud is fed at the network's fixed size."""
+    train, query = splits
+    model = OGNet(_small_cfg(points=256, epochs=1), DataSpec("pointcloud", num_classes=train.num_classes))
+    xyz, rgb = model._train_batch(np.ascontiguousarray(train.data[:, :, :6]), np.arange(4), torch.Generator())
+    assert xyz.shape == (4, 256, 3) and rgb.shape == (4, 256, 3)
+    model.fit(train, _ctx(tmp_path))
+    z = model.embed(query)
+    assert z.shape == (len(query), 16) and np.isfinite(z).all()
+
+
 @pytest.mark.parametrize("grouping", ["ball", "knn"])
 @pytest.mark.parametrize("aggregation", ["gated", "max", "sum"])
 def test_switches_and_factorised_path_agree(grouping, aggregation):

@@ -127,3 +127,11 @@ def test_even_index_spreads_over_the_cloud_and_keeps_small_clouds_whole():
     assert np.all(np.diff(idx) == 4)
     assert np.array_equal(even_index(100, 256), np.arange(100))
     assert len(np.unique(even_index(1000, 300))) == 300
+
+
+def test_even_index_can_repeat_points_to_a_fixed_size():
+    from reid_bench.pointops import even_index
+
+    idx = even_index(5, 12, repeat=True)
+    assert len(idx) == 12 and set(idx.tolist()) == set(range(5)) and np.all(np.diff(idx) >= 0)
+    assert np.array_equal(even_index(4096, 1024, repeat=True), even_index(4096, 1024))

@@ -189,7 +189,7 @@ class OGNet(Model):
         clouds = data[idx]
         b, total = clouds.shape[:2]
         p = cfg.points
-        even = even_index(total, p)
+        even = even_index(total, p, repeat=True)
         index = np.broadcast_to(even, (b, p)).copy()
         if total >= p and cfg.random_subset > 0:
             rand = torch.rand(b, generator=gen).numpy() < cfg.random_subset
@@ -211,7 +211,7 @@ class OGNet(Model):
         return xyz, rgb
 
     def _test_batches(self, data: np.ndarray):
-        even = even_index(data.shape[1], self.config.points)
+        even = even_index(data.shape[1], self.config.points, repeat=True)
         for s in range(0, len(data), self.config.embed_batch):
             xyz, rgb = self._prepare(data[s : s + self.config.embed_batch], even)
             yield xyz.to(self.device), rgb.to(self.device)
