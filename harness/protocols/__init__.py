@@ -51,20 +51,39 @@ def closed_set_windows(fold: str, records: list[SkeletonSequence], train_recs: l
     return train, test
 
 
-class SessionClosedSetProtocol(Protocol):
+class SkeletonProtocol(Protocol):
+    """What every skeleton protocol declares: one dataset (with options) cut into windows of
+    ``window`` frames, centred per frame on ``center_joint`` (None: raw coordinates)."""
+
+    modality: ClassVar[str] = "skeleton"
+    dataset: ClassVar[str]
+    data_options: ClassVar[dict[str, Any]] = {}
+    window: ClassVar[int] = 6
+    center_joint: ClassVar[int | None] = 0
+
+
+class SkeletonClosedSet(SkeletonProtocol):
+    """Closed-set skeleton protocols: the probe classifies test windows; Rank-1 is the score."""
+
+    mode: ClassVar[str] = "closed-set"
+    main_score: ClassVar[str] = "rank1"
+
+
+class SkeletonRetrieval(SkeletonProtocol):
+    """Retrieval skeleton protocols: query embeddings ranked against the gallery; mAP is the score."""
+
+    mode: ClassVar[str] = "retrieval"
+    main_score: ClassVar[str] = "mAP"
+    filter_same_camera: ClassVar[bool] = False
+
+
+class SessionClosedSetProtocol(SkeletonClosedSet):
     """SM-SGE's closed-set setting: train on some sessions, test on others, same identities.
 
     ``fold_sessions`` maps a fold to (training sessions, test sessions).
     """
 
-    mode: ClassVar[str] = "closed-set"
-    modality: ClassVar[str] = "skeleton"
-    main_score: ClassVar[str] = "rank1"
-    dataset: ClassVar[str]
-    data_options: ClassVar[dict[str, Any]] = {}
     fold_sessions: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]
-    window: ClassVar[int] = 6
-    center_joint: ClassVar[int | None] = 0
 
     def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         if fold not in self.fold_sessions:
@@ -81,19 +100,11 @@ class SessionClosedSetProtocol(Protocol):
         return FoldData(train=train, test=test, info=_skeleton_info(train, {"test": test}))
 
 
-class SessionRetrievalProtocol(Protocol):
+class SessionRetrievalProtocol(SkeletonRetrieval):
     """Skeleton retrieval: sequence embeddings (mean of window embeddings) of query sessions
     ranked against gallery sessions. ``fold_sessions``: fold -> (train, query, gallery)."""
 
-    mode: ClassVar[str] = "retrieval"
-    modality: ClassVar[str] = "skeleton"
-    main_score: ClassVar[str] = "mAP"
-    filter_same_camera: ClassVar[bool] = False
-    dataset: ClassVar[str]
-    data_options: ClassVar[dict[str, Any]] = {}
     fold_sessions: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]]
-    window: ClassVar[int] = 6
-    center_joint: ClassVar[int | None] = 0
 
     def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         if fold not in self.fold_sessions:

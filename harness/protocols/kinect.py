@@ -33,8 +33,9 @@ from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 
-from reid_bench.api import DataAccess, FoldData, Protocol, SampleSet, SkeletonSequence
-from reid_bench.protocols import SessionClosedSetProtocol, _layout_of, closed_set_windows
+from reid_bench.api import DataAccess, FoldData, SampleSet, SkeletonSequence
+from reid_bench.protocols import (SessionClosedSetProtocol, SkeletonClosedSet, SkeletonRetrieval, _layout_of,
+                                  closed_set_windows)
 from reid_bench.samples import code_map, label_map, windows_from_sequences
 
 SMSGE_SOURCE = (
@@ -121,18 +122,11 @@ class IASClosedSet(SessionClosedSetProtocol):
         return built
 
 
-class HeldOutClosedSet(Protocol):
+class HeldOutClosedSet(SkeletonClosedSet):
     """Closed-set with one seeded random sequence held out per group (a person, or a person in one
     view); groups with a single sequence stay in training only and are listed in the split info."""
 
-    mode: ClassVar[str] = "closed-set"
-    modality: ClassVar[str] = "skeleton"
-    main_score: ClassVar[str] = "rank1"
-    dataset: ClassVar[str]
-    data_options: ClassVar[dict[str, Any]] = {}
     folds: ClassVar[tuple[str, ...]] = ("all",)
-    window: ClassVar[int] = 6
-    center_joint: ClassVar[int | None] = 0
     split_seed: ClassVar[int]
 
     def group_of(self, rec: SkeletonSequence) -> Any:
@@ -205,18 +199,10 @@ def _each_window_alone(split: SampleSet) -> SampleSet:
     return split
 
 
-class KinectRetrieval(Protocol):
+class KinectRetrieval(SkeletonRetrieval):
     """Probe windows ranked against gallery windows; the model trains on a disjoint set of sequences
     of (mostly) the same people, as in the unsupervised skeleton re-id papers."""
 
-    mode: ClassVar[str] = "retrieval"
-    modality: ClassVar[str] = "skeleton"
-    main_score: ClassVar[str] = "mAP"
-    filter_same_camera: ClassVar[bool] = False
-    dataset: ClassVar[str]
-    data_options: ClassVar[dict[str, Any]] = {}
-    window: ClassVar[int] = 6
-    center_joint: ClassVar[int | None] = 0
     split_seed: ClassVar[int | None] = None
 
     def split(self, records: list[SkeletonSequence], fold: str):
