@@ -57,12 +57,12 @@ def test_aggregate_groups_means_windows_per_sequence():
     assert pids.tolist() == [1, 2] and cams.tolist() == [0, 1]
 
 
-def _fold(protocol_name, fold, seed=0, **data):
+def _fold(protocol_name, fold, trial_seed=0, **data):
     registry = get_registry()
     overrides = Overrides(data={k: str(v) for k, v in data.items()})
     resolved = resolve_config("d13" if "gait" in protocol_name else "cloud-hist", protocol_name, overrides, registry)
     protocol = registry.protocol(protocol_name)()
-    return protocol.build_fold(fold, seed, HarnessData(registry, None, resolved.data))
+    return protocol.build_fold(fold, trial_seed, HarnessData(registry, None, resolved.data))
 
 
 @pytest.mark.parametrize("fold, session", [("A", "A"), ("B", "B")])
@@ -76,6 +76,24 @@ def test_synth_gait_closed_set_split(fold, session):
     assert data.info["test_identities"] == 5 and data.info["train_sequences"] == 10
     again = _fold("synth-gait", fold, identities=5, train_sequences=2, test_sequences=1)
     np.testing.assert_array_equal(again.test.data, test.data)
+
+
+def test_synth_gait_dev_is_another_population_with_the_same_cut():
+    test = _fold("synth-gait", "B", identities=4, train_sequences=1, test_sequences=1)
+    dev = _fold("synth-gait-dev", "B", identities=4, train_sequences=1, test_sequences=1)
+    assert dev.train.data.shape[1:] == test.train.data.shape[1:]
+    assert set(dev.test.person) == set(test.test.person) == {1, 2, 3, 4}
+    assert all("-B-" in s for s in dev.test.meta["sequence"])
+    assert not np.allclose(dev.train.data[0], test.train.data[0])  # other people, other walks
+    same_draw = _fold("synth-gait", "B", identities=4, train_sequences=1, test_sequences=1, seed=1)
+    np.testing.assert_array_equal(dev.test.data, same_draw.test.data)
+
+
+def test_synth_gait_dev_fixes_its_generator_seed():
+    from reid_bench.config import ConfigError
+
+    with pytest.raises(ConfigError, match="data.seed.*synth-gait-dev"):
+        resolve_config("d13", "synth-gait-dev", Overrides(data={"seed": "0"}), get_registry())
 
 
 def test_synth_gait_retrieval_query_and_gallery_sessions():
