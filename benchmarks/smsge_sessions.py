@@ -6,11 +6,16 @@ protocol's validation fold (training-session sequences held out from training; w
 ``reid-bench tune`` selects on), so a gap between the two columns is a generalisation gap,
 not a fitting one. Everything goes through ``execute_trial``, as ``reid-bench run`` does.
 
-    python benchmarks/smsge_sessions.py [--variants full baseline] [--seeds 0 1 2]
-        [--folds A B] [--set epochs=3 ...]
+``--protocol synth-gait-dev`` runs the same table on the development twin (other people):
+that is where settings are compared, since choosing them on synth-gait's folds would be
+test-set selection. Each ``--row`` is one configuration ("variant=full epochs=6").
 
-Prints window Rank-1 (percent, mean ± sample std over seeds, as the leaderboards) per variant: validation (fold A's
-training session) and the test folds.
+    python benchmarks/smsge_sessions.py [--variants full baseline] [--seeds 0 1 2]
+        [--folds A B] [--set epochs=3 ...] [--protocol synth-gait-dev]
+        [--row "variant=full normal_init=true" --row "variant=baseline"] [--no-in-session]
+
+Prints window Rank-1 (percent, mean ± sample std over seeds, as the leaderboards) per row:
+in-session (fold A's training session) and the test folds.
 """
 
 from __future__ import annotations
@@ -27,29 +32,44 @@ except ImportError:  # running from a source tree that was never installed
     sys.exit("import reid_bench failed: pip install -e . (or put the package on PYTHONPATH)")
 
 
-def rank1(variant: str, fold: str, seed: int, split: str, sets: dict[str, str], work: str) -> float:
-    spec = TrialSpec("smsge", "synth-gait", fold, seed, overrides={"model": {"variant": variant, **sets}},
+def rank1(protocol: str, fold: str, seed: int, split: str, sets: dict[str, str], work: str) -> float:
+    spec = TrialSpec("smsge", protocol, fold, seed, overrides={"model": sets},
                      device="cpu", work_dir=work, threads=1, cache_dir=None, split=split)
     return 100.0 * execute_trial(spec)["metrics"]["rank1"]
 
 
+def parse_row(text: str, common: dict[str, str]) -> dict[str, str]:
+    pairs = [kv for kv in text.split() if kv]
+    bad = [kv for kv in pairs if "=" not in kv]
+    if bad:
+        sys.exit(f"--row {text!r}: expected key=value pairs, got {bad[0]!r}")
+    return {**common, **dict(kv.split("=", 1) for kv in pairs)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", default="synth-gait")
     parser.add_argument("--variants", nargs="+", default=["full", "baseline"])
+    parser.add_argument("--row", action="append", default=[], help="one configuration: 'key=value ...' (replaces --variants)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--folds", nargs="+", default=["A", "B"])
-    parser.add_argument("--set", action="append", default=[], help="model override key=value")
+    parser.add_argument("--set", action="append", default=[], help="model override key=value, for every row")
+    parser.add_argument("--no-in-session", dest="in_session", action="store_false", help="skip the validation column")
     args = parser.parse_args()
-    sets = dict(kv.split("=", 1) for kv in args.set)
-    columns = [("validation", "A")] + [("test", f) for f in args.folds]
-    print(f"{'variant':18s}" + "".join(f"{('in-session' if s == 'validation' else f'fold {f}'):>16s}" for s, f in columns))
+    common = parse_row(" ".join(args.set), {})
+    rows = [parse_row(r, common) for r in args.row] or [{**common, "variant": v} for v in args.variants]
+    columns = ([("validation", "A")] if args.in_session else []) + [("test", f) for f in args.folds]
+    labels = [" ".join(f"{k}={v}" for k, v in r.items()) or "defaults" for r in rows]
+    width = max(18, *(len(label) + 2 for label in labels))
+    print(f"protocol {args.protocol}, seeds {' '.join(map(str, args.seeds))}: window Rank-1 (%)")
+    print(f"{'configuration':{width}s}" + "".join(f"{('in-session' if s == 'validation' else f'fold {f}'):>16s}" for s, f in columns))
     with tempfile.TemporaryDirectory() as work:
-        for variant in args.variants:
+        for label, sets in zip(labels, rows):
             cells = []
             for split, fold in columns:
-                values = [rank1(variant, fold, seed, split, sets, work) for seed in args.seeds]
+                values = [rank1(args.protocol, fold, seed, split, sets, work) for seed in args.seeds]
                 cells.append(f"{np.mean(values):9.1f} ± {np.std(values, ddof=1 if len(values) > 1 else 0):3.1f}")
-            print(f"{variant:18s}" + "".join(f"{c:>16s}" for c in cells), flush=True)
+            print(f"{label:{width}s}" + "".join(f"{c:>16s}" for c in cells), flush=True)
 
 
 if __name__ == "__main__":

@@ -240,6 +240,14 @@ def test_ablation_switches_change_what_they_should():
     normal = make(M.SMSGEConfig(normal_init=True))
     w = normal.net.heads["hyper__hyper"][0].weight
     assert 0.9 < float(w.detach().std()) < 1.1
+    assert not normal.net.mgrn.embed["joint"].bias.detach().any()  # the released b_h = 0
+    torch_default = make(tiny_cfg()).net.mgrn.embed["joint"]
+    assert float(torch_default.weight.detach().abs().max()) <= 3 ** -0.5  # U(+-1/sqrt(3))
+    released_wh = make(tiny_cfg(embed_init="normal")).net
+    wh = torch.cat([m.weight.detach().flatten() for m in released_wh.mgrn.embed.values()])
+    assert 0.7 < float(wh.std()) < 1.3 and not released_wh.mgrn.embed["body"].bias.detach().any()
+    head = released_wh.heads["hyper__hyper"][0].weight.detach()
+    assert float(head.std()) < 0.2  # embed_init leaves the heads at PyTorch's default
     with pytest.raises(ValueError, match="scales"):
         make(tiny_cfg(scales="joint,limb"))
 
@@ -284,6 +292,9 @@ def test_protocol_overrides_follow_the_released_code():
     assert (casia.lr, casia.batch_size) == (0.0005, 128)
     base = resolve_config("smsge", "synth-gait", Overrides(model={"variant": "baseline"}), reg).model
     assert base.variant == "baseline"
+    # settings chosen on the development twin must be the ones synth-gait runs
+    dev = resolve_config("smsge", "synth-gait-dev", Overrides(), reg).model
+    assert dev == resolve_config("smsge", "synth-gait", Overrides(), reg).model
     for name in M.SMSGE.protocol_overrides:
         assert name in reg.names("protocols"), name
 

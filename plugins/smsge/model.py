@@ -23,7 +23,10 @@ values before reading ``--split``, so both IAS folds use split B's 64), epochs 1
 Released-code differences, each a switch (defaults follow the paper) or a documented deviation:
 - ``lengths="released"``: subsequence lengths 1..f (the paper: 1..f-1).
 - ``per_scale_adam``: one Adam per scale loss (the released code); each steps the shared MGRN.
-- ``normal_init``: N(0, 1) initialisation of W_h, the fusion matrices and the MLP heads.
+- ``normal_init``: N(0, 1) initialisation of W_h (b_h = 0), the fusion matrices and the MLP heads.
+- ``embed_init="normal"``: the released W_h ~ N(0, 1), b_h = 0 alone (the paper gives no
+  initialisation; "torch" is PyTorch's U(+-1/sqrt(3)), which feeds the LSTMs node features
+  about 3x smaller than the released code's).
 - ``fixed_subsequences``: frames drawn once for the whole training (the released code draws
   them with numpy while building the TF graph); by default they are redrawn every batch.
 - ``zero_pad_step``: the released recognition stage also feeds an (f+1)-th prefix whose last
@@ -91,7 +94,7 @@ class SMSGEConfig:
     the switches in ``VARIANTS`` ("baseline" is the paper's LSTM baseline).
     Training: ``epochs``, ``lr``, ``batch_size`` (Adam; last incomplete batch dropped unless it
     is the only one); released-code switches ``per_scale_adam``, ``normal_init``,
-    ``fixed_subsequences``, ``zero_pad_step`` (see the module docstring).
+    ``fixed_subsequences``, ``zero_pad_step``, ``embed_init`` (see the module docstring).
     ``view_normalise``: rotate every window about the vertical (y) axis so that its mean
     hip-and-shoulder left-to-right vector lies along +x (not in the paper, off by default; see
     ``canonical_yaw``). Embedding: ``pool`` over a window's frames: "mean" (default), "last" or "concat";
@@ -122,6 +125,7 @@ class SMSGEConfig:
     batch_size: int = 64
     per_scale_adam: bool = False
     normal_init: bool = False
+    embed_init: Literal["torch", "normal"] = "torch"
     fixed_subsequences: bool = False
     zero_pad_step: bool = False
     view_normalise: bool = False
@@ -274,10 +278,14 @@ class SMSGENet(nn.Module):
                         p[self.cfg.hidden : 2 * self.cfg.hidden] = 1.0
                 elif name.startswith("bias_hh"):
                     nn.init.zeros_(p)
+        if self.mgrn is not None and (self.cfg.embed_init == "normal" or self.cfg.normal_init):
+            for m in self.mgrn.embed.values():  # the released W_h ~ N(0, 1), b_h = 0
+                nn.init.normal_(m.weight, 0.0, 1.0)
+                nn.init.zeros_(m.bias)
         if self.cfg.normal_init:
             mats = [m.weight for m in self.heads.modules() if isinstance(m, nn.Linear)]
             if self.mgrn is not None:
-                mats += [m.weight for m in self.mgrn.embed.values()] + [m.weight for m in self.mgrn.fuse.values()]
+                mats += [m.weight for m in self.mgrn.fuse.values()]
             for w in mats:
                 nn.init.normal_(w, 0.0, 1.0)
             for m in self.heads.modules():
@@ -401,6 +409,7 @@ class SMSGE(Model):
         "casia-b-npy": {"lr": 0.0005, "batch_size": 128, "epochs": 160},
         "casia-b-cme": {"lr": 0.0005, "batch_size": 128, "epochs": 200},
         "synth-gait": {"epochs": 3, "view_normalise": True},
+        "synth-gait-dev": {"epochs": 3, "view_normalise": True},
         "synth-gait-retrieval": {"epochs": 3, "view_normalise": True},
     }
 
