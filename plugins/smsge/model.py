@@ -408,9 +408,7 @@ class SMSGE(Model):
         "casia-b": {"lr": 0.0005, "batch_size": 128, "epochs": 160},
         "casia-b-npy": {"lr": 0.0005, "batch_size": 128, "epochs": 160},
         "casia-b-cme": {"lr": 0.0005, "batch_size": 128, "epochs": 200},
-        "synth-gait": {"epochs": 3, "view_normalise": True},
-        "synth-gait-dev": {"epochs": 3, "view_normalise": True},
-        "synth-gait-retrieval": {"epochs": 3, "view_normalise": True},
+        **dict.fromkeys(("synth-gait", "synth-gait-dev", "synth-gait-retrieval"), {"epochs": 3, "view_normalise": True}),
     }
 
     def __init__(self, config: SMSGEConfig, spec: DataSpec) -> None:
