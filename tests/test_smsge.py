@@ -292,6 +292,10 @@ def test_protocol_overrides_follow_the_released_code():
     assert (casia.lr, casia.batch_size) == (0.0005, 128)
     base = resolve_config("smsge", "synth-gait", Overrides(model={"variant": "baseline"}), reg).model
     assert base.variant == "baseline"
+    # the ablation rows share synth-gait's recipe (chosen on synth-gait-dev): only the variant differs
+    synth = resolve_config("smsge", "synth-gait", Overrides(), reg).model
+    assert (synth.epochs, synth.normal_init, synth.pool, synth.view_normalise) == (6, True, "last", True)
+    assert dataclasses.replace(base, variant=synth.variant) == synth
     # settings chosen on the development twin must be the ones synth-gait runs
     dev = resolve_config("smsge", "synth-gait-dev", Overrides(), reg).model
     assert dev == resolve_config("smsge", "synth-gait", Overrides(), reg).model
