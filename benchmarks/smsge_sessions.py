@@ -8,7 +8,9 @@ not a fitting one. Everything goes through ``execute_trial``, as ``reid-bench ru
 
 ``--protocol synth-gait-dev`` runs the same table on the development twin (other people):
 that is where settings are compared, since choosing them on synth-gait's folds would be
-test-set selection. Each ``--row`` is one configuration ("variant=full epochs=6").
+test-set selection. Each ``--row`` is one configuration ("variant=full epochs=6"); a
+``data.`` key goes to the dataset, so ``--protocol synth-gait --set data.seed=2`` is a second
+development draw (other walkers; the test folds are generator seed 0).
 
     python benchmarks/smsge_sessions.py [--variants full baseline] [--seeds 0 1 2]
         [--folds A B] [--set epochs=3 ...] [--protocol synth-gait-dev]
@@ -33,7 +35,12 @@ except ImportError:  # running from a source tree that was never installed
 
 
 def rank1(protocol: str, fold: str, seed: int, split: str, sets: dict[str, str], work: str) -> float:
-    spec = TrialSpec("smsge", protocol, fold, seed, overrides={"model": sets},
+    # "data.seed=2" style keys go to the dataset (another draw of synth-gait's walkers)
+    scoped: dict[str, dict[str, str]] = {"model": {}, "data": {}}
+    for key, value in sets.items():
+        scope, _, name = key.rpartition(".") if key.startswith("data.") else ("model", "", key)
+        scoped[scope][name] = value
+    spec = TrialSpec("smsge", protocol, fold, seed, overrides={k: v for k, v in scoped.items() if v},
                      device="cpu", work_dir=work, threads=1, cache_dir=None, split=split)
     return 100.0 * execute_trial(spec)["metrics"]["rank1"]
 
@@ -53,7 +60,8 @@ def main() -> None:
     parser.add_argument("--row", action="append", default=[], help="one configuration: 'key=value ...' (replaces --variants)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--folds", nargs="+", default=["A", "B"])
-    parser.add_argument("--set", action="append", default=[], help="model override key=value, for every row")
+    parser.add_argument("--set", action="append", default=[],
+                        help="override key=value for every row; data.<key> for the dataset (data.seed=2)")
     parser.add_argument("--no-in-session", dest="in_session", action="store_false", help="skip the validation column")
     args = parser.parse_args()
     common = parse_row(" ".join(args.set), {})
