@@ -25,32 +25,29 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from dataclasses import asdict
 
 import numpy as np
 
 try:
+    from reid_bench.config import ConfigError, Overrides, parse_sets
     from reid_bench.trial import TrialSpec, execute_trial
 except ImportError:  # running from a source tree that was never installed
     sys.exit("import reid_bench failed: pip install -e . (or put the package on PYTHONPATH)")
 
 
-def rank1(protocol: str, fold: str, seed: int, split: str, sets: dict[str, str], work: str) -> float:
-    # "data.seed=2" style keys go to the dataset (another draw of synth-gait's walkers)
-    scoped: dict[str, dict[str, str]] = {"model": {}, "data": {}}
-    for key, value in sets.items():
-        scope, _, name = key.rpartition(".") if key.startswith("data.") else ("model", "", key)
-        scoped[scope][name] = value
-    spec = TrialSpec("smsge", protocol, fold, seed, overrides={k: v for k, v in scoped.items() if v},
+def rank1(protocol: str, fold: str, seed: int, split: str, overrides: Overrides, work: str) -> float:
+    spec = TrialSpec("smsge", protocol, fold, seed, overrides={k: v for k, v in asdict(overrides).items() if v},
                      device="cpu", work_dir=work, threads=1, cache_dir=None, split=split)
     return 100.0 * execute_trial(spec)["metrics"]["rank1"]
 
 
-def parse_row(text: str, common: dict[str, str]) -> dict[str, str]:
-    pairs = [kv for kv in text.split() if kv]
-    bad = [kv for kv in pairs if "=" not in kv]
-    if bad:
-        sys.exit(f"--row {text!r}: expected key=value pairs, got {bad[0]!r}")
-    return {**common, **dict(kv.split("=", 1) for kv in pairs)}
+def parse_row(items: list[str]) -> Overrides:
+    """``key=value`` items as ``reid-bench run --set`` reads them (bare keys: model; data.*, probe.*)."""
+    try:
+        return parse_sets(items)
+    except ConfigError as err:
+        sys.exit(str(err))
 
 
 def main() -> None:
@@ -61,21 +58,21 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--folds", nargs="+", default=["A", "B"])
     parser.add_argument("--set", action="append", default=[],
-                        help="override key=value for every row; data.<key> for the dataset (data.seed=2)")
+                        help="key=value for every row, as reid-bench run --set (data.seed=2: another draw of walkers)")
     parser.add_argument("--no-in-session", dest="in_session", action="store_false", help="skip the validation column")
     args = parser.parse_args()
-    common = parse_row(" ".join(args.set), {})
-    rows = [parse_row(r, common) for r in args.row] or [{**common, "variant": v} for v in args.variants]
+    rows = [args.set + r.split() for r in args.row] or [args.set + [f"variant={v}"] for v in args.variants]
+    parsed = [parse_row(r) for r in rows]  # every row checked before the first trial
     columns = ([("validation", "A")] if args.in_session else []) + [("test", f) for f in args.folds]
-    labels = [" ".join(f"{k}={v}" for k, v in r.items()) or "defaults" for r in rows]
+    labels = [" ".join(r) or "defaults" for r in rows]
     width = max(18, *(len(label) + 2 for label in labels))
     print(f"protocol {args.protocol}, seeds {' '.join(map(str, args.seeds))}: window Rank-1 (%)")
     print(f"{'configuration':{width}s}" + "".join(f"{('in-session' if s == 'validation' else f'fold {f}'):>16s}" for s, f in columns))
     with tempfile.TemporaryDirectory() as work:
-        for label, sets in zip(labels, rows):
+        for label, overrides in zip(labels, parsed):
             cells = []
             for split, fold in columns:
-                values = [rank1(args.protocol, fold, seed, split, sets, work) for seed in args.seeds]
+                values = [rank1(args.protocol, fold, seed, split, overrides, work) for seed in args.seeds]
                 cells.append(f"{np.mean(values):9.1f} ± {np.std(values, ddof=1 if len(values) > 1 else 0):3.1f}")
             print(f"{label:{width}s}" + "".join(f"{c:>16s}" for c in cells), flush=True)
 
