@@ -14,9 +14,10 @@ CLOUD_MODELS := cloud-hist pointnet-lite ognet ognet-small ognet-deep pointnet2-
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+# The core and every first-party plugin (requirements.txt), one editable distribution each.
+$(VENV)/.installed: pyproject.toml constraints.txt requirements.txt $(wildcard plugins/*/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) -e ".[test]"
+	$(PIP) -r requirements.txt
 	touch $@
 
 demo: setup

@@ -9,7 +9,8 @@ import pytest
 
 from reid_bench.api import DataSpec, Model, TrialContext
 from reid_bench.layouts import KINECT_V1_20
-from reid_bench.metrics import ProbeConfig, closed_set_metrics, train_probe_and_score
+from reid_bench.metrics import closed_set_metrics
+from reid_bench.probe import ProbeConfig, train_probe_and_score
 from reid_bench.samples import label_map, windows_from_sequences
 from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
 from reid_bench_baselines.d13 import D13, D13Config, frame_descriptors

@@ -51,7 +51,9 @@ def test_list_shows_first_party_plugins_with_distribution():
     data = json.loads(proc.stdout)
     names = {k: {e["name"]: e["distribution"] for e in v} for k, v in data.items()}
     assert {"d13", "cloud-hist"} <= set(names["models"])
-    assert names["models"]["d13"].startswith("reid-bench ")
+    assert names["models"]["d13"].startswith("reid-bench-baselines ")  # each plugin folder its own distribution
+    assert names["models"]["smsge"].startswith("reid-bench-smsge ")
+    assert names["protocols"]["synth-gait"].startswith("reid-bench ")
     assert {"synth-gait", "synth-gait-retrieval", "synth-market", "synth-market-to-duke"} <= set(names["protocols"])
     assert "kinect-v1-20" in names["layouts"]
     proc = run_subprocess(["list", "protocols", "--json"], check=True)

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reid_bench.api import seeds_for
 from reid_bench.config import Overrides

@@ -64,7 +64,7 @@ def resolve_config(
     registry: Registry | None = None,
 ) -> ResolvedConfig:
     """Validate every override against the classes it targets; raise ConfigError naming the key."""
-    from reid_bench.metrics import ProbeConfig
+    from reid_bench.probe import ProbeConfig
 
     registry = registry or get_registry()
     model_cls = registry.model(model_name)
@@ -252,12 +252,13 @@ def _check_features(feats: np.ndarray, split: SampleSet, model: str) -> np.ndarr
 def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, probe_cfg: Any, seed: int, device: str) -> dict[str, Any]:
     """The protocol's evaluation mode applied to a fitted model: metrics plus the CMC curve."""
     from reid_bench import metrics
+    from reid_bench.probe import train_probe_and_score
 
     if protocol.mode == "closed-set":
         assert fold.test is not None
         train_f = _check_features(model.embed(fold.train), fold.train, model_name)
         test_f = _check_features(model.embed(fold.test), fold.test, model_name)
-        scores = metrics.train_probe_and_score(train_f, fold.train.labels, test_f, probe_cfg, seed=seed, device=device)
+        scores = train_probe_and_score(train_f, fold.train.labels, test_f, probe_cfg, seed=seed, device=device)
         res = metrics.closed_set_metrics(scores, fold.test.labels, sequence_ids=fold.test.group)
         return {"metrics": res.as_dict(), "cmc": np.asarray(res.cmc).tolist()}
     assert fold.query is not None and fold.gallery is not None

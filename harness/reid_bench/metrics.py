@@ -6,7 +6,8 @@ Two protocols are covered:
   via :func:`evaluate_retrieval`;
 * closed-set identification (a probe classifier on frozen features): CMC over
   identities, nAUC, micro ROC AUC and sequence-level accuracy via
-  :func:`closed_set_metrics` and :func:`train_probe_and_score`.
+  :func:`closed_set_metrics`, from the class scores of a probe classifier
+  (trained in :mod:`reid_bench.probe`: metrics measure, they do not train).
 
 Only numpy and torch are used so that the harness has no compiled extension.
 """
@@ -30,8 +31,6 @@ __all__ = [
     "roc_auc_micro",
     "ClosedSetResult",
     "closed_set_metrics",
-    "ProbeConfig",
-    "train_probe_and_score",
 ]
 
 
@@ -642,145 +641,3 @@ def closed_set_metrics(scores, labels, sequence_ids=None, ranks=(1, 5, 10)) -> C
         num_sequences=n_seq,
         ranks=ranks,
     )
-
-
-# ---------------------------------------------------------------------------
-# probe classifier for the closed-set protocol
-# ---------------------------------------------------------------------------
-
-
-@dataclass
-class ProbeConfig:
-    """Probe trained on frozen features; fixed epochs so test data never steers it."""
-
-    kind: str = "mlp"  # "mlp" | "knn"
-    hidden: int = 256
-    epochs: int = 100
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 256
-    dropout: float = 0.0
-    k: int = 1
-    standardize: bool = True
-
-
-def _to_float_tensor(x, name: str, device: torch.device) -> torch.Tensor:
-    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
-    if t.dim() != 2 or t.shape[0] == 0 or t.shape[1] == 0:
-        raise ValueError(f"{name} must be a non-empty 2-D array [N, D], got shape {tuple(t.shape)}")
-    t = t.to(device=device, dtype=torch.float32)
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return t
-
-
-def train_probe_and_score(
-    train_feats, train_labels, test_feats, cfg: ProbeConfig, seed: int, device="cpu"
-) -> np.ndarray:
-    """Fit a probe on frozen train features and return class scores [N_test, C].
-
-    * ``mlp``: Linear -> ReLU -> (Dropout) -> Linear, Adam + cross-entropy for
-      exactly ``cfg.epochs`` epochs; returns softmax probabilities. Weight init,
-      dropout and batch shuffling all derive from ``seed`` (the global torch
-      RNG is left untouched).
-    * ``knn``: score of class c = mean of the top min(k, n_c) cosine
-      similarities to that class's training samples; classes with no training
-      sample get -inf.
-
-    C = max(train_labels) + 1. Features are standardised with the train
-    mean/std first when ``cfg.standardize``.
-    """
-    if cfg.kind not in ("mlp", "knn"):
-        raise ValueError(f"unknown probe kind {cfg.kind!r}; expected 'mlp' or 'knn'")
-    for name in ("hidden", "epochs", "batch_size", "k"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"ProbeConfig.{name} must be >= 1, got {getattr(cfg, name)}")
-    if not 0.0 <= cfg.dropout < 1.0:
-        raise ValueError(f"ProbeConfig.dropout must be in [0, 1), got {cfg.dropout}")
-    device = torch.device(device)
-    xtr = _to_float_tensor(train_feats, "train_feats", device)
-    xte = _to_float_tensor(test_feats, "test_feats", device)
-    if xtr.shape[1] != xte.shape[1]:
-        raise ValueError(
-            f"feature dims differ: train has {xtr.shape[1]}, test has {xte.shape[1]}"
-        )
-    ytr_np = np.asarray(
-        train_labels.detach().cpu() if isinstance(train_labels, torch.Tensor) else train_labels
-    )
-    if ytr_np.ndim != 1 or ytr_np.shape[0] != xtr.shape[0]:
-        raise ValueError(
-            f"shape mismatch: train_feats has {xtr.shape[0]} rows but train_labels has shape "
-            f"{ytr_np.shape}"
-        )
-    if ytr_np.dtype.kind not in "iu" or ytr_np.min() < 0:
-        raise ValueError("train_labels must be non-negative integer class indices")
-    ytr = torch.as_tensor(ytr_np.astype(np.int64), device=device)
-    n_cls = int(ytr.max()) + 1
-
-    if cfg.standardize:
-        mean = xtr.mean(0, keepdim=True)
-        std = xtr.std(0, unbiased=False, keepdim=True)
-        std = torch.where(std > 1e-12, std, torch.ones_like(std))
-        xtr = (xtr - mean) / std
-        xte = (xte - mean) / std
-
-    if cfg.kind == "knn":
-        return _knn_scores(xtr, ytr, xte, n_cls, cfg.k)
-    return _mlp_scores(xtr, ytr, xte, n_cls, cfg, seed, device)
-
-
-def _knn_scores(xtr, ytr, xte, n_cls: int, k: int) -> np.ndarray:
-    a = torch.nn.functional.normalize(xtr, dim=1)
-    b = torch.nn.functional.normalize(xte, dim=1)
-    counts = torch.bincount(ytr, minlength=n_cls)
-    n_max = int(counts.max())
-    # [C, n_max] table of train indices per class (padded), so one gather
-    # gives every class's similarities at once
-    order = torch.sort(ytr, stable=True).indices
-    starts = torch.cumsum(counts, 0) - counts
-    ar = torch.arange(n_max, device=xtr.device)
-    present = ar[None, :] < counts[:, None]
-    table = order[(starts[:, None] + ar[None, :]).clamp(max=len(ytr) - 1)]
-    kk = min(k, n_max)
-    denom = counts.clamp(max=k).double()
-    out = torch.empty((xte.shape[0], n_cls), dtype=torch.float64, device=xtr.device)
-    step = max(1, (1 << 24) // max(1, n_cls * n_max))
-    for s in range(0, xte.shape[0], step):
-        sim = b[s : s + step] @ a.T  # [B, N_train]
-        per_cls = sim[:, table].masked_fill(~present[None], -math.inf)  # [B, C, n_max]
-        top = per_cls.topk(kk, dim=2).values
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        out[s : s + step] = top.double().sum(2) / denom.clamp(min=1)[None]
-    out[:, counts == 0] = -math.inf
-    return out.cpu().numpy()
-
-
-def _mlp_scores(xtr, ytr, xte, n_cls: int, cfg: ProbeConfig, seed: int, device) -> np.ndarray:
-    fork_devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork_devices):
-        torch.manual_seed(seed)
-        layers: list[torch.nn.Module] = [torch.nn.Linear(xtr.shape[1], cfg.hidden), torch.nn.ReLU()]
-        if cfg.dropout > 0:
-            layers.append(torch.nn.Dropout(cfg.dropout))
-        layers.append(torch.nn.Linear(cfg.hidden, n_cls))
-        model = torch.nn.Sequential(*layers).to(device)
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator(device="cpu")
-        gen.manual_seed(seed)
-        n = xtr.shape[0]
-        model.train()
-        for _ in range(cfg.epochs):
-            perm = torch.randperm(n, generator=gen).to(device)
-            for s in range(0, n, cfg.batch_size):
-                idx = perm[s : s + cfg.batch_size]
-                loss = torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-        model.eval()
-        with torch.no_grad():
-            probs = [
-                torch.softmax(model(xte[s : s + 4096]), dim=1).double()
-                for s in range(0, xte.shape[0], 4096)
-            ]
-    return torch.cat(probs).cpu().numpy()

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from reid_bench.config import ConfigError, Overrides, coerce
+from reid_bench.config import ConfigError, Overrides
 from reid_bench.registry import get_registry
 from reid_bench.runner import (Coordinator, InvocationResult, LiveView, RunError, TrialState, check_gpus,
                                check_storage, init_ray, run_benchmark)

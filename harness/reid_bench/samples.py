@@ -1,12 +1,86 @@
-"""Turning canonical records into the SampleSets models consume (windows, padded clouds)."""
+"""What models see: ``SampleSet``, ``DataSpec``, ``FoldData``, and how records become SampleSets
+(windows of skeleton sequences, padded clouds)."""
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from reid_bench.api import Layout, PointCloud, SampleSet, SkeletonSequence
+from reid_bench.layouts import Layout
+from reid_bench.records import PointCloud, SkeletonSequence
+
+
+@dataclass
+class SampleSet:
+    """A batch-friendly split handed to a model.
+
+    Skeletons: ``data`` is float32 [N, f, J, 3] (windows of f frames); ``group`` says which
+    sequence each window came from. Point clouds: ``data`` is float32 [N, P, 6]; ``group`` is
+    the sample index. ``labels`` are contiguous class indices (0..C-1) of the training split's
+    identities; -1 marks an identity unseen in training (retrieval test sets).
+    """
+
+    modality: str
+    data: np.ndarray
+    person: np.ndarray
+    labels: np.ndarray
+    camera: np.ndarray
+    group: np.ndarray
+    layout: Layout | None = None
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.data)
+        for name in ("person", "labels", "camera", "group"):
+            arr = np.asarray(getattr(self, name), dtype=np.int64)
+            if arr.shape != (n,):
+                raise ValueError(f"SampleSet.{name} must have shape ({n},), got {arr.shape}")
+            setattr(self, name, arr)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.labels.max()) + 1 if len(self.labels) else 0
+
+    def subset(self, index: np.ndarray) -> "SampleSet":
+        return SampleSet(
+            modality=self.modality,
+            data=self.data[index],
+            person=self.person[index],
+            labels=self.labels[index],
+            camera=self.camera[index],
+            group=self.group[index],
+            layout=self.layout,
+            meta={k: v[index] for k, v in self.meta.items()},
+        )
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shape facts a model needs to build its network before seeing data."""
+
+    modality: str
+    num_classes: int
+    layout: Layout | None = None
+    window: int | None = None
+    num_points: int | None = None
+
+
+@dataclass
+class FoldData:
+    """The splits of one fold. Closed-set folds fill ``test``; retrieval folds ``query``/``gallery``."""
+
+    train: SampleSet
+    test: SampleSet | None = None
+    query: SampleSet | None = None
+    gallery: SampleSet | None = None
+    validation: SampleSet | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
 
 
 def label_map(persons: Iterable[int]) -> dict[int, int]:

@@ -1,10 +1,94 @@
-"""Built-in skeleton layouts, registered through the ``reid_bench.layouts`` entry-point group."""
+"""Skeleton layouts: the ``Layout`` type and the built-in layouts.
+
+The built-ins are registered through the ``reid_bench.layouts`` entry-point group; a user layout
+comes from a TOML or JSON file (``load_layout_file``). The module needs numpy only, so the plugin
+API can import it without a cycle.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from reid_bench.api import Layout
+import numpy as np
+
+from reid_bench import API_VERSION
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Joint names, bones and SM-SGE's coarser scales (10 parts, 5 bodies) as joint groups."""
+
+    name: str
+    joints: tuple[str, ...]
+    edges: tuple[tuple[int, int], ...]
+    parts: tuple[tuple[int, ...], ...]
+    bodies: tuple[tuple[int, ...], ...]
+    dims: int = 3
+    description: str = ""
+    api_version: str = API_VERSION
+
+    @property
+    def num_joints(self) -> int:
+        return len(self.joints)
+
+    @property
+    def num_hyper_joints(self) -> int:
+        """Joints plus one node per bone (its midpoint): SM-SGE's finest scale."""
+        return len(self.joints) + len(self.edges)
+
+    def joint_index(self, name: str) -> int:
+        try:
+            return self.joints.index(name)
+        except ValueError:
+            raise KeyError(f"layout {self.name!r} has no joint {name!r}") from None
+
+    def validate(self) -> None:
+        """Raise ValueError on indices out of range, groups that miss joints, or a split graph."""
+        n = self.num_joints
+        if len(set(self.joints)) != n:
+            raise ValueError(f"layout {self.name!r}: duplicate joint names")
+        for a, b in self.edges:
+            if not (0 <= a < n and 0 <= b < n) or a == b:
+                raise ValueError(f"layout {self.name!r}: edge ({a}, {b}) out of range 0..{n - 1}")
+        for label, groups in (("parts", self.parts), ("bodies", self.bodies)):
+            seen: set[int] = set()
+            for group in groups:
+                if not group:
+                    raise ValueError(f"layout {self.name!r}: empty group in {label}")
+                for j in group:
+                    if not 0 <= j < n:
+                        raise ValueError(f"layout {self.name!r}: {label} index {j} out of range 0..{n - 1}")
+                seen.update(group)
+            if seen != set(range(n)):
+                missing = sorted(set(range(n)) - seen)
+                raise ValueError(f"layout {self.name!r}: {label} do not cover joints {missing}")
+        # connectivity by union-find
+        parent = list(range(n))
+
+        def find(i: int) -> int:
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for a, b in self.edges:
+            parent[find(a)] = find(b)
+        if len({find(i) for i in range(n)}) != 1:
+            raise ValueError(f"layout {self.name!r}: the bone graph is not connected")
+
+    def adjacency(self) -> np.ndarray:
+        """Symmetric joint adjacency [J, J] without self loops."""
+        adj = np.zeros((self.num_joints, self.num_joints), dtype=np.float32)
+        for a, b in self.edges:
+            adj[a, b] = adj[b, a] = 1.0
+        return adj
+
+    def bone_lengths(self, frames: np.ndarray) -> np.ndarray:
+        """Bone lengths per frame, [..., E]."""
+        edges = np.asarray(self.edges)
+        return np.linalg.norm(frames[..., edges[:, 0], :] - frames[..., edges[:, 1], :], axis=-1)
+
 
 KINECT_V1_20 = Layout(
     name="kinect-v1-20",

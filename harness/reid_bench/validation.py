@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_bench.api import FoldData, SampleSet
+from reid_bench.samples import FoldData, SampleSet
 
 #: The split is fixed (not the trial seed) so that every trial of a search sees the same one.
 VALIDATION_SEED = 20211020

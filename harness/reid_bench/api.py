@@ -1,0 +1,211 @@
+"""The plugin API: what a model, a dataset, a protocol and a layout must provide.
+
+Third-party packages subclass these and register the classes (layouts: instances) under the
+entry-point groups ``reid_bench.models|datasets|protocols|layouts``. The data types a plugin
+handles are defined next to the code that builds them (``records``, ``layouts``, ``samples``)
+and re-exported here, so a plugin imports everything from ``reid_bench.api``. The module
+imports numpy only, so that reading plugin metadata never drags in torch.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Literal, Sequence
+
+import numpy as np
+
+from reid_bench import API_VERSION
+from reid_bench.layouts import KINECT_V1_20, Layout
+from reid_bench.records import PointCloud, Record, SkeletonSequence
+from reid_bench.samples import DataSpec, FoldData, SampleSet
+from reid_bench.validation import carve_validation
+
+__all__ = [
+    "API_VERSION", "MODALITIES", "DataAccess", "DataSpec", "Dataset", "EvaluationMode", "FoldData", "Layout",
+    "Modality", "Model", "PointCloud", "Protocol", "Record", "SampleSet", "SkeletonSequence", "TrialContext",
+    "check_modalities", "seeds_for",
+]
+
+Modality = Literal["skeleton", "pointcloud"]
+MODALITIES: tuple[str, ...] = ("skeleton", "pointcloud")
+EvaluationMode = Literal["closed-set", "retrieval"]
+
+
+# --------------------------------------------------------------------------------------------
+# What models see
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrialContext:
+    """What the harness hands a model for one trial.
+
+    ``report(epoch, **metrics)`` records per-epoch curves (MLflow, and ASHA in ``tune``);
+    ``progress(fraction, message)`` drives the live table; ``validation`` is set only when the
+    protocol carves a validation split (model selection must use it, never the test split).
+    """
+
+    device: str
+    seed: int
+    checkpoint_dir: Path
+    report: Callable[..., None] = lambda epoch, **metrics: None
+    progress: Callable[[float, str], None] = lambda fraction, message="": None
+    validation: SampleSet | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Plugin base classes
+# --------------------------------------------------------------------------------------------
+
+
+class Model(abc.ABC):
+    """A re-identification model: learns on a training split, then embeds samples.
+
+    ``config_class`` is a dataclass whose defaults are the paper's hyper-parameters;
+    ``protocol_overrides`` maps a protocol name to the per-dataset values the paper gives.
+    """
+
+    api_version: ClassVar[str] = API_VERSION
+    modality: ClassVar[str]
+    config_class: ClassVar[type]
+    description: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    protocol_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init__(self, config: Any, spec: DataSpec) -> None:
+        self.config = config
+        self.spec = spec
+
+    @classmethod
+    def example_spec(cls) -> DataSpec:
+        """The input a parameter count refers to in ``reid-bench info`` (override per paper)."""
+        if cls.modality == "skeleton":
+            return DataSpec("skeleton", num_classes=11, layout=KINECT_V1_20, window=6)
+        return DataSpec("pointcloud", num_classes=751, num_points=4096)
+
+    @abc.abstractmethod
+    def fit(self, train: SampleSet, ctx: TrialContext) -> None: ...
+
+    @abc.abstractmethod
+    def embed(self, samples: SampleSet) -> np.ndarray:
+        """float32 [N, D] features, one per sample (window or cloud)."""
+
+    def num_parameters(self) -> int:
+        """Learned parameters of the embedding network (identity classifiers excluded)."""
+        return 0
+
+    @classmethod
+    def search_space(cls) -> dict[str, Any] | None:
+        """Default Ray Tune search space for ``reid-bench tune`` (None: not tunable)."""
+        return None
+
+
+class Dataset(abc.ABC):
+    """Reads one on-disk format (or generates data) into canonical records, and nothing else."""
+
+    api_version: ClassVar[str] = API_VERSION
+    modality: ClassVar[str]
+    description: ClassVar[str] = ""
+    data_format: ClassVar[str] = ""
+    license: ClassVar[str] = ""
+    citation: ClassVar[str] = ""
+    obtain: ClassVar[str] = ""
+    loader_version: ClassVar[str] = "1"
+    options_class: ClassVar[type | None] = None
+
+    def __init__(self, root: Path | None = None, options: Any = None) -> None:
+        self.root = Path(root) if root is not None else None
+        if options is None and self.options_class is not None:
+            options = self.options_class()
+        self.options = options
+
+    @abc.abstractmethod
+    def load(self) -> list[Record]: ...
+
+    def verify(self) -> list[str]:
+        """Problems found in the files (empty when all is well)."""
+        return []
+
+    def checksum(self) -> str:
+        """Identifies the data a run used (logged as a tag)."""
+        import hashlib
+        import json
+
+        opts = dataclasses.asdict(self.options) if dataclasses.is_dataclass(self.options) else {}
+        payload = json.dumps({"name": type(self).__name__, "v": self.loader_version, "opts": opts}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class Protocol(abc.ABC):
+    """What is compared, decided in data and versioned.
+
+    ``references`` holds the papers' numbers: {model: {fold: {metric: value}}} (percent).
+    ``data_options`` are the default options of each dataset the protocol reads.
+    """
+
+    api_version: ClassVar[str] = API_VERSION
+    version: ClassVar[str] = "1"
+    modality: ClassVar[str]
+    mode: ClassVar[str]
+    description: ClassVar[str] = ""
+    datasets: ClassVar[tuple[str, ...]] = ()
+    folds: ClassVar[tuple[str, ...]] = ("all",)
+    seeds: ClassVar[tuple[int, ...]] = (0, 1, 2)
+    window: ClassVar[int | None] = None
+    main_score: ClassVar[str] = "rank1"
+    higher_is_better: ClassVar[bool] = True
+    filter_same_camera: ClassVar[bool] = True
+    max_rank: ClassVar[int] = 50
+    references: ClassVar[dict[str, dict[str, dict[str, float]]]] = {}
+    reference_source: ClassVar[str] = ""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        if self.mode == "closed-set":
+            return ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy")
+        return ("rank1", "rank5", "rank10", "mAP", "mINP")
+
+    def fixed_data_options(self) -> dict[str, Any]:
+        """Dataset options this protocol sets itself (``--set data.*`` may not change them)."""
+        fixed: dict[str, Any] = {}
+        for attr in ("data_options", "train_options", "test_options"):
+            fixed.update(getattr(self, attr, {}) or {})
+        return fixed
+
+    @abc.abstractmethod
+    def build_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData: ...
+
+    def validation_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData:
+        """A fold for model selection, carved from ``fold``'s training data only (``tune`` uses it).
+
+        Default: closed-set protocols hold out training sequences, retrieval protocols hold out
+        training identities (see reid_bench.validation)."""
+        return carve_validation(self.build_fold(fold, seed, data), self.mode)
+
+
+class DataAccess(abc.ABC):
+    """How a protocol obtains records: by dataset name, with the run's data options applied."""
+
+    @abc.abstractmethod
+    def load(self, dataset: str, **options: Any) -> list[Record]:
+        """Records of ``dataset``; ``options`` are the protocol's, the run's ``data.*`` win."""
+
+
+def seeds_for(protocol: Protocol | type[Protocol], count: int | None) -> list[int]:
+    """The first ``count`` seeds of a protocol, extended by counting upwards when more are asked."""
+    base = list(protocol.seeds)
+    if count is None:
+        return base
+    if count < 1:
+        raise ValueError("--seeds must be at least 1")
+    extra = [s for s in range(max(base, default=-1) + 1, max(base, default=-1) + 1 + count)]
+    return (base + extra)[:count]
+
+
+def check_modalities(names: Sequence[str]) -> None:
+    for name in names:
+        if name not in MODALITIES:
+            raise ValueError(f"unknown modality {name!r}; expected one of {MODALITIES}")
