@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -23,6 +24,14 @@ def _one_torch_thread():
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def _harness_warnings_reach_caplog(monkeypatch):
+    """The CLI prints the harness's warnings itself and stops them propagating; tests read them."""
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("reid_bench"), "propagate", True)
 
 
 @pytest.fixture(autouse=True)
@@ -114,3 +123,66 @@ def cloud_splits(options):
     labels = label_map(r.person for r in train_recs)
     return (clouds_to_sampleset(train_recs, labels),
             clouds_to_sampleset([r for r in records if r.subset == "query"], labels))
+
+
+# -------------------------------------------------------------------------------- Ray clusters
+# Each runs in a process session of its own, so that tearing it down kills exactly its processes
+# (never `ray stop`, which ends every Ray process on a shared machine).
+
+_CLUSTER_SCRIPT = """
+import sys
+from ray.cluster_utils import Cluster
+cpus = [int(x) for x in sys.argv[1:]]
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": cpus[0], "include_dashboard": False})
+for n in cpus[1:]:
+    cluster.add_node(num_cpus=n)
+cluster.wait_for_nodes()
+print("ADDRESS", cluster.address, flush=True)
+sys.stdin.read()
+cluster.shutdown()
+"""
+
+
+def _kill_session(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
+def _wait_for_line(proc: subprocess.Popen, marker: str, what: str) -> str:
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if marker in line:
+            return line
+    raise AssertionError(f"{what} ended before it was up:\n" + "".join(seen[-40:]))
+
+
+@contextlib.contextmanager
+def ray_cluster(cpus_per_node: list[int], env: dict[str, str]):
+    """A multi-node Ray cluster on this machine (``ray.cluster_utils``); yields its address."""
+    proc = subprocess.Popen([sys.executable, "-c", _CLUSTER_SCRIPT, *map(str, cpus_per_node)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        yield _wait_for_line(proc, "ADDRESS ", "the Ray cluster").split()[1]
+    finally:
+        _kill_session(proc)
+
+
+@contextlib.contextmanager
+def ray_start_head(env: dict[str, str], num_cpus: int = 0):
+    """A head node as ``ray start --head`` leaves one behind on a host (it registers itself as
+    the host's current cluster, which a plain ``ray.init()`` would join); yields its address."""
+    ray_cli = Path(sys.executable).with_name("ray")
+    proc = subprocess.Popen([str(ray_cli), "start", "--head", "--port=0", f"--num-cpus={num_cpus}",
+                             "--include-dashboard=false", "--disable-usage-stats", "--block"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    try:
+        line = _wait_for_line(proc, "ray start --address=", "ray start --head")
+        yield line.split("--address=")[1].strip().strip("'\"")
+    finally:
+        _kill_session(proc)

@@ -34,10 +34,9 @@ def test_d13_on_ias_lab_fixture(cli, tracking_uri, tmp_path):
 def test_missing_dataset_names_the_folder(cli, tracking_uri, tmp_path):
     result = cli("run", "--model", "d13", "--protocol", "ias", "--data-root", str(tmp_path / "empty"), "--no-ray",
                  "--seeds", "1", "--fold", "A", "--tracking-uri", tracking_uri)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # refused before anything is written: no store, no FAILED runs
     assert str(tmp_path / "empty" / "ias-lab") in result.output
-    _, runs = mlflow_runs(tracking_uri)
-    assert all(r.info.status == "FAILED" for r in runs)
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 def test_cloud_baseline_on_market3d_and_transfer_fixture(cli, tracking_uri, tmp_path):

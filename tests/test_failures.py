@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import TINY_GAIT, make_fake_distribution, mlflow_runs
+from conftest import TINY_GAIT, make_fake_distribution, mlflow_runs, ray_cluster
 from reid_bench.leaderboard import build_leaderboards
 
 # A D13 that fails on purpose: seed 1 fails unless FLAKY_OK is set; with FLAKY_ONCE set, the first
@@ -88,7 +89,7 @@ def test_failed_trial_then_resume_reruns_only_it(cli, tracking_uri, flaky_site, 
     _, runs = mlflow_runs(tracking_uri)
     parents = [r for r in runs if r.data.tags.get("reid_bench.kind") == "invocation"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
-    build_leaderboards(tracking_uri, tmp_path / "lb")
+    build_leaderboards(tmp_path / "lb", tmp_path / "results", tracking_uri)
     row = [l for l in (tmp_path / "lb" / "synth-gait.md").read_text().splitlines() if "| flaky |" in l][0]
     assert "2/2" in row and "incomplete" not in row
 
@@ -125,7 +126,7 @@ def test_killed_driver_then_resume_leaves_nothing_running(tmp_path, flaky_site):
     finished = sorted(r.data.tags["reid_bench.seed"] for r in runs
                       if r.data.tags.get("reid_bench.kind") == "trial" and r.info.status == "FINISHED")
     assert finished == ["0", "1"]
-    build_leaderboards(uri, tmp_path / "lb")
+    build_leaderboards(tmp_path / "lb", tmp_path / "results", uri)
     row = [l for l in (tmp_path / "lb" / "synth-gait.md").read_text().splitlines() if "| flaky |" in l][0]
     assert "2/2" in row
 
@@ -133,27 +134,19 @@ def test_killed_driver_then_resume_leaves_nothing_running(tmp_path, flaky_site):
 @pytest.mark.ray
 def test_multi_node_cluster_places_trials_on_both_nodes_with_retries(tmp_path, flaky_site):
     """Two Ray nodes (one CPU each) on this machine; 2 trials that each fail once and are retried."""
-    from ray.cluster_utils import Cluster
 
     (tmp_path / "markers").mkdir()
+    # The cluster recipe of the docs: Ray's token authentication, one shared token for every node and the driver.
     env = {**os.environ, "FLAKY_OK": "1", "FLAKY_ONCE": str(tmp_path / "markers"), "FLAKY_SLEEP": "3",
-           "RAY_AUTH_MODE": "disabled"}
-    os.environ.update({k: env[k] for k in ("FLAKY_OK", "FLAKY_ONCE", "FLAKY_SLEEP", "RAY_AUTH_MODE")})
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
+           "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32)}  # PYTHONPATH: flaky_site's
+    with ray_cluster([1, 1], env) as address:
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         proc = subprocess.run(
             [sys.executable, "-m", "reid_bench.cli", "run", "--model", "flaky", "--protocol", "synth-gait", "--fold", "A",
-             "--seeds", "2", "--address", cluster.address, "--max-failures", "1", "--storage", str(tmp_path / "storage"),
+             "--seeds", "2", "--address", address, "--max-failures", "1", "--storage", str(tmp_path / "storage"),
              "--tracking-uri", uri, "--json", *TINY_GAIT],
             cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env,
         )
-    finally:
-        cluster.shutdown()
-        for k in ("FLAKY_OK", "FLAKY_ONCE", "FLAKY_SLEEP"):
-            os.environ.pop(k, None)
     assert proc.returncode == 0, proc.stderr[-3000:]
     trials = _trials(uri)
     keys = sorted((t.data.tags["reid_bench.fold"], t.data.tags["reid_bench.seed"]) for t in trials)

@@ -72,7 +72,7 @@ def test_tune_with_asha_then_tuned_run_in_leaderboard(cli, tracking_uri, tmp_pat
     assert max(curves) == 3  # a validation score per epoch for ASHA
     invocation = [r for r in runs if r.data.tags.get("reid_bench.kind") == "invocation"][0]
     assert invocation.data.tags["reid_bench.tuned"] == "4 samples, asha, random"
-    build_leaderboards(tracking_uri, tmp_path / "lb")
+    build_leaderboards(tmp_path / "lb", tmp_path / "results", tracking_uri)
     md = (tmp_path / "lb" / "synth-gait.md").read_text()
     assert "gait-lstm (tuned: 4 samples, asha, random)" in md
     assert md.count("| gait-lstm") == 2  # folds A and B: only the final run is ranked, never search trials

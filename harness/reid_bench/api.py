@@ -18,15 +18,18 @@ from typing import Any, Callable, ClassVar, Literal, Sequence
 import numpy as np
 
 from reid_bench import API_VERSION
+from reid_bench.config import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability,
+                               Range)
 from reid_bench.layouts import KINECT_V1_20, Layout
 from reid_bench.records import PointCloud, Record, SkeletonSequence
 from reid_bench.samples import DataSpec, FoldData, SampleSet
 from reid_bench.validation import carve_validation
 
 __all__ = [
-    "API_VERSION", "MODALITIES", "DataAccess", "DataSpec", "Dataset", "EvaluationMode", "FoldData", "Layout",
-    "Modality", "Model", "PointCloud", "Protocol", "Record", "SampleSet", "SkeletonSequence", "TrialContext",
-    "check_modalities", "seeds_for",
+    "API_VERSION", "MODALITIES", "DataAccess", "DataSpec", "Dataset", "EvaluationMode", "FoldData", "Fraction", "Layout",
+    "Modality", "Model", "NonNegativeFloat", "NonNegativeInt", "PointCloud", "PositiveFloat", "PositiveInt",
+    "Probability", "Protocol", "Range", "Record", "SampleSet", "SkeletonSequence", "TrialContext", "check_modalities",
+    "seeds_for",
 ]
 
 Modality = Literal["skeleton", "pointcloud"]

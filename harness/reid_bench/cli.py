@@ -22,9 +22,31 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 
+def _plain_warnings() -> None:
+    """The harness's warnings (``logging`` under ``reid_bench``) as one plain line each on stderr."""
+    import logging
+
+    log = logging.getLogger("reid_bench")
+    if not any(getattr(h, "reid_bench_plain", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        handler.reid_bench_plain = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+        log.propagate = False
+
+
+_plain_warnings()
+
+
 def fail(message: str, code: int = 2) -> None:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
+
+
+def os_error(exc: OSError) -> str:
+    """One line: the path and the cause, without the errno noise of ``str(OSError)``."""
+    where = exc.filename if exc.filename is not None else ""
+    return f"{where}: {exc.strerror or exc}" if where else str(exc.strerror or exc)
 
 
 def print_json(payload: Any) -> None:
@@ -312,20 +334,35 @@ def tune_cmd(
 
 @app.command("leaderboard")
 def leaderboard_cmd(
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (same default as run)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store to export (default: as run; skipped when the default sqlite file does not exist)"),
+    results_dir: str = typer.Option("results", "--results", help="results folder: one JSON per (protocol, model, config)"),
     out_dir: str = typer.Option("leaderboards", "--out", help="output folder"),
     protocols: Optional[list[str]] = typer.Option(None, "--protocol", "-p", help="only these protocols' Markdown"),
+    no_store: bool = typer.Option(False, "--no-store", help="build from the results folder alone"),
 ) -> None:
-    """Generate leaderboards (Markdown per protocol, leaderboard.json, index.html) from MLflow."""
-    from reid_bench.leaderboard import build_leaderboards
-    from reid_bench.tracking import TrackingError, default_tracking_uri
+    """Export finished runs into the results folder, then build the leaderboards from it
+    (Markdown per protocol, leaderboard.json, index.html)."""
+    import os
 
-    uri = tracking_uri or default_tracking_uri()
+    from reid_bench.leaderboard import build_leaderboards
+    from reid_bench.results import ResultsError
+    from reid_bench.tracking import TrackingError, default_tracking_uri, sqlite_path
+
+    uri = None if no_store else (tracking_uri or default_tracking_uri())
+    if uri and not tracking_uri and not os.environ.get("MLFLOW_TRACKING_URI"):
+        default_db = sqlite_path(uri)
+        if default_db is not None and not default_db.exists():
+            uri = None  # no store here: build from the results folder
     try:
-        written = build_leaderboards(uri, out_dir, protocols)
-    except (TrackingError, LookupError) as exc:
+        written = build_leaderboards(out_dir, results_dir, uri, protocols)
+    except (TrackingError, LookupError, ResultsError) as exc:
         fail(str(exc), 1)
-    out.print(f"wrote {', '.join(written['written'])} to {written['out']}")
+    except OSError as exc:
+        fail(str(exc) if exc.filename is None else os_error(exc), 1)
+    source = f"{uri} and {results_dir}" if uri else results_dir
+    out.print(f"{written['documents']} results ({written['new_trials']} new trials) from {source}; "
+              f"{len(written['written'])} files written under {written['results']} and {written['out']}",
+              highlight=False, markup=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -400,11 +437,10 @@ def data_verify(
     name: str,
     data_root: Optional[str] = DataRootOption,
     sets: Optional[list[str]] = typer.Option(None, "--set", "-s", help="dataset option: key=value"),
-    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", envvar="REID_BENCH_CACHE"),
-    no_cache: bool = typer.Option(False, "--no-cache"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Parse every file of a dataset, check counts and content, report drops; exit 1 on problems."""
+    """Parse every file of a dataset (never from the cache), check counts and content, report
+    drops; exit 1 on problems."""
     import time
 
     from reid_bench.config import ConfigError, apply_overrides, config_dict, parse_sets
@@ -423,17 +459,19 @@ def data_verify(
     except (PluginError, ConfigError) as exc:
         fail(str(exc))
     data = HarnessData(registry, str(Path(data_root).resolve()) if data_root else None, {name: options},
-                       cache_dir=None if no_cache else (cache_dir or "default"))
+                       cache_dir=None)
     t0 = time.perf_counter()
     try:
         records = data.load(name)
         problems = data.dataset(name).verify()
     except (DataFormatError, DatasetNotFoundError, ValueError) as exc:
         fail(str(exc), 1)
+    except OSError as exc:
+        fail(os_error(exc), 1)
     seconds = time.perf_counter() - t0
     report: dict[str, Any] = {
         "dataset": name, "records": len(records), "persons": len({r.person for r in records}),
-        "seconds": round(seconds, 3), "cache_hit": next(iter(data.cache_hits.values()), False),
+        "seconds": round(seconds, 3),
         "checksum": next(iter(data.checksums.values()), ""), "dropped": next(iter(data.drops.values()), {}),
         "problems": problems,
     }
@@ -476,6 +514,8 @@ def data_import(
         summary = import_dataset(source, data_root, name, modality=modality, layout=layout, overwrite=overwrite)
     except (DataFormatError, ValueError, FileExistsError, FileNotFoundError) as exc:
         fail(str(exc), 1)
+    except OSError as exc:  # a full disk, a data root under a file: nothing was left behind
+        fail(os_error(exc), 1)
     if as_json:
         print_json(summary)
     else:

@@ -1,8 +1,11 @@
-"""Typed ``--set key=value`` overrides onto dataclass configs.
+"""Typed ``--set key=value`` overrides onto dataclass configs, and the valid values of a field.
 
 Keys: ``name`` or ``model.name`` (the model's config), ``probe.name`` (closed-set probe),
 ``data.name`` (options of the protocol's datasets). Values are coerced to the field's declared
-type; unknown keys and ill-typed values are refused with the key named.
+type; unknown keys and ill-typed values are refused with the key named. A field declares its
+valid values in its type: ``Literal[...]`` for choices, ``Annotated[int, Range(ge=1)]`` (or the
+aliases below) for ranges; :func:`check_config` enforces them on a whole config before anything
+runs, and a config's ``__post_init__`` may refuse combinations (raising ``ValueError``).
 """
 
 from __future__ import annotations
@@ -10,16 +13,47 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 SCOPES = ("model", "probe", "data")
 
 
 class ConfigError(ValueError):
     pass
+
+
+@dataclass(frozen=True)
+class Range:
+    """The valid interval of a numeric field: ``Annotated[float, Range(ge=0, lt=1)]``."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def contains(self, value: float) -> bool:
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        return ((self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
+                and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt))
+
+    def describe(self) -> str:
+        parts = [f"{op} {bound:g}" for op, bound in ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+                 if bound is not None]
+        return " and ".join(parts) or "finite"
+
+
+PositiveInt = Annotated[int, Range(ge=1)]
+NonNegativeInt = Annotated[int, Range(ge=0)]
+PositiveFloat = Annotated[float, Range(gt=0)]
+NonNegativeFloat = Annotated[float, Range(ge=0)]
+#: Dropout, label smoothing: 0 <= p < 1.
+Fraction = Annotated[float, Range(ge=0, lt=1)]
+Probability = Annotated[float, Range(ge=0, le=1)]
 
 
 @dataclass
@@ -57,7 +91,7 @@ def parse_sets(items: list[str] | None) -> Overrides:
 
 def _type_hints(cls: type) -> dict[str, Any]:
     try:
-        return typing.get_type_hints(cls)
+        return typing.get_type_hints(cls, include_extras=True)
     except Exception:  # unresolvable annotations: fall back to the raw ones
         return {f.name: f.type for f in dataclasses.fields(cls)}
 
@@ -65,6 +99,8 @@ def _type_hints(cls: type) -> dict[str, Any]:
 def coerce(value: str, tp: Any, key: str) -> Any:
     """Turn the string ``value`` into ``tp`` or raise ConfigError naming ``key``."""
     origin = get_origin(tp)
+    if origin is Annotated:
+        return coerce(value, get_args(tp)[0], key)
     if tp is Any:
         return _parse_literal(value)
     if origin in (Union, types.UnionType):
@@ -129,23 +165,87 @@ def _parse_literal(value: str) -> Any:
         return value
 
 
-def apply_overrides(config: Any, values: dict[str, str], what: str) -> Any:
-    """A copy of dataclass ``config`` with ``values`` coerced and applied."""
-    if not values:
-        return config
+def apply_overrides(config: Any, values: dict[str, str], what: str, prefix: str = "") -> Any:
+    """A copy of dataclass ``config`` with ``values`` coerced and applied, then checked whole
+    (:func:`check_config`); ``prefix`` is how the keys are spelt on the command line."""
     names = [f.name for f in dataclasses.fields(config)]
     hints = _type_hints(type(config))
     changes = {}
     for key, value in values.items():
         if key not in names:
             close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown --set key {key!r} for {what}{hint} (keys: {', '.join(names)})")
-        changes[key] = coerce(value, hints.get(key, str), key)
+            hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown --set key {prefix}{key!r} for {what}{hint} (keys: {', '.join(names)})")
+        changes[key] = coerce(value, hints.get(key, str), f"{prefix}{key}")
     try:
-        return dataclasses.replace(config, **changes)
+        config = dataclasses.replace(config, **changes) if changes else config
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{what}: {exc}") from None
+    check_config(config, what, prefix)
+    return config
+
+
+def _check_value(value: Any, tp: Any, key: str) -> str | None:
+    """Why ``value`` is not a valid ``tp`` (None when it is)."""
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *extras = get_args(tp)
+        problem = _check_value(value, base, key)
+        if problem:
+            return problem
+        for extra in extras:
+            if isinstance(extra, Range) and not extra.contains(value):
+                return f"must be {extra.describe()}"
+        return None
+    if tp is Any:
+        return None
+    if origin in (Union, types.UnionType):
+        problems = [_check_value(value, arg, key) for arg in get_args(tp)]
+        return None if any(p is None for p in problems) else next(p for p in problems if p)
+    if tp is type(None):
+        return None if value is None else "must be null"
+    if origin is Literal:
+        choices = get_args(tp)
+        return None if value in choices else f"must be one of {', '.join(map(str, choices))}"
+    if origin in (tuple, list):
+        if not isinstance(value, (tuple, list)):
+            return "must be a list"
+        args = get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:  # a fixed-length tuple
+            if len(value) != len(args):
+                return f"must have {len(args)} items"
+            item_types = list(args)
+        else:
+            item_types = [args[0] if args else Any] * len(value)
+        for i, (item, item_type) in enumerate(zip(value, item_types)):
+            problem = _check_value(item, item_type, key)
+            if problem:
+                return f"item {i + 1} ({item!r}) {problem}"
+        return None
+    if tp is bool:
+        return None if isinstance(value, bool) else "must be true or false"
+    if tp is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "must be an integer"
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "must be a number"
+        return None if math.isfinite(value) else "must be finite"
+    if tp is str:
+        return None if isinstance(value, str) else "must be text"
+    return None
+
+
+def check_config(config: Any, what: str, prefix: str = "") -> None:
+    """Refuse a config whose fields lie outside their declared types, choices and ranges,
+    naming the key as the command line spells it."""
+    if config is None:
+        return
+    hints = _type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        problem = _check_value(value, hints.get(f.name, Any), f.name)
+        if problem:
+            raise ConfigError(f"{prefix}{f.name}={json.dumps(value, default=str)}: {problem} ({what})")
 
 
 def config_dict(config: Any) -> dict[str, Any]:

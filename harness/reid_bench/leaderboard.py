@@ -1,9 +1,12 @@
-"""Leaderboards generated from MLflow: Markdown per protocol, leaderboard.json and index.html.
+"""Leaderboards built from result documents (``reid_bench.results``): Markdown per protocol,
+``leaderboard.json`` and ``index.html``.
 
-An entry is (protocol, model, resolved-config fingerprint); its row comes from the latest
-invocation that finished at least one trial. Within an invocation each (fold, seed) counts once
-(the latest finished child run). A fold with missing seeds is marked incomplete and not averaged.
-The same runs always produce byte-identical files: nothing depends on the time of generation.
+A row is (protocol version, model, resolved-config fingerprint): every finished (fold, seed) of
+that configuration, whichever invocation ran it, counted once. A fold whose expected seeds have
+not all finished is marked incomplete and not averaged; a row with one seed shows no spread. A
+paper's number is shown only on rows whose configuration is the paper's (the model's defaults
+for the protocol, not tuned); other rows say that the configuration differs. The same documents
+always produce byte-identical files: nothing depends on the time of generation.
 """
 
 from __future__ import annotations
@@ -11,19 +14,17 @@ from __future__ import annotations
 import html
 import json
 import os
-import shutil
 import statistics
-import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from reid_bench.tracking import EXPERIMENT, KIND_TAG, connect
+from reid_bench.results import Key, ResultsError, export_store, load_results, render_results, write_files
 
 PERCENT_METRICS = {"rank1", "rank5", "rank10", "nAUC", "mAP", "mINP", "roc_auc_micro", "sequence_accuracy"}
 LABELS = {"rank1": "Rank-1", "rank5": "Rank-5", "rank10": "Rank-10", "nAUC": "nAUC", "mAP": "mAP", "mINP": "mINP",
           "sequence_accuracy": "Seq-acc", "roc_auc_micro": "ROC-AUC-micro"}
+CONFIG_DIFFERS = "config differs"
 
 
 @dataclass
@@ -36,6 +37,8 @@ class Cell:
         if self.mean is None:
             return "—"
         scale = 100.0 if percent else 1.0
+        if self.n == 1:
+            return f"{scale * self.mean:.1f}"
         return f"{scale * self.mean:.1f} ± {scale * (self.std or 0.0):.1f}"
 
     def as_json(self, percent: bool) -> dict[str, Any]:
@@ -49,12 +52,15 @@ class Row:
     model: str
     config: str
     fingerprint: str
+    version: str
     fold: str
-    expected_seeds: int
+    expected_seeds: list[int]
     seeds: list[int]
     cells: dict[str, Cell]
+    per_seed: dict[int, dict[str, float]]
     params: int | None
     paper: float | None
+    paper_status: str | None
     run_id: str
     commit: str
     date: str
@@ -63,18 +69,17 @@ class Row:
 
     @property
     def complete(self) -> bool:
-        return len(self.seeds) == self.expected_seeds and self.expected_seeds > 0
+        return bool(self.expected_seeds) and set(self.expected_seeds) <= set(self.seeds)
 
 
 @dataclass
 class ProtocolBoard:
     name: str
-    version: str
     mode: str
     main_score: str
     higher_is_better: bool
     folds: list[str]
-    rows: dict[str, list[Row]] = field(default_factory=dict)
+    rows: dict[tuple[str, str], list[Row]] = field(default_factory=dict)  # (version, fold) -> rows
     reference_source: str = ""
 
     @property
@@ -83,98 +88,74 @@ class ProtocolBoard:
             return ["rank1", "rank5", "nAUC"]
         return ["rank1", "rank5", "mAP"]
 
+    @property
+    def versions(self) -> list[str]:
+        return sorted({v for v, _ in self.rows}, key=_version_order)
 
-def _protocol_meta(name: str, tags: dict[str, str]) -> dict[str, Any]:
-    """From the installed plugin when possible, else from what the run recorded."""
+    def sections(self) -> list[tuple[str, str]]:
+        order = {f: i for i, f in enumerate(self.folds)}
+        return sorted(self.rows, key=lambda vf: (_version_order(vf[0]), order.get(vf[1], len(order)), vf[1]))
+
+
+def _version_order(version: str) -> tuple:
+    return tuple((0, int(p)) if p.isdigit() else (1, p) for p in str(version).split("."))
+
+
+def _protocol_meta(name: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """From the installed plugin when possible, else from what the result recorded."""
     from reid_bench.registry import PluginError, get_registry
 
     try:
         cls = get_registry().protocol(name)
-        return {"version": str(cls.version), "mode": cls.mode, "main_score": cls.main_score,
-                "higher_is_better": cls.higher_is_better, "folds": list(cls.folds),
-                "references": cls.references, "reference_source": cls.reference_source}
+        return {"higher_is_better": cls.higher_is_better, "folds": list(cls.folds), "references": cls.references,
+                "reference_source": cls.reference_source}
     except PluginError:
-        return {"version": tags.get("reid_bench.protocol_version", "?"), "mode": tags.get("reid_bench.mode", "retrieval"),
-                "main_score": tags.get("reid_bench.main_score", "rank1"), "higher_is_better": True,
-                "folds": json.loads(tags.get("reid_bench.folds", "[]")), "references": {}, "reference_source": ""}
+        folds = sorted({k.rsplit("/seed", 1)[0] for k in doc["expected_trials"]})
+        return {"higher_is_better": True, "folds": folds, "references": {}, "reference_source": ""}
 
 
-def _config_label(tags: dict[str, str]) -> str:
-    overrides = json.loads(tags.get("reid_bench.overrides", "{}") or "{}")
-    if not overrides:
+def config_label(config_diff: dict[str, str]) -> str:
+    if not config_diff:
         return "default"
-    return ", ".join(f"{k.removeprefix('model.')}={v}" for k, v in sorted(overrides.items()))
+    return ", ".join(f"{k.removeprefix('model.')}={v}" for k, v in sorted(config_diff.items()))
 
 
-def collect(client, experiment_id: str, protocols: list[str] | None = None) -> dict[str, ProtocolBoard]:
-    parents = client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'invocation'", max_results=50000)
-    children = client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'trial'", max_results=50000)
-    by_parent: dict[str, list[Any]] = {}
-    for child in children:
-        by_parent.setdefault(child.data.tags.get("mlflow.parentRunId", ""), []).append(child)
+def _paper(meta: dict[str, Any], doc: dict[str, Any], fold: str, metric: str) -> tuple[float | None, str | None]:
+    value = meta["references"].get(doc["model"], {}).get(fold, {}).get(metric)
+    if value is None:
+        return None, None
+    if doc["config_diff"] or doc.get("tuned"):
+        return None, CONFIG_DIFFERS
+    return float(value), "paper config"
 
-    # latest invocation with at least one finished trial, per entry
-    chosen: dict[tuple[str, str, str], Any] = {}
-    for parent in parents:
-        tags = parent.data.tags
-        protocol = tags.get("reid_bench.protocol")
-        if not protocol or (protocols and protocol not in protocols):
-            continue
-        finished = [c for c in by_parent.get(parent.info.run_id, []) if c.info.status == "FINISHED"]
-        if not finished:
-            continue
-        key = (protocol, tags.get("reid_bench.model", "?"), tags.get("reid_bench.config_fingerprint", ""))
-        current = chosen.get(key)
-        if current is None or (parent.info.start_time, parent.info.run_id) > (current.info.start_time, current.info.run_id):
-            chosen[key] = parent
 
+def collect(documents: dict[Key, dict[str, Any]]) -> dict[str, ProtocolBoard]:
     boards: dict[str, ProtocolBoard] = {}
-    for (protocol, model, fp), parent in sorted(chosen.items()):
-        tags = parent.data.tags
-        meta = _protocol_meta(protocol, tags)
+    for (protocol, version, model, fingerprint), doc in sorted(documents.items()):
+        meta = _protocol_meta(protocol, doc)
         board = boards.get(protocol)
         if board is None:
-            board = boards[protocol] = ProtocolBoard(protocol, meta["version"], meta["mode"], meta["main_score"],
-                                                     meta["higher_is_better"], list(meta["folds"]),
-                                                     reference_source=meta["reference_source"])
-        expected = json.loads(tags.get("reid_bench.expected_trials", "[]"))
-        folds_expected: dict[str, int] = {}
-        for key in expected:
-            fold = key.rsplit("/seed", 1)[0]
-            folds_expected[fold] = folds_expected.get(fold, 0) + 1
-        latest: dict[tuple[str, int], Any] = {}
-        for child in by_parent.get(parent.info.run_id, []):
-            if child.info.status != "FINISHED":
+            board = boards[protocol] = ProtocolBoard(protocol, doc["mode"], doc["main_score"], meta["higher_is_better"],
+                                                     list(meta["folds"]), reference_source=meta["reference_source"])
+        expected: dict[str, list[int]] = {}
+        for key in doc["expected_trials"]:
+            fold, seed = key.rsplit("/seed", 1)
+            expected.setdefault(fold, []).append(int(seed))
+        for trial in doc["trials"]:
+            expected.setdefault(trial["fold"], [])
+        for fold, expected_seeds in expected.items():
+            trials = sorted((t for t in doc["trials"] if t["fold"] == fold), key=lambda t: t["seed"])
+            if not trials:
                 continue
-            ckey = (child.data.tags.get("reid_bench.fold", ""), int(child.data.tags.get("reid_bench.seed", "-1")))
-            prev = latest.get(ckey)
-            if prev is None or (child.info.start_time, child.info.run_id) > (prev.info.start_time, prev.info.run_id):
-                latest[ckey] = child
-        date = datetime.fromtimestamp(parent.info.start_time / 1000, tz=timezone.utc).strftime("%Y-%m-%d")
-        for fold, n_expected in folds_expected.items():
-            runs = [latest[k] for k in sorted(latest) if k[0] == fold]
-            complete = len(runs) == n_expected
-            cells = {}
-            for metric in set(board.columns) | {board.main_score}:
-                values = [r.data.metrics[metric] for r in runs if metric in r.data.metrics]
-                if complete and values and len(values) == len(runs):
-                    cells[metric] = Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
-                else:
-                    cells[metric] = Cell(None, None, len(values))
-            params = next((int(r.data.metrics["num_parameters"]) for r in runs if "num_parameters" in r.data.metrics), None)
-            paper = meta["references"].get(model, {}).get(fold, {}).get(board.main_score)
-            row = Row(model=model, config=_config_label(tags), fingerprint=fp, fold=fold, expected_seeds=n_expected,
-                      seeds=sorted(k[1] for k in latest if k[0] == fold), cells=cells, params=params, paper=paper,
-                      run_id=parent.info.run_id, commit=tags.get("reid_bench.git_commit", "unknown"), date=date,
-                      tuned=tags.get("reid_bench.tuned", ""))
-            board.rows.setdefault(fold, []).append(row)
+            row = _row(board, meta, doc, fold, sorted(set(expected_seeds)), trials, version)
+            board.rows.setdefault((version, fold), []).append(row)
             if fold not in board.folds:
                 board.folds.append(fold)
-
     for board in boards.values():
-        for fold, rows in board.rows.items():
-            sign = -1.0 if board.higher_is_better else 1.0
-            rows.sort(key=lambda r: (not r.complete, sign * (r.cells[board.main_score].mean or 0.0), r.model, r.fingerprint))
+        sign = -1.0 if board.higher_is_better else 1.0
+        for rows in board.rows.values():
+            rows.sort(key=lambda r: (not r.complete, sign * (r.cells[board.main_score].mean or 0.0), r.model,
+                                     r.fingerprint))
             rank = 0
             for row in rows:
                 if row.complete:
@@ -183,17 +164,33 @@ def collect(client, experiment_id: str, protocols: list[str] | None = None) -> d
     return boards
 
 
-def _md_table(board: ProtocolBoard, rows: list[Row]) -> list[str]:
-    cols = board.columns
-    header = ["#", "Model", "Config"] + [LABELS[c] for c in cols] + ["n", "Params", f"Paper {LABELS[board.main_score]}", "Run", "Commit", "Date"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    for r in rows:
-        n = f"{len(r.seeds)}/{r.expected_seeds}" + ("" if r.complete else " incomplete")
-        cells = [str(r.rank) if r.rank else "—", r.model + (f" (tuned: {r.tuned})" if r.tuned else ""), r.config.replace("|", "\\|")]
-        cells += [r.cells[c].fmt(c in PERCENT_METRICS) for c in cols]
-        cells += [n, _fmt_params(r.params), "—" if r.paper is None else f"{r.paper:.1f}", r.run_id[:8], r.commit, r.date]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
+def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: str, expected: list[int],
+         trials: list[dict[str, Any]], version: str) -> Row:
+    seeds = [t["seed"] for t in trials]
+    complete = bool(expected) and set(expected) <= set(seeds)
+    cells = {}
+    for metric in dict.fromkeys([*board.columns, board.main_score, *PERCENT_METRICS]):
+        values = [t["metrics"][metric] for t in trials if metric in t["metrics"]]
+        if not values:
+            continue
+        if complete and len(values) == len(trials):
+            cells[metric] = Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0,
+                                 len(values))
+        else:
+            cells[metric] = Cell(None, None, len(values))
+    for metric in board.columns + [board.main_score]:
+        cells.setdefault(metric, Cell(None, None, 0))
+    latest = max(trials, key=lambda t: (t["end_time"], t["run_id"]))
+    params = next((t["num_parameters"] for t in trials if t.get("num_parameters") is not None), None)
+    paper, status = _paper(meta, doc, fold, board.main_score)
+    return Row(model=doc["model"], config=config_label(doc["config_diff"]), fingerprint=doc["config_fingerprint"],
+               version=version, fold=fold, expected_seeds=expected, seeds=seeds, cells=cells,
+               per_seed={t["seed"]: dict(t["metrics"]) for t in trials}, params=params, paper=paper,
+               paper_status=status, run_id=latest["invocation"], commit=latest.get("commit", "unknown"),
+               date=latest.get("date", ""), tuned=doc.get("tuned") or "")
+
+
+# ------------------------------------------------------------------------------------- rendering
 
 
 def _fmt_params(n: int | None) -> str:
@@ -208,36 +205,64 @@ def _fmt_params(n: int | None) -> str:
     return str(n)
 
 
+def _fmt_paper(r: Row) -> str:
+    if r.paper is not None:
+        return f"{r.paper:.1f}"
+    return r.paper_status or "—"
+
+
+def _cells(board: ProtocolBoard, r: Row) -> list[str]:
+    n = f"{len(r.seeds)}/{len(r.expected_seeds)}" + ("" if r.complete else " incomplete")
+    cells = [str(r.rank) if r.rank else "—", r.model + (f" (tuned: {r.tuned})" if r.tuned else ""), r.config]
+    cells += [r.cells[c].fmt(c in PERCENT_METRICS) for c in board.columns]
+    cells += [n, _fmt_params(r.params), _fmt_paper(r), r.run_id[:8], r.commit, r.date]
+    return cells
+
+
+def _header(board: ProtocolBoard) -> list[str]:
+    return (["#", "Model", "Config"] + [LABELS[c] for c in board.columns]
+            + ["n", "Params", f"Paper {LABELS[board.main_score]}", "Run", "Commit", "Date"])
+
+
+def _section_title(board: ProtocolBoard, version: str, fold: str) -> str:
+    return f"Fold {fold}" + (f" (protocol v{version})" if len(board.versions) > 1 else "")
+
+
 def render_markdown(board: ProtocolBoard) -> str:
-    out = [f"# {board.name} (protocol v{board.version})", "",
+    versions = ", ".join(f"v{v}" for v in board.versions)
+    out = [f"# {board.name} (protocol {versions})", "",
            f"Mode: {board.mode}. Main score: {LABELS.get(board.main_score, board.main_score)} "
-           f"({'higher' if board.higher_is_better else 'lower'} is better). Values are percent, mean ± std over seeds; "
-           "n = finished seeds / expected. Rows with missing seeds are marked incomplete and not averaged.", ""]
+           f"({'higher' if board.higher_is_better else 'lower'} is better). Values are percent, mean ± sample std "
+           "over seeds (one seed: no spread); n = finished seeds / expected, over every invocation of the "
+           "configuration. Rows with missing seeds are marked incomplete and not averaged. The paper's value "
+           f"stands only on rows with the paper's configuration; '{CONFIG_DIFFERS}' marks the others.", ""]
     if board.reference_source:
         out += [f"Paper values: {board.reference_source}", ""]
-    for fold in board.folds:
-        if fold not in board.rows:
-            continue
-        out += [f"## Fold {fold}", ""] + _md_table(board, board.rows[fold]) + [""]
+    header = _header(board)
+    for version, fold in board.sections():
+        out += [f"## {_section_title(board, version, fold)}", "",
+                "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(board, r)) + " |"
+                for r in board.rows[(version, fold)]]
+        out.append("")
     return "\n".join(out)
 
 
 def board_json(board: ProtocolBoard) -> dict[str, Any]:
-    return {
-        "version": board.version, "mode": board.mode, "main_score": board.main_score,
-        "higher_is_better": board.higher_is_better,
-        "folds": {
-            fold: [
-                {"rank": r.rank, "model": r.model, "config": r.config, "config_fingerprint": r.fingerprint,
-                 "complete": r.complete, "seeds": r.seeds, "expected_seeds": r.expected_seeds,
-                 "metrics": {m: c.as_json(m in PERCENT_METRICS) for m, c in sorted(r.cells.items())},
-                 "num_parameters": r.params, "paper": r.paper, "run_id": r.run_id, "commit": r.commit,
-                 "date": r.date, "tuned": r.tuned or None}
-                for r in board.rows[fold]
-            ]
-            for fold in board.folds if fold in board.rows
-        },
-    }
+    sections: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for version, fold in board.sections():
+        sections.setdefault(version, {})[fold] = [
+            {"rank": r.rank, "model": r.model, "config": r.config, "config_fingerprint": r.fingerprint,
+             "complete": r.complete, "seeds": r.seeds, "expected_seeds": r.expected_seeds,
+             "metrics": {m: c.as_json(m in PERCENT_METRICS) for m, c in sorted(r.cells.items())},
+             "per_seed": {str(s): {m: round(100.0 * v if m in PERCENT_METRICS else v, 4) for m, v in sorted(vals.items())}
+                          for s, vals in sorted(r.per_seed.items())},
+             "num_parameters": r.params, "paper": r.paper, "paper_status": r.paper_status, "run_id": r.run_id,
+             "commit": r.commit, "date": r.date, "tuned": r.tuned or None}
+            for r in board.rows[(version, fold)]
+        ]
+    return {"mode": board.mode, "main_score": board.main_score, "higher_is_better": board.higher_is_better,
+            "versions": sections}
 
 
 def render_html(boards: dict[str, ProtocolBoard]) -> str:
@@ -249,50 +274,74 @@ def render_html(boards: dict[str, ProtocolBoard]) -> str:
     parts.append("<ul>" + "".join(f"<li><a href=\"#{esc(n)}\">{esc(n)}</a></li>" for n in sorted(boards)) + "</ul>")
     for name in sorted(boards):
         board = boards[name]
-        parts.append(f"<h2 id=\"{esc(name)}\">{esc(name)} <small>v{esc(board.version)}, {esc(board.mode)}, main score "
+        parts.append(f"<h2 id=\"{esc(name)}\">{esc(name)} <small>{esc(board.mode)}, main score "
                      f"{esc(LABELS.get(board.main_score, board.main_score))}</small></h2>")
-        for fold in board.folds:
-            if fold not in board.rows:
-                continue
-            cols = board.columns
-            parts.append(f"<h3>Fold {esc(fold)}</h3><table><tr><th>#</th><th>Model</th><th>Config</th>"
-                         + "".join(f"<th>{esc(LABELS[c])}</th>" for c in cols)
-                         + "<th>n</th><th>Params</th><th>Paper</th><th>Run</th><th>Commit</th><th>Date</th></tr>")
-            for r in board.rows[fold]:
+        for version, fold in board.sections():
+            parts.append(f"<h3>{esc(_section_title(board, version, fold))}</h3><table><tr>"
+                         + "".join(f"<th>{esc(h)}</th>" for h in _header(board)) + "</tr>")
+            for r in board.rows[(version, fold)]:
                 cls = "" if r.complete else " class=\"incomplete\""
-                cells = [str(r.rank) if r.rank else "—", r.model + (f" (tuned: {r.tuned})" if r.tuned else ""), r.config]
-                cells += [r.cells[c].fmt(c in PERCENT_METRICS) for c in cols]
-                cells += [f"{len(r.seeds)}/{r.expected_seeds}" + ("" if r.complete else " incomplete"), _fmt_params(r.params),
-                          "—" if r.paper is None else f"{r.paper:.1f}", r.run_id[:8], r.commit, r.date]
-                parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+                parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in _cells(board, r)) + "</tr>")
             parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 
 
-def build_leaderboards(tracking_uri: str, out_dir: str | Path, protocols: list[str] | None = None) -> dict[str, Any]:
-    """Write the leaderboard files; all or nothing (files are staged, then moved into place)."""
-    client, experiment_id = connect(tracking_uri, EXPERIMENT, create=False)
-    if experiment_id is None:
-        raise LookupError(f"no reid-bench runs at {tracking_uri!r} (experiment {EXPERIMENT!r} does not exist); run `reid-bench run` first")
-    all_boards = collect(client, experiment_id)
-    if protocols:
-        unknown = [p for p in protocols if p not in all_boards]
-        if unknown:
-            raise LookupError(f"no finished runs for protocol {unknown[0]!r} at {tracking_uri!r}; protocols with runs: {', '.join(sorted(all_boards)) or 'none'}")
-    selected = {k: v for k, v in all_boards.items() if not protocols or k in protocols}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {f"{name}.md": render_markdown(board) + "\n" for name, board in sorted(selected.items())}
-    payload = {"protocols": {name: board_json(board) for name, board in sorted(all_boards.items())}}
+def render_boards(boards: dict[str, ProtocolBoard], protocols: list[str] | None = None) -> dict[str, str]:
+    files = {f"{name}.md": render_markdown(board) + "\n" for name, board in sorted(boards.items())
+             if not protocols or name in protocols}
+    payload = {"protocols": {name: board_json(board) for name, board in sorted(boards.items())}}
     files["leaderboard.json"] = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-    files["index.html"] = render_html(all_boards)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-    try:
-        for name, text in files.items():
-            (staging / name).write_text(text)
-        for name in files:
-            os.replace(staging / name, out / name)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return {"written": sorted(files), "out": str(out.resolve()), "protocols": sorted(selected)}
+    files["index.html"] = render_html(boards)
+    return files
+
+
+# ------------------------------------------------------------------------------------- the command
+
+
+def _check_folder(path: Path) -> None:
+    """A folder that exists or can be made: its nearest existing ancestor is a writable folder."""
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise NotADirectoryError(f"{path}: cannot write there, {existing} is a file")
+    if not os.access(existing, os.W_OK):
+        raise PermissionError(f"{path}: cannot write there, {existing} is not writable")
+
+
+def build_leaderboards(out_dir: str | Path, results_dir: str | Path, tracking_uri: str | None = None,
+                       protocols: list[str] | None = None) -> dict[str, Any]:
+    """Export the store (if given) into ``results_dir``, then build the boards from the results
+    alone. Everything is read and checked before the first file is written; files are staged and
+    moved into place, and a file whose content would not change is left untouched."""
+    out, results_root = Path(out_dir), Path(results_dir)
+    documents = load_results(results_root)
+    new_trials = 0
+    if tracking_uri is not None:
+        from reid_bench.tracking import EXPERIMENT, connect
+
+        client, experiment_id = connect(tracking_uri, EXPERIMENT, create=False)
+        if experiment_id is not None:
+            exported = export_store(client, experiment_id, documents)
+            documents, new_trials = exported.documents, exported.new_trials
+    if not documents:
+        where = f"{tracking_uri!r} or " if tracking_uri else ""
+        raise LookupError(f"no results in {where}{results_root}: run `reid-bench run` first")
+    boards = collect(documents)
+    if protocols:
+        unknown = [p for p in protocols if p not in boards]
+        if unknown:
+            raise LookupError(f"no finished runs for protocol {unknown[0]!r}; protocols with results: "
+                              f"{', '.join(sorted(boards)) or 'none'}")
+    for path in (out, results_root):
+        _check_folder(path)
+    files = render_results(results_root, documents)
+    files.update({out / name: text for name, text in render_boards(boards, protocols).items()})
+    written = write_files(files)
+    return {"written": sorted(str(p) for p in written), "out": str(out.resolve()), "results": str(results_root.resolve()),
+            "protocols": sorted(b for b in boards if not protocols or b in protocols), "documents": len(documents),
+            "new_trials": new_trials}
+
+
+__all__ = ["ResultsError", "build_leaderboards", "collect", "render_boards", "LABELS", "PERCENT_METRICS"]

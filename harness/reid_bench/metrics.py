@@ -52,6 +52,10 @@ class RetrievalResult:
     mINP: float
     num_valid_queries: int
     num_queries: int
+    #: Per valid query, in query order: the 1-based rank of its first true match, and its AP
+    #: (what a paired bootstrap over queries resamples).
+    query_first_rank: np.ndarray | None = None
+    query_ap: np.ndarray | None = None
 
     def rank(self, k: int) -> float:
         """Rank-k accuracy (1-based, so ``rank(1)`` is Rank-1)."""
@@ -231,6 +235,8 @@ def evaluate_retrieval(
         mINP=float(inp[valid].sum().item() / num_valid),
         num_valid_queries=num_valid,
         num_queries=num_q,
+        query_first_rank=first_rank[valid].cpu().numpy(),
+        query_ap=ap[valid].double().cpu().numpy(),
     )
 
 
@@ -550,6 +556,8 @@ class ClosedSetResult:
     num_windows: int
     num_sequences: int | None
     ranks: tuple[int, ...] = field(default=(1, 5, 10))
+    #: Per window: the 1-based rank of its true class (what a paired bootstrap resamples).
+    window_rank: np.ndarray | None = None
 
     def rank(self, k: int) -> float:
         """Rank-k identification rate; k beyond the class count saturates at 1.0."""
@@ -640,4 +648,5 @@ def closed_set_metrics(scores, labels, sequence_ids=None, ranks=(1, 5, 10)) -> C
         num_windows=n,
         num_sequences=n_seq,
         ranks=ranks,
+        window_rank=r,
     )

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
+
+from reid_bench.config import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt
 
 __all__ = ["ProbeConfig", "train_probe_and_score"]
 
@@ -22,14 +25,14 @@ __all__ = ["ProbeConfig", "train_probe_and_score"]
 class ProbeConfig:
     """Probe trained on frozen features; fixed epochs so test data never steers it."""
 
-    kind: str = "mlp"  # "mlp" | "knn"
-    hidden: int = 256
-    epochs: int = 100
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    batch_size: int = 256
-    dropout: float = 0.0
-    k: int = 1
+    kind: Literal["mlp", "knn"] = "mlp"
+    hidden: PositiveInt = 256
+    epochs: PositiveInt = 100
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 1e-4
+    batch_size: PositiveInt = 256
+    dropout: Fraction = 0.0
+    k: PositiveInt = 1
     standardize: bool = True
 
 

@@ -285,37 +285,98 @@ def _ray_trainable(config: dict[str, Any]) -> None:
     tune.report({"reid_event": "final", "payload": json.dumps(result, default=str)})
 
 
-def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None) -> None:
+    """Join the cluster at ``address``, or start a private local instance.
+
+    ``ray.init()`` without an address attaches to any cluster a ``ray start`` left on this host
+    (another user's, or a test's), so a local run asks for ``address="local"``: always a new
+    instance, ended with this process. Ray 2.60's servers listen on every interface, so a local
+    instance keeps Ray's token authentication on, with a token of its own (drawn here, handed
+    to its workers through the environment, never written to disk) unless the environment
+    configures authentication itself. The harness never switches authentication off.
+    """
     import ray
 
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     if ray.is_initialized():
         return
-    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR",
-                              "configure_logging": True}
-    if address:
-        kwargs["address"] = address
-    elif num_cpus:
-        kwargs["num_cpus"] = num_cpus
-    kwargs["runtime_env"] = {"env_vars": {"RAY_AUTH_MODE": "disabled", "PYTHONWARNINGS": "ignore"}}
-    ray.init(**kwargs)
+    configured = any(os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"))
+    if not address and not configured:
+        import secrets
+
+        # Ray turns token mode on for a new local instance itself; the token is this instance's.
+        os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             configure_logging=True, runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
 
 
-def check_gpus(gpus_per_trial: float) -> None:
-    """Refuse before anything starts when the cluster cannot host one trial's GPUs."""
-    if gpus_per_trial <= 0:
-        return
+def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
+    """Refuse before anything is written when the cluster cannot host one trial: such a trial
+    would wait PENDING for ever."""
     import ray
 
-    available = float(ray.cluster_resources().get("GPU", 0.0))
-    if available < gpus_per_trial:
-        raise RunError(
-            f"--gpus-per-trial {gpus_per_trial:g} asks for more GPUs than the Ray cluster has ({available:g}); "
-            "no trial was started"
-        )
+    resources = ray.cluster_resources()
+    for flag, wanted, name in (("--cpus-per-trial", cpus_per_trial, "CPU"), ("--gpus-per-trial", gpus_per_trial, "GPU")):
+        available = float(resources.get(name, 0.0))
+        if wanted > 0 and available < wanted:
+            raise RunError(f"{flag} {wanted:g} asks for more {name}s than the Ray cluster has ({available:g}); "
+                           "no trial was started")
+
+
+def check_trial_options(cpus_per_trial: float, gpus_per_trial: float, max_failures: int) -> None:
+    if not cpus_per_trial > 0:
+        raise RunError(f"--cpus-per-trial {cpus_per_trial:g}: must be > 0")
+    if not gpus_per_trial >= 0:
+        raise RunError(f"--gpus-per-trial {gpus_per_trial:g}: must be >= 0")
+    if max_failures < 0:
+        raise RunError(f"--max-failures {max_failures}: must be >= 0")
+
+
+def check_device(device: str, use_ray: bool) -> None:
+    """``--device``: auto, cpu, cuda or cuda:N; without Ray, a CUDA device must be visible here."""
+    import re
+
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise RunError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N")
+    if device.startswith("cuda") and not use_ray:
+        import torch
+
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise RunError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
+
+
+def check_local_gpus(gpus_per_trial: float) -> None:
+    """``--no-ray``: the GPUs this machine has."""
+    if gpus_per_trial <= 0:
+        return
+    import torch
+
+    if torch.cuda.device_count() < gpus_per_trial:
+        raise RunError(f"--gpus-per-trial {gpus_per_trial:g}: this machine has {torch.cuda.device_count()} GPUs; "
+                       "no trial was started")
+
+
+def check_data(protocol_cls: Any, resolved: Any, data_root: str | None) -> None:
+    """Every on-disk dataset the protocol reads is where the run will look for it."""
+    from reid_bench.datasets import DataFormatError, DatasetNotFoundError, FileDataset
+    from reid_bench.trial import HarnessData
+
+    data = HarnessData(get_registry(), str(Path(data_root).resolve()) if data_root else None, resolved.data,
+                       cache_dir=None)
+    for name in protocol_cls.datasets:
+        dataset = data.dataset(name)
+        if not isinstance(dataset, FileDataset):
+            continue
+        try:
+            dataset.require_root()
+            if not dataset.source_files():
+                raise DatasetNotFoundError(f"no {dataset.data_format or 'data'} files found under {dataset.root}. "
+                                           f"Obtain the data from: {dataset.obtain}")
+        except (DatasetNotFoundError, DataFormatError) as exc:
+            raise RunError(f"dataset {name!r}: {exc}") from None
 
 
 def dispatch_ray(specs: list[TrialSpec], events: Coordinator, gpus_per_trial: float, cpus_per_trial: float,
@@ -355,10 +416,18 @@ def dispatch_ray(specs: list[TrialSpec], events: Coordinator, gpus_per_trial: fl
             failure_config=tune.FailureConfig(max_failures=max_failures),
         ),
     )
+    # Ray Tune would catch Ctrl-C itself and return as if the trials had failed; without its
+    # handler the interrupt reaches the runner, which ends the invocation KILLED (--resume continues).
+    sigint_handler = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     try:
         tuner.fit()
     finally:
         COORDINATORS.pop(token, None)
+        if sigint_handler is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = sigint_handler
 
 
 # ---------------------------------------------------------------------------------- the invocation
@@ -385,6 +454,18 @@ def check_storage(storage: str) -> str:
     except OSError as exc:
         raise RunError(f"--storage {storage!r}: not writable ({exc})") from None
     return str(path)
+
+
+def check_folder(folder: str | Path, flag: str) -> Path:
+    """A folder the run writes into (made if missing), or RunError naming it and the cause."""
+    path = Path(folder).expanduser().resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc})") from None
+    if not os.access(path, os.W_OK):
+        raise RunError(f"{flag} {path}: not writable")
+    return path
 
 
 def find_resumable(client: Any, experiment_id: str, model: str, protocol: str, fingerprint: str,
@@ -449,42 +530,46 @@ def run_benchmark(
     protocol_cls = registry.protocol(protocol)
     if model_cls.modality != protocol_cls.modality:
         raise RunError(f"model {model!r} works on {model_cls.modality} data; protocol {protocol!r} is {protocol_cls.modality}")
-    if gpus_per_trial < 0:
-        raise RunError("--gpus-per-trial must be >= 0")
-    if max_failures < 0:
-        raise RunError("--max-failures must be >= 0")
+    check_trial_options(cpus_per_trial, gpus_per_trial, max_failures)
+    check_device(device, use_ray)
     resolved = resolve_config(model, protocol, overrides, registry)
     fingerprint = resolved.fingerprint
+    config_diff = resolved.difference(resolve_config(model, protocol, Overrides(), registry))
     fold_list = list(protocol_cls.folds)
     if folds:
         unknown = [f for f in folds if f not in fold_list]
         if unknown:
             raise RunError(f"protocol {protocol!r} has no fold {unknown[0]!r}; folds: {', '.join(fold_list)}")
         fold_list = folds
-    seed_list = seeds_for(protocol_cls, seeds)
+    try:
+        seed_list = seeds_for(protocol_cls, seeds)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    check_data(protocol_cls, resolved, data_root)
     uri = tracking_uri or tracking.default_tracking_uri()
-    client, experiment_id = tracking.connect(uri)
-    results_root = Path(results_dir or Path.cwd() / "reid-bench-results").resolve()
+    tracking.check_uri(uri, must_exist=bool(resume))
+
+    t_ray = time.perf_counter()
+    if use_ray:
+        init_ray(address)
+        check_resources(cpus_per_trial, gpus_per_trial)
+    else:
+        check_local_gpus(gpus_per_trial)
+    ray_start_s = time.perf_counter() - t_ray
+    results_root = check_folder(results_dir or Path.cwd() / "reid-bench-results", "--results-dir")
     storage_root = check_storage(storage) if storage else None
 
+    # Everything about the request is checked; from here on the store is written.
+    client, experiment_id = tracking.connect(uri, create=not resume)
     previous = None
     if resume:
+        if experiment_id is None:
+            raise RunError(f"--resume: no reid-bench runs in {uri}")
         previous = find_resumable(client, experiment_id, model, protocol, fingerprint,
                                   resume if isinstance(resume, str) else None)
         expected_keys = json.loads(previous.data.tags.get("reid_bench.expected_trials", "[]"))
         fold_list = list(dict.fromkeys(k.rsplit("/seed", 1)[0] for k in expected_keys))
         seed_list = sorted({int(k.rsplit("/seed", 1)[1]) for k in expected_keys})
-
-    t_ray = time.perf_counter()
-    if use_ray:
-        init_ray(address)
-        check_gpus(gpus_per_trial)
-    elif gpus_per_trial > 0:
-        import torch
-
-        if torch.cuda.device_count() < gpus_per_trial:
-            raise RunError(f"--gpus-per-trial {gpus_per_trial:g}: this machine has {torch.cuda.device_count()} GPUs; no trial was started")
-    ray_start_s = time.perf_counter() - t_ray
 
     invocation = (previous.data.tags.get("reid_bench.invocation") if previous else None) or \
         f"{model}-{protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -510,6 +595,7 @@ def run_benchmark(
         "reid_bench.mode": protocol_cls.mode,
         "reid_bench.main_score": protocol_cls.main_score,
         "reid_bench.overrides": json.dumps(overrides.as_flat(), sort_keys=True),
+        "reid_bench.config_diff": json.dumps(config_diff, sort_keys=True),
         **tracking.environment_tags(),
     }
     t_mlflow = time.perf_counter()

@@ -7,7 +7,9 @@ FAILED or KILLED, never left RUNNING.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import json
 import os
 import subprocess
@@ -47,37 +49,130 @@ def _quiet_mlflow() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def connect(uri: str, experiment: str = EXPERIMENT, create: bool = True):
-    """A client and the experiment id, or TrackingError saying why the URI is unusable.
+#: Room a store needs to take one more invocation (runs, params, metrics, a few artifacts).
+STORE_HEADROOM_BYTES = 4 << 20
+#: How long a tracking server may take to answer the pre-flight check.
+SERVER_TIMEOUT_S = 5.0
 
-    Creating the experiment here, in the driver, before any trial starts avoids the race of
-    several workers creating it at once.
+
+def sqlite_path(uri: str) -> Path | None:
+    return Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+
+
+def check_uri(uri: str, must_exist: bool = False) -> None:
+    """Refuse, within seconds and writing nothing, a tracking URI that cannot be used.
+
+    MLflow itself retries a broken store for minutes (an unopenable sqlite file, a full disk,
+    an unreachable server) and leaves runs RUNNING when it gives up mid-invocation, so every
+    invocation checks first. ``must_exist``: a read-only command, which must not create a store.
     """
-    _quiet_mlflow()
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
-        if not db.is_absolute():
-            raise TrackingError(f"tracking URI {uri!r}: use an absolute path (sqlite:////abs/path/mlflow.db)")
-        if not db.parent.exists():
-            raise TrackingError(f"tracking URI {uri!r}: folder {db.parent} does not exist")
-        if not os.access(db.parent, os.W_OK) or (db.exists() and not os.access(db, os.W_OK)):
-            raise TrackingError(f"tracking URI {uri!r}: {db if db.exists() else db.parent} is not writable")
+    db = sqlite_path(uri)
+    if db is not None:
+        _check_sqlite(uri, db, must_exist)
+    elif uri.startswith(("http://", "https://")):
+        _check_server(uri)
     elif uri.startswith("file:") or (uri and "://" not in uri):
         raise TrackingError(
             f"tracking URI {uri!r}: the MLflow file store is not supported; use sqlite:////abs/path/mlflow.db "
             "or an MLflow server (http://host:5000)"
         )
+
+
+def _check_sqlite(uri: str, db: Path, must_exist: bool) -> None:
+    import sqlite3
+
+    if not db.is_absolute():
+        raise TrackingError(f"tracking URI {uri!r}: use an absolute path (sqlite:////abs/path/mlflow.db)")
+    if not db.parent.is_dir():
+        raise TrackingError(f"tracking URI {uri!r}: folder {db.parent} does not exist")
+    if db.exists():
+        if not db.is_file():
+            raise TrackingError(f"tracking URI {uri!r}: {db} is not a file")
+        try:
+            con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=SERVER_TIMEOUT_S)
+            try:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error as exc:
+            raise TrackingError(f"tracking URI {uri!r}: {db} is not a usable SQLite database ({exc})") from None
+    elif must_exist:
+        raise TrackingError(f"tracking URI {uri!r}: no tracking store at {db}")
+    if must_exist:
+        return
+    target = db if db.exists() else db.parent
+    if not os.access(target, os.W_OK) or not os.access(db.parent, os.W_OK):
+        raise TrackingError(f"tracking URI {uri!r}: {target} is not writable")
+    _check_room(uri, db.parent)
+
+
+def _check_room(uri: str, folder: Path) -> None:
+    """Write (then remove) a few MiB next to the store: a full disk or a file-size limit shows
+    here, before any run is opened, instead of as SQLAlchemy retries mid-invocation."""
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".reid-bench-space-") as probe:
+            probe.write(b"\0" * STORE_HEADROOM_BYTES)
+            probe.flush()
+            os.fsync(probe.fileno())
+    except OSError as exc:
+        raise TrackingError(f"tracking URI {uri!r}: cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def _check_server(uri: str) -> None:
+    import urllib.error
+    import urllib.request
+
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=SERVER_TIMEOUT_S) as response:
+            response.read(64)
+    except urllib.error.HTTPError as exc:
+        raise TrackingError(f"tracking server {uri!r} answered {url} with HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingError(f"cannot reach tracking server {uri!r}: {reason}") from None
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """Serialise the first connection to a sqlite store across processes: MLflow creates its
+    schema on first use, and drivers doing that at once corrupt the file."""
+    db = sqlite_path(uri)
+    if db is None:
+        yield
+        return
+    fd = os.open(db.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def connect(uri: str, experiment: str = EXPERIMENT, create: bool = True):
+    """A client and the experiment id, or TrackingError saying why the URI is unusable.
+
+    ``create=False`` (read-only commands) never creates a store or an experiment. Creating the
+    experiment here, in the driver, before any trial starts avoids the race of several workers
+    creating it at once.
+    """
+    _quiet_mlflow()
+    check_uri(uri, must_exist=not create)
     from mlflow.tracking import MlflowClient
 
     try:
-        client = MlflowClient(tracking_uri=uri)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is None:
-            if not create:
-                return client, None
-            exp_id = client.create_experiment(experiment, artifact_location=_artifact_root(uri))
-        else:
-            exp_id = exp.experiment_id
+        with _store_lock(uri):
+            client = MlflowClient(tracking_uri=uri)
+            exp = client.get_experiment_by_name(experiment)
+            if exp is None:
+                if not create:
+                    return client, None
+                exp_id = client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+            else:
+                exp_id = exp.experiment_id
+    except TrackingError:
+        raise
     except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the cause
         raise TrackingError(f"cannot use tracking URI {uri!r}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
     return client, exp_id

@@ -4,6 +4,7 @@ whether Ray dispatches it or the in-process runner calls it directly."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import random
 import time
@@ -56,6 +57,33 @@ class ResolvedConfig:
     def fingerprint(self) -> str:
         return fingerprint(self.as_dict())
 
+    def difference(self, default: "ResolvedConfig") -> dict[str, str]:
+        """The fields where this config departs from ``default`` (the model's defaults on the
+        protocol), spelt as ``--set`` takes them: the canonical label of a configuration, whatever
+        was typed to reach it (``--set variant=full`` is the default)."""
+        mine, base = self.as_dict(), default.as_dict()
+        out: dict[str, str] = {}
+        for name, value in mine["model"].items():
+            if base["model"].get(name) != value:
+                out[name] = _cli_value(value)
+        for name, value in (mine["probe"] or {}).items():
+            if (base["probe"] or {}).get(name) != value:
+                out[f"probe.{name}"] = _cli_value(value)
+        for dataset, options in mine["data"].items():
+            for name, value in options.items():
+                if base["data"].get(dataset, {}).get(name) != value:
+                    out[f"data.{name}"] = _cli_value(value)
+        return dict(sorted(out.items()))
+
+
+def _cli_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        flat = all(not isinstance(v, (list, tuple, dict)) for v in value)
+        return ",".join(_cli_value(v) for v in value) if flat else json.dumps(value)
+    return str(value)
+
 
 def resolve_config(
     model_name: str,
@@ -76,7 +104,7 @@ def resolve_config(
     model_cfg = apply_overrides(model_cfg, overrides.model, f"model {model_name!r}")
     probe_cfg = None
     if protocol.mode == "closed-set":
-        probe_cfg = apply_overrides(ProbeConfig(), overrides.probe, "the closed-set probe")
+        probe_cfg = apply_overrides(ProbeConfig(), overrides.probe, "the closed-set probe", prefix="probe.")
     elif overrides.probe:
         raise ConfigError(f"--set probe.* applies to closed-set protocols only; this protocol is {protocol.mode}")
     data: dict[str, dict[str, Any]] = {}
@@ -96,7 +124,7 @@ def resolve_config(
         fields = {f.name for f in dataclasses.fields(ds_cls.options_class)}
         known |= fields
         mine = {k: v for k, v in overrides.data.items() if k in fields}
-        opts = apply_overrides(ds_cls.options_class(), mine, f"dataset {name!r}")
+        opts = apply_overrides(ds_cls.options_class(), mine, f"dataset {name!r}", prefix="data.")
         data[name] = config_dict(opts)
         data[name].update(getattr(protocol, "data_options", {}) if getattr(protocol, "dataset", None) == name else {})
     unknown = sorted(set(overrides.data) - known)
@@ -177,9 +205,10 @@ class HarnessData(DataAccess):
         try:
             save_records(path, records, {"drops": self.drops[label]})
         except OSError as exc:  # a read-only cache folder must not fail the run
-            import warnings
+            import logging
 
-            warnings.warn(f"could not write the dataset cache {path}: {exc}", stacklevel=2)
+            logging.getLogger(__name__).warning("could not write the dataset cache %s (%s)", path,
+                                                exc.strerror or exc)
         return records
 
 
@@ -260,7 +289,8 @@ def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, 
         test_f = _check_features(model.embed(fold.test), fold.test, model_name)
         scores = train_probe_and_score(train_f, fold.train.labels, test_f, probe_cfg, seed=seed, device=device)
         res = metrics.closed_set_metrics(scores, fold.test.labels, sequence_ids=fold.test.group)
-        return {"metrics": res.as_dict(), "cmc": np.asarray(res.cmc).tolist()}
+        return {"metrics": res.as_dict(), "cmc": np.asarray(res.cmc).tolist(),
+                "per_query": {"true_class_rank": res.window_rank.astype(int).tolist()}}
     assert fold.query is not None and fold.gallery is not None
     q = _check_features(model.embed(fold.query), fold.query, model_name)
     g = _check_features(model.embed(fold.gallery), fold.gallery, model_name)
@@ -279,7 +309,9 @@ def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, 
     )
     out = res.as_dict()
     return {"metrics": {k: v for k, v in out.items() if k != "num_valid_queries"}, "cmc": np.asarray(res.cmc).tolist(),
-            "num_valid_queries": int(res.num_valid_queries)}
+            "num_valid_queries": int(res.num_valid_queries),
+            "per_query": {"first_match_rank": res.query_first_rank.astype(int).tolist(),
+                          "ap": [round(float(v), 6) for v in res.query_ap]}}
 
 
 def execute_trial(
@@ -366,6 +398,7 @@ def execute_trial(
         "seed": spec.seed,
         "metrics": evaluation["metrics"],
         "cmc": evaluation["cmc"],
+        "per_query": evaluation["per_query"],
         "num_parameters": int(model.num_parameters()),
         "fold_info": fold.info,
         "dataset_checksums": data.checksums,

@@ -17,8 +17,8 @@ from typing import Any
 
 from reid_bench.config import ConfigError, Overrides
 from reid_bench.registry import get_registry
-from reid_bench.runner import (Coordinator, InvocationResult, LiveView, RunError, TrialState, check_gpus,
-                               check_storage, init_ray, run_benchmark)
+from reid_bench.runner import (Coordinator, InvocationResult, LiveView, RunError, TrialState, check_data, check_device,
+                               check_folder, check_resources, check_storage, check_trial_options, init_ray, run_benchmark)
 from reid_bench.trial import TrialSpec, execute_trial, resolve_config
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint", "qrandint", "grid")
@@ -158,6 +158,10 @@ def run_search(
         raise ConfigError(f"--search {search!r}: expected 'random' or 'optuna'")
     if samples < 1:
         raise ConfigError("--samples must be at least 1")
+    if max_concurrent is not None and max_concurrent < 1:
+        raise ConfigError("--max-concurrent must be at least 1")
+    check_trial_options(cpus_per_trial, gpus_per_trial, 0)
+    check_device(device, use_ray=True)
     resolved = resolve_config(model, protocol, overrides, registry)
     space = load_space(space_file) if space_file else model_cls.search_space()
     if not space:
@@ -178,13 +182,16 @@ def run_search(
                               "(or pip install optuna)") from None
         searcher = OptunaSearch()
     mode = "max" if protocol_cls.higher_is_better else "min"
+    check_data(protocol_cls, resolved, data_root)
     uri = tracking_uri or tracking.default_tracking_uri()
-    client, experiment_id = tracking.connect(uri)
-    storage_root = check_storage(storage) if storage else None
+    tracking.check_uri(uri, must_exist=resume)
     init_ray(address)
-    check_gpus(gpus_per_trial)
+    check_resources(cpus_per_trial, gpus_per_trial)
+    storage_root = check_storage(storage) if storage else None
+    results_root = check_folder(results_dir or Path.cwd() / "reid-bench-results", "--results-dir")
+    # Everything about the request is checked; from here on the store is written.
+    client, experiment_id = tracking.connect(uri, create=not resume)
 
-    results_root = Path(results_dir or Path.cwd() / "reid-bench-results").resolve()
     fold = protocol_cls.folds[0]
     recorder = tracking.Recorder(client, experiment_id, uri)
     settings = {"samples": samples, "scheduler": scheduler, "search": search, "max_concurrent": max_concurrent,
@@ -193,6 +200,8 @@ def run_search(
                  "reid_bench.config_fingerprint": resolved.fingerprint, **tracking.environment_tags()}
     previous = None
     if resume:
+        if experiment_id is None:
+            raise RunError(f"--resume: no reid-bench runs in {uri}")
         candidates = client.search_runs(
             [experiment_id],
             filter_string=(f"tags.`reid_bench.kind` = 'search' and tags.`reid_bench.model` = '{model}' and "

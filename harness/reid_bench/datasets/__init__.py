@@ -11,7 +11,7 @@ from __future__ import annotations
 import abc
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable
 
 from reid_bench.api import Dataset, Record
 
@@ -28,6 +28,20 @@ class DataFormatError(ValueError):
 
 class DatasetNotFoundError(FileNotFoundError):
     pass
+
+
+def data_files(candidates: Iterable[Path], what: str) -> list[Path]:
+    """The candidates, paths named like data files, which must all be regular files (or links
+    to one): a folder, a broken link or a device so named is an error, never silently skipped."""
+    files = []
+    for path in candidates:
+        if path.is_file():
+            files.append(path)
+            continue
+        kind = ("a folder" if path.is_dir() else "a broken symbolic link" if path.is_symlink()
+                else "not a regular file")
+        raise DataFormatError(path, f"named like {what}, but it is {kind}")
+    return files
 
 
 class FileDataset(Dataset):

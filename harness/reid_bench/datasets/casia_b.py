@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_bench.api import SkeletonSequence
-from reid_bench.datasets import DataFormatError, FileDataset
+from reid_bench.datasets import DataFormatError, FileDataset, data_files
 from reid_bench.layouts import CASIA_14, COCO_17
 
 CASIA_VIEWS: tuple[str, ...] = tuple(f"{angle:03d}" for angle in range(0, 181, 18))
@@ -129,7 +129,8 @@ class CasiaB3D(FileDataset):
 
     def source_files(self) -> list[Path]:
         root = self.require_root()
-        return sorted(p for p in root.rglob("*") if p.is_file() and not _is_documentation(p))
+        return sorted(data_files((p for p in root.rglob("*") if not p.is_dir() and not _is_documentation(p)),
+                                 "a pose file"))
 
     def read(self) -> list[SkeletonSequence]:
         seen: dict[str, Path] = {}
@@ -259,7 +260,7 @@ class CasiaBCoco(FileDataset):
 
     def source_files(self) -> list[Path]:
         root = self.require_root()
-        return sorted(p for p in root.rglob("*.csv") if p.is_file())
+        return sorted(data_files(root.rglob("*.csv"), "a pose CSV"))
 
     def read(self) -> list[SkeletonSequence]:
         ids: dict[str, int] = {}  # sequence name -> index, in order of first appearance

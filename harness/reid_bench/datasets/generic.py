@@ -200,7 +200,8 @@ def read_settings(folder: Path) -> GenericSettings:
 
 
 def _inside(folder: Path, value: str, where: Path, line: int | None, allow_absolute: bool = False) -> Path:
-    """A manifest path as a file under ``folder`` (no absolute paths or '..' unless importing)."""
+    """A manifest path as a file under ``folder``: no '..', and no symbolic link that leads out of
+    the folder. An absolute path is accepted only when importing (the user wrote it explicitly)."""
     p = Path(value)
     if p.is_absolute():
         if not allow_absolute:
@@ -208,7 +209,12 @@ def _inside(folder: Path, value: str, where: Path, line: int | None, allow_absol
         return p
     if ".." in p.parts:
         raise DataFormatError(where, f"path {value!r} leaves the dataset folder ('..')", line=line)
-    return folder / p
+    target = folder / p
+    root, resolved = folder.resolve(), target.resolve()
+    if not resolved.is_relative_to(root):
+        raise DataFormatError(where, f"path {value!r} is a link to {resolved}, outside the dataset folder {root}",
+                              line=line)
+    return target
 
 
 def read_manifest(path: Path, modality: str, allow_absolute: bool = False) -> list[ManifestRow]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_bench.api import SkeletonSequence
-from reid_bench.datasets import DataFormatError, FileDataset
+from reid_bench.datasets import DataFormatError, FileDataset, data_files
 
 SESSIONS = ("Training", "TestingA", "TestingB")
 NUM_JOINTS = 20
@@ -123,7 +123,7 @@ class IASLab(FileDataset):
 
     @staticmethod
     def _frame_files(person_dir: Path) -> list[Path]:
-        return sorted((f for f in person_dir.rglob("*skel.txt") if f.is_file()),
+        return sorted(data_files(person_dir.rglob("*skel.txt"), "an IAS-Lab frame file (*skel.txt)"),
                       key=lambda f: natural_key(f.relative_to(person_dir).as_posix()))
 
     def source_files(self) -> list[Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_bench.api import SkeletonSequence
-from reid_bench.datasets import DataFormatError, FileDataset
+from reid_bench.datasets import DataFormatError, FileDataset, data_files
 from reid_bench.datasets.ias_lab import natural_key, numbered_lines, parse_number
 from reid_bench.layouts import KINECT_V1_20
 
@@ -126,8 +126,8 @@ class KGBD(FileDataset):
 
     @staticmethod
     def _walk_files(person_dir: Path) -> list[Path]:
-        return sorted((f for f in person_dir.iterdir() if f.is_file() and f.suffix.lower() == ".txt"),
-                      key=lambda f: natural_key(f.name))
+        return sorted(data_files((f for f in person_dir.iterdir() if f.suffix.lower() == ".txt"),
+                                 "a KGBD walk file (*.txt)"), key=lambda f: natural_key(f.name))
 
     def source_files(self) -> list[Path]:
         return sorted(f for p in self._person_dirs() for f in self._walk_files(p))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_bench.api import SkeletonSequence
-from reid_bench.datasets import DataFormatError, FileDataset
+from reid_bench.datasets import DataFormatError, FileDataset, data_files
 from reid_bench.layouts import KINECT_V1_20
 
 #: Release folders and the session name their trials get.
@@ -178,7 +178,9 @@ class KinderGator(FileDataset):
 
     def source_files(self) -> list[Path]:
         base = self.data_dir()
-        return sorted(p for g in GROUPS for p in (base / g).glob("*.csv") if p.is_file()) if base.is_dir() else []
+        if not base.is_dir():
+            return []
+        return sorted(data_files((p for g in GROUPS for p in (base / g).glob("*.csv")), "a Kinder-Gator CSV"))
 
     def _person_ids(self, files: list[Path]) -> dict[Path, int]:
         adults = {parse_trial_name(p).pid for p in files if p.parent.name == "Adults"}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_bench.api import SkeletonSequence
-from reid_bench.datasets import DataFormatError, FileDataset
+from reid_bench.datasets import DataFormatError, FileDataset, data_files
 from reid_bench.datasets.ias_lab import natural_key, numbered_lines, parse_number
 
 VIEWS = ("frontal", "left_diagonal", "left_lateral", "right_diagonal", "right_lateral")
@@ -73,8 +73,8 @@ class KS20(FileDataset):
 
     @staticmethod
     def _frame_files(view_dir: Path) -> list[Path]:
-        return sorted((f for f in view_dir.iterdir() if f.is_file() and not f.name.startswith(".")),
-                      key=lambda f: natural_key(f.name))
+        return sorted(data_files((f for f in view_dir.iterdir() if not f.name.startswith(".")),
+                                 "a KS20 gait-cycle file"), key=lambda f: natural_key(f.name))
 
     def source_files(self) -> list[Path]:
         return sorted(f for _, d in self._view_dirs() for f in self._frame_files(d))

@@ -27,7 +27,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from reid_bench.api import PointCloud
-from reid_bench.datasets import DataFormatError, DatasetNotFoundError, FileDataset
+from reid_bench.datasets import DataFormatError, DatasetNotFoundError, FileDataset, data_files
 
 CLOUD_SUFFIXES: tuple[str, ...] = (".obj", ".ply", ".npy")
 #: Image extensions kept inside OG-Net's cloud names (``<image>.jpg.obj``); stripped before parsing.
@@ -422,7 +422,8 @@ class PointCloudRelease(FileDataset):
                 if not person_dir.is_dir():
                     raise DataFormatError(person_dir, f"expected one folder per person inside {subset}/, found a file")
                 entries = sorted(person_dir.iterdir())
-                files = [p for p in entries if not p.name.startswith(".")]
+                files = data_files((p for p in entries if not p.name.startswith(".")),
+                                   "a point cloud (every entry of a person folder is one)")
                 hidden += len(entries) - len(files)
                 if not files:
                     raise DataFormatError(person_dir, "person folder holds no point clouds")

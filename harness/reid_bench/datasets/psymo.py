@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from reid_bench.api import SkeletonSequence
-from reid_bench.datasets import DataFormatError, FileDataset
+from reid_bench.config import Probability
+from reid_bench.datasets import DataFormatError, FileDataset, data_files
 from reid_bench.layouts import COCO_17
 
 VARIATIONS: tuple[str, ...] = ("nm", "bg", "cl", "ph", "txt", "wsf", "wss")
@@ -63,7 +64,7 @@ class PsyMoOptions:
     """``min_frame_confidence``: frames whose mean keypoint confidence is below it are dropped and
     counted; 0 keeps every frame (AlphaPose gives a position for every keypoint, also when unsure)."""
 
-    min_frame_confidence: float = 0.0
+    min_frame_confidence: Probability = 0.0
 
 
 def _frame_number(path: Path, index: int, image_id) -> int:
@@ -156,7 +157,7 @@ class PsyMo(FileDataset):
 
     def source_files(self) -> list[Path]:
         base = self.skeleton_dir()
-        return sorted(p for p in base.glob("*/*.json") if p.is_file()) if base.is_dir() else []
+        return sorted(data_files(base.glob("*/*.json"), "a PsyMo skeleton file (*.json)")) if base.is_dir() else []
 
     def read(self) -> list[SkeletonSequence]:
         threshold = float(self.options.min_frame_confidence)

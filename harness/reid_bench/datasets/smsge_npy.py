@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_bench.api import SkeletonSequence
+from reid_bench.config import PositiveInt
 from reid_bench.datasets import DataFormatError, FileDataset
 from reid_bench.datasets.casia_b import CASIA_VIEWS, load_numeric_npy
 from reid_bench.layouts import CASIA_14, KINECT_V1_20, KINECT_V2_25
@@ -46,7 +47,7 @@ class SmsgeNpyOptions:
     ``view_<k>`` (k = 0..10, view k*18 degrees) used as the test view."""
 
     dataset_name: str = "IAS"
-    frames: int = 6
+    frames: PositiveInt = 6
     view: int | None = None
 
 

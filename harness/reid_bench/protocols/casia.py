@@ -20,7 +20,7 @@ What the sources fix and what they leave open:
 
 from __future__ import annotations
 
-import warnings
+import logging
 from typing import Any, ClassVar
 
 from reid_bench.api import DataAccess, FoldData, Protocol, SkeletonSequence
@@ -59,9 +59,8 @@ def _drop_unseen(
     known = {r.person for r in train}
     unseen = sorted({r.person for r in test} - known)
     if unseen:
-        warnings.warn(
-            f"fold {fold!r}: test identities without training sequences are not scored: {unseen}", stacklevel=3
-        )
+        logging.getLogger(__name__).warning("fold %r: test identities without training sequences are not scored: %s",
+                                            fold, unseen)
         info["unscored_test_identities"] = unseen
         info["unscored_test_sequences"] = sum(r.person not in known for r in test)
     return [r for r in test if r.person in known]

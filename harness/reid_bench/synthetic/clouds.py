@@ -42,11 +42,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 
 from reid_bench.api import Dataset, PointCloud
+from reid_bench.config import NonNegativeFloat, NonNegativeInt, Probability, Range
 
 GENERATOR_VERSION = "1"
 
@@ -64,49 +65,52 @@ class CloudOptions:
     the domain's own statistics: 1.0 is the benchmark, 0 removes the nuisance.
     """
 
-    domain: str = "market"
+    domain: Literal["market", "duke"] = "market"
     """"market" (6 cameras, summer palette) or "duke" (8 cameras, winter palette)."""
-    train_identities: int = 60
+    train_identities: NonNegativeInt = 60
     """Identities of the train subset (disjoint from the test identities)."""
-    test_identities: int = 100
+    test_identities: NonNegativeInt = 100
     """Identities split into query and gallery."""
-    images_per_identity: int = 8
+    images_per_identity: Annotated[int, Range(ge=4)] = 8
     """Clouds per identity (at least 4: two cameras with two images each)."""
-    cameras: int = 0
+    cameras: NonNegativeInt = 0
     """Number of cameras; 0 = the domain's own (market 6, duke 8)."""
-    distractors: int = 50
+    distractors: NonNegativeInt = 50
     """Gallery clouds of person 0: other people, never a match."""
-    junk: int = 20
+    junk: NonNegativeInt = 20
     """Gallery clouds of person -1: fragments of people (protocols drop them)."""
-    num_points: int = 4096
+    num_points: Annotated[int, Range(ge=16)] = 4096
     """Points per cloud; every cloud has exactly this many (body surface + ground patch)."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Seed of everything; the same options give bit-identical clouds."""
     # ---- difficulty knobs --------------------------------------------------------------------
-    palette_size: int = 0
+    palette_size: NonNegativeInt = 0
     """Clothing colours available (first ones by the domain's popularity); 0 = whole palette."""
-    colour_jitter: float = 1.0
+    colour_jitter: NonNegativeFloat = 1.0
     """Scale of each identity's deviation from its palette colours (shades of the same colour)."""
-    illumination: float = 1.0
+    illumination: NonNegativeFloat = 1.0
     """Scale of the differences between cameras: white balance (a chromaticity shift; the
     cameras of a release sit evenly on a circle around the domain's cast, so every seed is about
     as hard), brightness and ambient light. Cameras are shared by train and test, as in Market."""
-    image_lighting: float = 1.0
+    image_lighting: NonNegativeFloat = 1.0
     """Scale of per-image brightness and white-balance wander (sun, shadow, auto white balance)."""
-    colour_noise: float = 1.0
+    colour_noise: NonNegativeFloat = 1.0
     """Scale of per-point colour noise."""
-    point_noise: float = 1.0
+    point_noise: NonNegativeFloat = 1.0
     """Scale of per-point position noise (depth is twice as noisy as x and y)."""
-    pose_variation: float = 1.0
+    pose_variation: NonNegativeFloat = 1.0
     """Scale of the walking amplitude (0: everyone stands still)."""
-    view_spread: float = 1.0
+    view_spread: NonNegativeFloat = 1.0
     """Scale of the spread of facing directions around each camera's preferred ones."""
-    scale_jitter: float = 1.0
+    scale_jitter: NonNegativeFloat = 1.0
     """Scale of the per-image size error of the lifting (makes height a weak cue)."""
-    occlusion: float = 0.15
+    occlusion: Probability = 0.15
     """Probability that a vertical slab of the person is hidden (an occluder, a crop)."""
-    ground_fraction: float = 0.12
+    ground_fraction: Annotated[float, Range(ge=0, lt=0.9)] = 0.12
     """Share of the points on the ground patch under the feet."""
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def resolved_cameras(self) -> int:
         return self.cameras or _DOMAIN_STATS[self.domain]["cameras"]

@@ -35,10 +35,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
 from reid_bench.api import Dataset, SkeletonSequence
+from reid_bench.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Range
 from reid_bench.layouts import KINECT_V1_20
 
 GENERATOR_VERSION = "1"
@@ -121,33 +123,36 @@ class WalkerOptions:
         ``session_b_distance_min`` / ``_max``: midpoint distance range (m) in session B.
     """
 
-    identities: int = 20
-    train_sequences: int = 4
-    test_sequences: int = 2
-    min_frames: int = 40
-    max_frames: int = 80
-    fps: float = 30.0
-    seed: int = 0
-    identity_spread: float = 1.0
-    style_spread: float = 1.5
-    gait_variability: float = 0.04
-    noise: float = 0.02
-    noise_smoothness: float = 0.6
-    dropout_prob: float = 0.004
-    spike_prob: float = 0.002
-    spike_scale: float = 0.15
-    train_yaw: float = 30.0
-    away_prob: float = 0.5
+    identities: PositiveInt = 20
+    train_sequences: NonNegativeInt = 4
+    test_sequences: NonNegativeInt = 2
+    min_frames: PositiveInt = 40
+    max_frames: PositiveInt = 80
+    fps: PositiveFloat = 30.0
+    seed: NonNegativeInt = 0
+    identity_spread: NonNegativeFloat = 1.0
+    style_spread: NonNegativeFloat = 1.5
+    gait_variability: NonNegativeFloat = 0.04
+    noise: NonNegativeFloat = 0.02
+    noise_smoothness: Annotated[float, Range(ge=0, lt=1)] = 0.6
+    dropout_prob: Probability = 0.004
+    spike_prob: Probability = 0.002
+    spike_scale: NonNegativeFloat = 0.15
+    train_yaw: Annotated[float, Range(ge=0, le=180)] = 30.0
+    away_prob: Probability = 0.5
     mirror_back_views: bool = True
-    train_distance_min: float = 2.0
-    train_distance_max: float = 3.0
-    session_a_noise: float = 1.5
-    clothing: float = 0.03
-    session_a_cadence_shift: float = 0.05
-    session_b_yaw_min: float = 40.0
-    session_b_yaw_max: float = 75.0
-    session_b_distance_min: float = 3.0
-    session_b_distance_max: float = 4.0
+    train_distance_min: PositiveFloat = 2.0
+    train_distance_max: PositiveFloat = 3.0
+    session_a_noise: NonNegativeFloat = 1.5
+    clothing: NonNegativeFloat = 0.03
+    session_a_cadence_shift: NonNegativeFloat = 0.05
+    session_b_yaw_min: Annotated[float, Range(ge=0, le=180)] = 40.0
+    session_b_yaw_max: Annotated[float, Range(ge=0, le=180)] = 75.0
+    session_b_distance_min: PositiveFloat = 3.0
+    session_b_distance_max: PositiveFloat = 4.0
+
+    def __post_init__(self) -> None:
+        self.validate()
 
     def validate(self) -> None:
         if self.identities < 1:

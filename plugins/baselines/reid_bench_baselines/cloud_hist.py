@@ -13,10 +13,11 @@ classic colour-histogram re-id baseline (cf. ELF / LOMO-style colour features) l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
-from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
+from reid_bench.api import DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveInt, Probability, Range, SampleSet, TrialContext
 
 
 @dataclass
@@ -34,16 +35,20 @@ class CloudHistogramConfig:
     ``standardise``: z-score every dimension with the training split's statistics.
     """
 
-    bands: int = 6
-    chroma_bins: int = 4
-    chroma_range: tuple[float, float] = (0.1, 0.6)
-    intensity_bins: int = 4
-    global_chroma_bins: int = 8
+    bands: PositiveInt = 6
+    chroma_bins: PositiveInt = 4
+    chroma_range: tuple[Probability, Probability] = (0.1, 0.6)
+    intensity_bins: PositiveInt = 4
+    global_chroma_bins: NonNegativeInt = 8
     shape: bool = True
-    colour_weight: float = 1.0
-    shape_weight: float = 0.5
-    trim: float = 2.0
+    colour_weight: NonNegativeFloat = 1.0
+    shape_weight: NonNegativeFloat = 0.5
+    trim: Annotated[float, Range(ge=0, lt=50)] = 2.0
     standardise: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.chroma_range[0] < self.chroma_range[1]:
+            raise ValueError(f"chroma_range must be (low, high) with low < high, got {self.chroma_range}")
 
 
 def _hist_index(values: np.ndarray, lo: float, hi: float, bins: int) -> np.ndarray:

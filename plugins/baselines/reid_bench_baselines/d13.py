@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
+from reid_bench.api import DataSpec, Model, PositiveFloat, SampleSet, TrialContext
 
 # The joints each descriptor measures, per layout. A role is the mean of the listed joints,
 # so layouts without a joint get the nearest stand-in (a hand is the wrist when the layout has
@@ -81,7 +81,10 @@ class D13Config:
 
     statistics: str = "mean+std"
     standardize: bool = True
-    eps: float = 1e-6
+    eps: PositiveFloat = 1e-6
+
+    def __post_init__(self) -> None:
+        _parse_statistics(self.statistics)
 
 
 def frame_descriptors(frames: np.ndarray, eps: float = 1e-6, layout: str = "kinect-v1-20") -> np.ndarray:

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from reid_bench import pointops
+from reid_bench.api import PositiveInt
 from reid_bench_baselines.pointnet2 import PointBaseline, PointBaselineConfig, init_classifier, init_weights
 
 __all__ = ["DGCNNConfig", "DGCNN"]
@@ -48,16 +49,16 @@ class DGCNNConfig(PointBaselineConfig):
     ``knn_chunk``: queries per distance block in kNN (memory bound). See the module doc for
     ``dynamic_graph``, ``edge_form``, ``edge_bn``, ``embed_after_activation``, ``factorised``."""
 
-    k: int = 20
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    proj_dim: int = 512
+    k: PositiveInt = 20
+    widths: tuple[PositiveInt, ...] = (64, 128, 256, 512)
+    proj_dim: PositiveInt = 512
     input_xyz: bool = False
     dynamic_graph: bool = False
     edge_form: Literal["dgl", "paper"] = "dgl"
     edge_bn: bool = True
     embed_after_activation: bool = False
     factorised: bool = True
-    knn_chunk: int = 1024
+    knn_chunk: PositiveInt = 1024
 
 
 class _EdgeConv(nn.Module):

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
+from reid_bench.api import DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, SampleSet, TrialContext
 
 
 @dataclass
@@ -39,21 +39,21 @@ class GaitLSTMConfig:
     fastest on 1 thread, and much slower when threads outnumber idle cores).
     """
 
-    hidden: int = 128
-    layers: int = 2
-    embed_dim: int = 128
-    dropout: float = 0.1
-    epochs: int = 40
-    lr: float = 2e-3
-    batch_size: int = 64
-    weight_decay: float = 1e-4
+    hidden: PositiveInt = 128
+    layers: PositiveInt = 2
+    embed_dim: PositiveInt = 128
+    dropout: Fraction = 0.1
+    epochs: NonNegativeInt = 40
+    lr: PositiveFloat = 2e-3
+    batch_size: PositiveInt = 64
+    weight_decay: NonNegativeFloat = 1e-4
     velocity: bool = False
-    augment_yaw: float = 90.0
-    augment_jitter: float = 0.02
-    augment_scale: float = 0.0
-    embed_batch: int = 1024
+    augment_yaw: Annotated[float, Range(ge=0, le=180)] = 90.0
+    augment_jitter: NonNegativeFloat = 0.02
+    augment_scale: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    embed_batch: PositiveInt = 1024
     save_checkpoint: bool = True
-    cpu_threads: int = 1
+    cpu_threads: NonNegativeInt = 1
 
 
 class _Net(nn.Module):

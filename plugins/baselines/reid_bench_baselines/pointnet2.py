@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -32,7 +33,7 @@ from torch import nn
 
 from reid_bench import pointops
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
+from reid_bench.api import DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, SampleSet, TrialContext
 from .cloud_training import fit_identity_classifier, test_batches
 
 __all__ = ["PointBaselineConfig", "PointBaseline", "PointNet2SSGConfig", "PointNet2MSGConfig", "PointNet2SSG", "PointNet2MSG"]
@@ -57,26 +58,30 @@ class PointBaselineConfig:
     forward pass in ``embed``. ``threads``: torch CPU threads during fit/embed (0 = leave as is).
     """
 
-    points: int = 4096
-    embed_dim: int = 512
-    dropout: float = 0.7
-    epochs: int = 150
-    warmup_epochs: int = 10
-    batch_size: int = 36
-    lr: float = 8e-4
-    weight_decay: float = 5e-4
+    points: PositiveInt = 4096
+    embed_dim: PositiveInt = 512
+    dropout: Fraction = 0.7
+    epochs: NonNegativeInt = 150
+    warmup_epochs: NonNegativeInt = 10
+    batch_size: PositiveInt = 36
+    lr: PositiveFloat = 8e-4
+    weight_decay: NonNegativeFloat = 5e-4
     amsgrad: bool = True
-    label_smoothing: float = 0.0
+    label_smoothing: Fraction = 0.0
     balanced: bool = False
     flip: bool = True
-    scale_min: float = 0.75
-    scale_max: float = 1.33
-    jitter: float = 0.01
-    colour_jitter: float = 0.0
-    test_scales: tuple[float, ...] = (1.0, 1.1)
-    embed_batch: int = 32
-    threads: int = 0
+    scale_min: PositiveFloat = 0.75
+    scale_max: PositiveFloat = 1.33
+    jitter: NonNegativeFloat = 0.01
+    colour_jitter: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    test_scales: tuple[PositiveFloat, ...] = (1.0, 1.1)
+    embed_batch: PositiveInt = 32
+    threads: NonNegativeInt = 0
     save_checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"scale_min ({self.scale_min}) must not exceed scale_max ({self.scale_max})")
 
 
 def init_weights(module: nn.Module, point_mlp: bool = False) -> None:
@@ -194,12 +199,12 @@ class PointNet2SSGConfig(PointBaselineConfig):
     (not in OG-Net; changes the count).
     """
 
-    npoints: tuple[int, ...] = (512, 128)
-    radii: tuple[tuple[float, ...], ...] = ((0.2,), (0.4,))
-    nsamples: tuple[tuple[int, ...], ...] = ((64,), (64,))
-    mlps: tuple[tuple[tuple[int, ...], ...], ...] = (((64, 64, 128),), ((128, 128, 256),))
-    global_mlp: tuple[int, ...] = (256, 512, 1024)
-    head_dim: int = 512
+    npoints: tuple[PositiveInt, ...] = (512, 128)
+    radii: tuple[tuple[PositiveFloat, ...], ...] = ((0.2,), (0.4,))
+    nsamples: tuple[tuple[PositiveInt, ...], ...] = ((64,), (64,))
+    mlps: tuple[tuple[tuple[PositiveInt, ...], ...], ...] = (((64, 64, 128),), ((128, 128, 256),))
+    global_mlp: tuple[PositiveInt, ...] = (256, 512, 1024)
+    head_dim: PositiveInt = 512
     use_xyz: bool = True
     xyz_features: bool = False
     mid_activation: bool = True
@@ -209,10 +214,10 @@ class PointNet2SSGConfig(PointBaselineConfig):
 class PointNet2MSGConfig(PointNet2SSGConfig):
     """Multi-scale grouping: three balls per level, branch outputs concatenated."""
 
-    npoints: tuple[int, ...] = (512, 128)
-    radii: tuple[tuple[float, ...], ...] = ((0.1, 0.2, 0.4), (0.2, 0.4, 0.8))
-    nsamples: tuple[tuple[int, ...], ...] = ((16, 32, 128), (32, 64, 128))
-    mlps: tuple[tuple[tuple[int, ...], ...], ...] = (
+    npoints: tuple[PositiveInt, ...] = (512, 128)
+    radii: tuple[tuple[PositiveFloat, ...], ...] = ((0.1, 0.2, 0.4), (0.2, 0.4, 0.8))
+    nsamples: tuple[tuple[PositiveInt, ...], ...] = ((16, 32, 128), (32, 64, 128))
+    mlps: tuple[tuple[tuple[PositiveInt, ...], ...], ...] = (
         ((32, 32, 64), (64, 64, 128), (64, 96, 128)),
         ((64, 64, 128), (128, 128, 256), (128, 128, 256)),
     )

@@ -19,14 +19,14 @@ Training runs a fixed number of epochs: there is no model selection, and never o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
+from reid_bench.api import DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, SampleSet, TrialContext
 
 from .cloud_training import fit_identity_classifier, test_batches
 
@@ -49,23 +49,27 @@ class PointNetLiteConfig:
     ``save_checkpoint``: write the final weights to the trial's checkpoint folder.
     """
 
-    points: int = 512
-    widths: tuple[int, ...] = (64, 128, 256)
-    embed_dim: int = 256
-    dropout: float = 0.3
-    epochs: int = 12
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 5e-4
-    label_smoothing: float = 0.1
+    points: PositiveInt = 512
+    widths: tuple[PositiveInt, ...] = (64, 128, 256)
+    embed_dim: PositiveInt = 256
+    dropout: Fraction = 0.3
+    epochs: NonNegativeInt = 12
+    batch_size: PositiveInt = 32
+    lr: PositiveFloat = 2e-3
+    weight_decay: NonNegativeFloat = 5e-4
+    label_smoothing: Fraction = 0.1
     flip: bool = True
-    scale_min: float = 0.75
-    scale_max: float = 1.33
-    jitter: float = 0.01
-    colour_jitter: float = 0.1
-    embed_batch: int = 128
-    threads: int = 0
+    scale_min: PositiveFloat = 0.75
+    scale_max: PositiveFloat = 1.33
+    jitter: NonNegativeFloat = 0.01
+    colour_jitter: Annotated[float, Range(ge=0, lt=1)] = 0.1
+    embed_batch: PositiveInt = 128
+    threads: NonNegativeInt = 0
     save_checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"scale_min ({self.scale_min}) must not exceed scale_max ({self.scale_max})")
 
 
 class _Net(nn.Module):

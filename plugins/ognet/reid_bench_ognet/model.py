@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ from torch.nn import functional as F
 
 from reid_bench.pointops import even_index
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
+from reid_bench.api import DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Range, SampleSet, TrialContext
 
 from .network import NetConfig, OGNetNetwork
 
@@ -62,37 +62,41 @@ class OGNetConfig(NetConfig):
     ``save_checkpoint``.
     """
 
-    points: int = 4096
-    random_subset: float = 0.5
+    points: PositiveInt = 4096
+    random_subset: Probability = 0.5
     flip: bool = True
-    scale_min: float = 0.75
-    scale_max: float = 1.33
-    jitter: float = 0.01
-    colour_jitter: float = 0.0
-    tta_scales: tuple[float, ...] = (1.0, 1.1)
-    epochs: int = 1000
-    batch_size: int = 36
-    lr: float = 8e-4
-    warmup_epochs: int = 10
-    lr_min_ratio: float = 0.01
-    weight_decay: float = 5e-4
+    scale_min: PositiveFloat = 0.75
+    scale_max: PositiveFloat = 1.33
+    jitter: NonNegativeFloat = 0.01
+    colour_jitter: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    tta_scales: tuple[PositiveFloat, ...] = (1.0, 1.1)
+    epochs: NonNegativeInt = 1000
+    batch_size: PositiveInt = 36
+    lr: PositiveFloat = 8e-4
+    warmup_epochs: NonNegativeInt = 10
+    lr_min_ratio: Probability = 0.01
+    weight_decay: NonNegativeFloat = 5e-4
     amsgrad: bool = True
     balanced: bool = True
     circle: bool = False
-    circle_m: float = 0.25
-    circle_gamma: float = 64.0
-    threads: int = 0
-    embed_batch: int = 36
+    circle_m: NonNegativeFloat = 0.25
+    circle_gamma: PositiveFloat = 64.0
+    threads: NonNegativeInt = 0
+    embed_batch: PositiveInt = 36
     save_checkpoint: bool = True
 
     def net_config(self) -> NetConfig:
         names = {f.name for f in dataclasses.fields(NetConfig)}
         return NetConfig(**{n: getattr(self, n) for n in names})
 
+    def __post_init__(self) -> None:
+        if self.scale_min > self.scale_max:
+            raise ValueError(f"scale_min ({self.scale_min}) must not exceed scale_max ({self.scale_max})")
+
 
 @dataclass
 class OGNetSmallConfig(OGNetConfig):
-    widths: tuple[int, ...] = (48, 96, 192, 384)
+    widths: tuple[PositiveInt, ...] = (48, 96, 192, 384)
 
 
 @dataclass
@@ -100,11 +104,11 @@ class OGNetDeepConfig(OGNetConfig):
     """OG-Net-Deep (README: ``--feature_dims 48,96,96,192,192,384,384 --k 9 --num_conv 2
     --id_skip 2 --lrRate 6e-4``)."""
 
-    widths: tuple[int, ...] = (48, 96, 96, 192, 192, 384, 384)
-    k: int = 9
-    convs_per_module: int = 2
+    widths: tuple[PositiveInt, ...] = (48, 96, 96, 192, 192, 384, 384)
+    k: PositiveInt = 9
+    convs_per_module: PositiveInt = 2
     shortcut: bool = True
-    lr: float = 6e-4
+    lr: PositiveFloat = 6e-4
 
 
 # CPU budget on the synthetic protocols (one core, ~2-3 min a trial): 256 points and an FPS

@@ -20,31 +20,33 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from reid_bench import pointops
+from reid_bench.api import Fraction, PositiveFloat, PositiveInt
 
 
 @dataclass
 class NetConfig:
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    k: int = 20
-    convs_per_module: int = 1
+    widths: tuple[PositiveInt, ...] = (64, 128, 256, 512)
+    k: PositiveInt = 20
+    convs_per_module: PositiveInt = 1
     shortcut: bool = False
-    init_points: int = 768
-    stride: int = 2
-    group_sizes: tuple[int, ...] = (8, 16, 32)
-    radii: tuple[float, ...] = (0.1, 0.2, 0.4)
-    grouping: str = "ball"
-    aggregation: str = "gated"
+    init_points: PositiveInt = 768
+    stride: PositiveInt = 2
+    group_sizes: tuple[PositiveInt, ...] = (8, 16, 32)
+    radii: tuple[PositiveFloat, ...] = (0.1, 0.2, 0.4)
+    grouping: Literal["ball", "knn"] = "ball"
+    aggregation: Literal["gated", "max", "sum"] = "gated"
     non_local: bool = True
     use_se: bool = True
-    embed_dim: int = 512
-    dropout: float = 0.7
-    knn_chunk: int = 1024
+    embed_dim: PositiveInt = 512
+    dropout: Fraction = 0.7
+    knn_chunk: PositiveInt = 1024
     factorised: bool = True
 
 

@@ -56,7 +56,8 @@ import torch
 from torch import nn
 
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Model, SampleSet, TrialContext
+from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
+                            TrialContext)
 
 from .graphs import SCALES, ScaleGraph, build_graphs
 
@@ -101,16 +102,16 @@ class SMSGEConfig:
     ``embed_batch`` windows per pass. ``cpu_threads``: torch threads on CPU (0: leave as is).
     """
 
-    d_t: int = 8
-    heads: int = 8
-    hidden: int = 256
-    lstm_layers: int = 2
-    nhood: int = 1
-    t1: float = 1.0
-    t2: float = 1.0
-    fusion_lambda: float = 1.0
-    leaky_slope: float = 0.2
-    rounds: int = 1
+    d_t: PositiveInt = 8
+    heads: PositiveInt = 8
+    hidden: PositiveInt = 256
+    lstm_layers: PositiveInt = 2
+    nhood: PositiveInt = 1
+    t1: PositiveFloat = 1.0
+    t2: PositiveFloat = 1.0
+    fusion_lambda: NonNegativeFloat = 1.0
+    leaky_slope: NonNegativeFloat = 0.2
+    rounds: PositiveInt = 1
     lengths: Literal["paper", "released"] = "paper"
     scales: str = "hyper,joint,part,body"
     multi_scale: bool = True
@@ -120,9 +121,9 @@ class SMSGEConfig:
     subsequences: bool = True
     graph_encoder: bool = True
     variant: Variant = "full"
-    epochs: int = 120
-    lr: float = 0.0025
-    batch_size: int = 64
+    epochs: NonNegativeInt = 120
+    lr: PositiveFloat = 0.0025
+    batch_size: PositiveInt = 64
     per_scale_adam: bool = False
     normal_init: bool = False
     embed_init: Literal["torch", "normal"] = "torch"
@@ -130,9 +131,12 @@ class SMSGEConfig:
     zero_pad_step: bool = False
     view_normalise: bool = False
     pool: Literal["mean", "last", "concat"] = "mean"
-    embed_batch: int = 512
-    cpu_threads: int = 1
+    embed_batch: PositiveInt = 512
+    cpu_threads: NonNegativeInt = 1
     save_checkpoint: bool = True
+
+    def __post_init__(self) -> None:
+        active_scales(self)
 
 
 def effective_config(cfg: SMSGEConfig) -> SMSGEConfig:

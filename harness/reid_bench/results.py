@@ -1,0 +1,263 @@
+"""Results as data: one JSON document per (protocol, protocol version, model, resolved config).
+
+A document holds every finished (fold, seed) trial of its configuration, whichever invocation
+ran it, each once (the latest to finish), with all its metrics, its CMC curve, its per-query
+outcomes, the config (resolved, and ``config_diff``: where it departs from the model's defaults
+on the protocol), versions, commit and dataset checksums. ``reid-bench leaderboard``
+exports the tracking store into a folder of these documents (``results/`` in the repository)
+and builds the leaderboards from that folder alone, so committed boards can be rebuilt from
+committed results without the store that produced them (MTEB keeps its results the same way).
+
+Layout: ``<root>/<protocol>/v<version>/<model>/<config fingerprint>.json``. Metric values are
+fractions in [0, 1] everywhere in the data; boards show percent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+SCHEMA = "reid-bench.result/1"
+#: The metrics a trial result carries (the rest of an MLflow run's metrics are timings and curves).
+SCORES = ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy", "mAP", "mINP")
+_REQUIRED = ("schema", "protocol", "protocol_version", "mode", "main_score", "model", "config_fingerprint",
+             "config_diff", "config", "expected_trials", "trials")
+_TRIAL_REQUIRED = ("fold", "seed", "run_id", "invocation", "end_time", "metrics")
+
+Key = tuple[str, str, str, str]  # protocol, protocol version, model, config fingerprint
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class StoreExport:
+    documents: dict[Key, dict[str, Any]]
+    new_trials: int
+
+
+def key_of(doc: dict[str, Any]) -> Key:
+    return (doc["protocol"], str(doc["protocol_version"]), doc["model"], doc["config_fingerprint"])
+
+
+def result_path(root: Path, key: Key) -> Path:
+    protocol, version, model, fingerprint = key
+    return Path(root) / protocol / f"v{version}" / model / f"{fingerprint}.json"
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    """The one serialisation of a document: the same results always give the same bytes."""
+    return json.dumps(doc, indent=1, sort_keys=True, allow_nan=False) + "\n"
+
+
+def trial_key(trial: dict[str, Any]) -> str:
+    return f"{trial['fold']}/seed{trial['seed']}"
+
+
+def _check_document(path: Path, doc: Any, root: Path) -> dict[str, Any]:
+    if not isinstance(doc, dict):
+        raise ResultsError(f"{path}: a result must be a JSON object")
+    if doc.get("schema") != SCHEMA:
+        raise ResultsError(f"{path}: key 'schema' must be {SCHEMA!r}, got {doc.get('schema')!r}")
+    for name in _REQUIRED:
+        if name not in doc:
+            raise ResultsError(f"{path}: missing key {name!r}")
+    if not isinstance(doc["trials"], list) or not isinstance(doc["expected_trials"], list):
+        raise ResultsError(f"{path}: keys 'trials' and 'expected_trials' must be lists")
+    seen: set[str] = set()
+    for i, trial in enumerate(doc["trials"]):
+        missing = [k for k in _TRIAL_REQUIRED if not isinstance(trial, dict) or k not in trial]
+        if missing:
+            raise ResultsError(f"{path}: trials[{i}] is missing key {missing[0]!r}")
+        if not isinstance(trial["metrics"], dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in trial["metrics"].values()):
+            raise ResultsError(f"{path}: trials[{i}].metrics must map metric names to numbers")
+        if trial_key(trial) in seen:
+            raise ResultsError(f"{path}: trials[{i}] repeats {trial_key(trial)}")
+        seen.add(trial_key(trial))
+    expected = result_path(root, key_of(doc))
+    if path.resolve() != expected.resolve():
+        raise ResultsError(f"{path}: holds {'/'.join(key_of(doc))}, which belongs in {expected}")
+    return doc
+
+
+def load_results(root: str | Path) -> dict[Key, dict[str, Any]]:
+    """Every document under ``root`` (none if the folder does not exist), each checked."""
+    root = Path(root)
+    docs: dict[Key, dict[str, Any]] = {}
+    if not root.exists():
+        return docs
+    if not root.is_dir():
+        raise ResultsError(f"{root}: results folder is not a folder")
+    for path in sorted(root.rglob("*.json")):
+        try:
+            raw = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ResultsError(f"{path}: cannot read: {exc}") from None
+        except json.JSONDecodeError as exc:
+            raise ResultsError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
+        doc = _check_document(path, raw, root)
+        docs[key_of(doc)] = doc
+    return docs
+
+
+def merge(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """One document from two of the same key: each (fold, seed) once, the later to finish wins."""
+    if old is None:
+        return new
+    trials: dict[str, dict[str, Any]] = {}
+    for trial in [*old["trials"], *new["trials"]]:
+        current = trials.get(trial_key(trial))
+        if current is None or (trial["end_time"], trial["run_id"]) > (current["end_time"], current["run_id"]):
+            trials[trial_key(trial)] = trial
+    latest = new if (_latest(new), new.get("tuned") or "") >= (_latest(old), old.get("tuned") or "") else old
+    merged = dict(latest)
+    merged["trials"] = sorted(trials.values(), key=lambda t: (t["fold"], t["seed"]))
+    merged["expected_trials"] = sorted(set(old["expected_trials"]) | set(new["expected_trials"]))
+    return merged
+
+
+def _latest(doc: dict[str, Any]) -> int:
+    return max((t["end_time"] for t in doc["trials"]), default=0)
+
+
+# ------------------------------------------------------------------------------------- the store
+
+
+def export_store(client: Any, experiment_id: str, known: dict[Key, dict[str, Any]]) -> StoreExport:
+    """Documents for every configuration with a finished trial in the store, merged with
+    ``known``. A trial already in ``known`` (same run id) is not read again."""
+    from reid_bench.tracking import KIND_TAG
+
+    parents = {p.info.run_id: p for p in client.search_runs(
+        [experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'invocation'", max_results=50000)
+        if "reid_bench.protocol" in p.data.tags}
+    children = client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'trial'", max_results=50000)
+    known_trials = {t["run_id"]: t for doc in known.values() for t in doc["trials"]}
+    invocations: dict[Key, list[Any]] = {}
+    for parent in parents.values():
+        invocations.setdefault(_key_from_tags(parent.data.tags), []).append(parent)
+    fresh: dict[Key, dict[str, Any]] = {}
+    for key, group in invocations.items():
+        group.sort(key=lambda p: (p.info.start_time, p.info.run_id))
+        doc = _document_from_parent(group[-1])  # the latest invocation describes the configuration
+        doc["expected_trials"] = sorted({k for p in group for k in json.loads(p.data.tags.get("reid_bench.expected_trials", "[]"))})
+        doc["config"] = known.get(key, {}).get("config", {})
+        fresh[key] = doc
+    new_trials = 0
+    for child in children:
+        parent = parents.get(child.data.tags.get("mlflow.parentRunId", ""))
+        if parent is None or child.info.status != "FINISHED":
+            continue
+        doc = fresh[_key_from_tags(parent.data.tags)]
+        trial = known_trials.get(child.info.run_id)
+        if trial is None:
+            trial = _trial_from_run(client, child, parent)
+            new_trials += 1
+            config = trial.pop("config")
+            if config:
+                doc["config"] = config
+        doc["trials"].append(trial)
+    documents = dict(known)
+    for key, doc in fresh.items():
+        if doc["trials"]:
+            doc["trials"] = _one_per_key(doc["trials"])
+            documents[key] = merge(known.get(key), doc)
+    return StoreExport(documents, new_trials)
+
+
+def _one_per_key(trials: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    best: dict[str, dict[str, Any]] = {}
+    for trial in trials:
+        current = best.get(trial_key(trial))
+        if current is None or (trial["end_time"], trial["run_id"]) > (current["end_time"], current["run_id"]):
+            best[trial_key(trial)] = trial
+    return sorted(best.values(), key=lambda t: (t["fold"], t["seed"]))
+
+
+def _key_from_tags(tags: dict[str, str]) -> Key:
+    return (tags["reid_bench.protocol"], tags.get("reid_bench.protocol_version", "?"),
+            tags.get("reid_bench.model", "?"), tags.get("reid_bench.config_fingerprint", ""))
+
+
+def _document_from_parent(parent: Any) -> dict[str, Any]:
+    tags = parent.data.tags
+    protocol, version, model, fingerprint = _key_from_tags(tags)
+    return {
+        "schema": SCHEMA, "protocol": protocol, "protocol_version": version, "model": model,
+        "config_fingerprint": fingerprint, "mode": tags.get("reid_bench.mode", "retrieval"),
+        "main_score": tags.get("reid_bench.main_score", "rank1"),
+        "config_diff": json.loads(tags.get("reid_bench.config_diff") or tags.get("reid_bench.overrides") or "{}"),
+        "tuned": tags.get("reid_bench.tuned") or None, "config": {}, "expected_trials": [], "trials": [],
+    }
+
+
+def _trial_from_run(client: Any, run: Any, parent: Any) -> dict[str, Any]:
+    tags, metrics = run.data.tags, run.data.metrics
+    detail = _result_artifact(client, run.info.run_id)
+    end = int(run.info.end_time or run.info.start_time)
+    trial = {
+        "fold": tags.get("reid_bench.fold", ""),
+        "seed": int(tags.get("reid_bench.seed", "-1")),
+        "run_id": run.info.run_id,
+        "invocation": parent.info.run_id,
+        "end_time": end,
+        "date": datetime.fromtimestamp(end / 1000, tz=timezone.utc).strftime("%Y-%m-%d"),
+        "metrics": {k: float(metrics[k]) for k in SCORES if k in metrics},
+        "num_parameters": int(metrics["num_parameters"]) if "num_parameters" in metrics else None,
+        "wall_s": round(float(metrics["wall_time_s"]), 3) if "wall_time_s" in metrics else None,
+        "device": tags.get("reid_bench.device", ""),
+        "commit": tags.get("reid_bench.git_commit", "unknown"),
+        "versions": {name: tags[f"reid_bench.{name}_version"] for name in ("torch", "ray", "mlflow")
+                     if f"reid_bench.{name}_version" in tags} | {"reid_bench": tags.get("reid_bench.version", "?")},
+        "dataset_checksums": {k.removeprefix("reid_bench.dataset_checksum."): v for k, v in sorted(tags.items())
+                              if k.startswith("reid_bench.dataset_checksum.")},
+        "cmc": [round(float(v), 6) for v in detail.get("cmc", [])],
+        "per_query": detail.get("per_query"),
+        "config": detail.get("config"),
+    }
+    return trial
+
+
+def _result_artifact(client: Any, run_id: str) -> dict[str, Any]:
+    """The trial's full result (CMC, per-query outcomes, resolved config), as the driver logged it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, "result.json", tmp)
+            return json.loads(Path(path).read_text())
+        except Exception:  # a run recorded before the artifact existed, or with its artifacts gone
+            return {}
+
+
+# ------------------------------------------------------------------------------------- writing
+
+
+def render_results(root: str | Path, documents: dict[Key, dict[str, Any]]) -> dict[Path, str]:
+    return {result_path(Path(root), key): dumps(doc) for key, doc in sorted(documents.items())}
+
+
+def write_files(files: dict[Path, str]) -> list[Path]:
+    """Write every file or none: all are staged next to their targets first, then moved in.
+    Files whose content is unchanged are left alone. Returns the paths written."""
+    changed = {p: text for p, text in files.items() if not (p.is_file() and p.read_text() == text)}
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, text in changed.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            staged.append((Path(tmp), path))
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+    except BaseException:
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    return sorted(changed)
