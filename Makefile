@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt
 SEEDS ?= 3
 
-SMSGE_VARIANTS := full baseline no-multiscale no-structural no-collaborative no-cross-scale no-subsequence
+# SM-SGE's Table 4 (cumulative: baseline ... full = the default), then leave-one-out rows.
+SMSGE_VARIANTS := baseline sr mg-sr mg-sr-csi mg-sr-csi-ssr mg-sr-cr mg-sr-cr-csi full \
+	no-multiscale no-structural no-collaborative no-cross-scale no-subsequence
 CLOUD_MODELS := cloud-hist pointnet-lite ognet ognet-small ognet-deep pointnet2-ssg pointnet2-msg dgcnn
 
 .PHONY: setup demo test bench ablation clouds clean
@@ -35,12 +37,18 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# D13 and SM-SGE's Table 4 ablations on synth-gait (about 20 minutes on 2 cores), the baseline at
-# its own best budget on synth-gait-dev (3 epochs) as a fairness row, then the leaderboard.
+# synth-gait's committed rows: D13; SM-SGE's Table 4 and leave-one-out variants; the baseline at
+# its own best budget on synth-gait-dev (3 epochs) as a fairness row; SM-SGE's released recipe
+# (and its baseline) at the same budget; the controls (chance, the probe on raw windows, SM-SGE's
+# untrained encoder). About 80 minutes on 2 cores.
 ablation: setup
 	$(BIN)/reid-bench run --model d13 --protocol synth-gait --seeds $(SEEDS)
 	for v in $(SMSGE_VARIANTS); do $(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set variant=$$v || exit 1; done
 	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set variant=baseline --set epochs=3
+	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set recipe=released
+	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set recipe=released --set variant=baseline
+	for m in control-chance control-raw; do $(BIN)/reid-bench run --model $$m --protocol synth-gait --seeds $(SEEDS) || exit 1; done
+	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set epochs=0
 	$(BIN)/reid-bench leaderboard
 
 # OG-Net's Table II models on both synthetic cloud protocols (about 75 CPU-minutes), then

@@ -1,10 +1,13 @@
-"""Cold parse vs warm (cached .npz) load of on-disk datasets in their original formats.
+"""Cold parse vs warm (cached .npz) load of on-disk datasets in their original formats, and
+what the cache key's content checksum costs.
 
 Writes IAS-Lab-sized skeleton data and a Market-1501-3D-style release of OBJ clouds into a
 temporary folder with the test-suite's fixture writers, then times:
-  cold   - parse every file (cache disabled)
-  write  - parse and write the cache entry
-  warm   - read the cache entry
+  cold     - parse every file (cache disabled)
+  write    - parse and write the cache entry
+  warm     - checksum the sources and read the cache entry
+  stat key - the anchor: a key from each file's path, size and mtime (what the cache used before)
+  content  - the key the cache uses: each file's path and a BLAKE2 hash of its bytes
     python benchmarks/bench_data_cache.py [--ias-frames 300] [--clouds-ids 40 --points 8192]
 """
 
@@ -39,8 +42,19 @@ def main() -> None:
     from formats_kinect import write_ias_lab
     from formats_pointclouds import write_market3d
 
+    from reid_bench.cache import fingerprint_files
     from reid_bench.registry import get_registry
     from reid_bench.trial import HarnessData
+
+    def stat_key(root: Path, files: list[Path]) -> str:
+        import hashlib
+        import os
+
+        digest = hashlib.sha256()
+        for name in sorted(str(f) for f in files):
+            st = os.stat(name)
+            digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        return digest.hexdigest()
 
     reg = get_registry()
     rows = []
@@ -56,9 +70,14 @@ def main() -> None:
             write, _ = timed(lambda: HarnessData(reg, str(root), {}, cache_dir=cache).load(name))
             warm, _ = timed(lambda: HarnessData(reg, str(root), {}, cache_dir=cache).load(name), repeat=3)
             entry = sum(p.stat().st_size for p in cache.glob("*.npz")) / 2**20
+            sources = HarnessData(reg, str(root), {}, cache_dir=None).dataset(name).source_files()
+            stat_s, _ = timed(lambda: stat_key(root / name, sources), repeat=3)
+            content_s, _ = timed(lambda: fingerprint_files(root / name, sources), repeat=3)
             rows.append((name, files, f"{size:.1f}", len(recs), f"{cold:.3f}", f"{write:.3f}", f"{warm:.3f}",
-                         f"{cold / warm:.0f}x", f"{entry:.1f}"))
-    header = ("dataset", "files", "source MiB", "records", "cold s", "parse+write s", "warm s", "speed-up", "cache MiB")
+                         f"{cold / warm:.0f}x", f"{entry:.1f}", f"{stat_s:.3f}", f"{content_s:.3f}",
+                         f"{content_s / stat_s:.1f}x", f"{100 * content_s / warm:.0f}%"))
+    header = ("dataset", "files", "source MiB", "records", "cold s", "parse+write s", "warm s", "speed-up", "cache MiB",
+              "stat key s", "content key s", "key cost", "key share of warm")
     widths = [max(len(h), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
     print("  ".join(h.rjust(w) for h, w in zip(header, widths)))
     for r in rows:

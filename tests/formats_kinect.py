@@ -94,6 +94,34 @@ def write_ias_lab(root: Path, persons: int = 4, frames: int = 12, sessions: Sequ
     return base
 
 
+BIWI_SESSIONS = {"Training": "Training", "Still": "Testing/Still", "Walking": "Testing/Walking"}
+
+
+def write_biwi(root: Path, persons: int = 4, test_persons: int = 3, frames: int = 30,
+               untracked_frames: Iterable[int] = (), second_skeleton_frames: Iterable[int] = ()) -> Path:
+    """``<root>/biwi/{Training,Testing/Still,Testing/Walking}/<person>/<frame>_skel.txt`` (BIWI RGBD-ID's
+    layout: every frame also has a ground-plane text file, which a loader must not read). The first
+    ``test_persons`` are recorded again in Still and Walking. ``second_skeleton_frames``: frames whose
+    file holds a second tracked person's 20 rows after the first's."""
+    base = Path(root) / "biwi"
+    untracked, second = set(untracked_frames), set(second_skeleton_frames)
+    for s, (session, folder) in enumerate(BIWI_SESSIONS.items()):
+        people = range(1, persons + 1) if session == "Training" else range(1, test_persons + 1)
+        for p in people:
+            target = base / folder / f"{p:03d}"
+            target.mkdir(parents=True, exist_ok=True)
+            for t in range(frames):
+                states = [2] * 20
+                if t in untracked:
+                    states[3] = 0
+                text = ias_frame_text(walker_frame(p, t, sequence=s), states, user=p)
+                if t in second:
+                    text += ias_frame_text(walker_frame(p + 7, t, sequence=s), user=p + 7)
+                (target / f"{t:05d}_skel.txt").write_text(text)
+                (target / f"{t:05d}_groundplane.txt").write_text("0.01,-0.99,0.05,1.2\n")
+    return base
+
+
 def kgbd_walk_text(person: int, walk: int, frames: int) -> str:
     rows = []
     for t in range(frames):

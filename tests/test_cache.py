@@ -142,3 +142,23 @@ def test_fingerprint_is_the_content(tmp_path):
     os.utime(files[0], ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert files[0].stat().st_size == stat.st_size and fingerprint_files(root, files) != before
     assert cache_path(tmp_path, "a/b", "1", "x").name == "a_b-v1-x.npz"
+
+
+def test_cache_warnings_are_plain_lines(tmp_path):
+    """An unwritable cache folder does not fail the run; the CLI says so in one plain line."""
+    import subprocess
+    import sys
+
+    from formats_kinect import write_ias_lab
+
+    write_ias_lab(tmp_path / "data", persons=3, frames=8)
+    (tmp_path / "file").write_text("x")
+    proc = subprocess.run([sys.executable, "-m", "reid_bench.cli", "run", "--model", "d13", "--protocol", "ias",
+                           "--no-ray", "--seeds", "1", "--fold", "A", "--data-root", str(tmp_path / "data"),
+                           "--cache-dir", str(tmp_path / "file" / "cache"), "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'mlflow.db'}", "--json"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    warnings = [line for line in proc.stderr.splitlines() if "dataset cache" in line]
+    assert warnings and all(line.startswith("warning: could not write the dataset cache ") for line in warnings)
+    assert "UserWarning" not in proc.stderr and ".py:" not in proc.stderr

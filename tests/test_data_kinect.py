@@ -12,6 +12,7 @@ from formats_kinect import (
     KS20_VIEWS,
     ias_frame_text,
     walker_frame,
+    write_biwi,
     write_ias_lab,
     write_kgbd,
     write_ks20,
@@ -349,20 +350,49 @@ def test_ks20_closed_set_holds_out_one_sequence_per_person_and_view(kinect_data)
     assert np.abs(fold.test.data[:, :, 0]).max() == 0
 
 
-def test_ias_retrieval_folds_swap_probe_and_gallery(kinect_data):
-    ab = K.IASRetrieval().build_fold("A-B", 0, kinect_data)
-    ba = K.IASRetrieval().build_fold("B-A", 0, kinect_data)
+@pytest.fixture
+def long_walks(tmp_path):
+    """Sequences long enough for the release's trimming (10 frames at the ends) to leave windows."""
+    return Records(
+        **{
+            "ias-lab": IASLab(write_ias_lab(tmp_path, persons=4, frames=40)).load(),
+            "kgbd": KGBD(write_kgbd(tmp_path, walks_per_person=(3, 4, 5, 1), frames=32)).load(),
+            "ks20": KS20(write_ks20(tmp_path, bodies=(1, 2, 7), frames=9)).load(),
+        }
+    )
+
+
+def _dense_training_windows(frames: int, f: int = 6) -> int:
+    """The release's training cut: every f/2 frames, again from each of the first f frames."""
+    return sum((frames - o - f) // (f // 2) + 1 for o in range(f) if frames - o >= f)
+
+
+def test_ias_retrieval_folds_swap_probe_and_gallery(long_walks):
+    ab = K.IASRetrieval().build_fold("A-B", 0, long_walks)
+    ba = K.IASRetrieval().build_fold("B-A", 0, long_walks)
     assert ab.info["split"]["query"] == ba.info["split"]["gallery"] == [f"TestingA/{p:03d}" for p in range(1, 5)]
     assert ab.info["split"]["gallery"] == ba.info["split"]["query"]
     assert ab.info["split"]["train"] == [f"Training/{p:03d}" for p in range(1, 5)]
     # every probe and gallery window is its own retrieval item, as in SPC-MGR/SimMC
-    assert len(np.unique(ab.query.group)) == len(ab.query) == 4 * 2
+    assert len(np.unique(ab.query.group)) == len(ab.query)
     assert set(ab.query.meta["sequence"]) == {f"TestingA/{p:03d}" for p in range(1, 5)}
-    assert ab.info["query_sequences"] == 4 and ab.info["query_windows"] == 8
+    # the release: test sequences lose 10 frames at each end (40 -> 20: 3 windows of 6, 2 frames
+    # left over), training sequences 10 at the start (40 -> 30), cut densely
+    assert ab.info["query_sequences"] == 4 and ab.info["query_windows"] == 4 * 3
+    assert len(ab.train) == 4 * _dense_training_windows(30) == 4 * 47
+    assert np.abs(ab.query.data[:, :, 0]).max() == 0
+    starts = ab.train.data[:, 0, 5, 2]  # the swinging elbow traces the frame a window starts at
+    assert len(np.unique(np.round(starts[: _dense_training_windows(30)], 6))) == 30 - 6 + 1  # every start
 
 
-def test_kgbd_retrieval_splits_walks_into_gallery_probe_and_train(kinect_data):
-    fold = K.KGBDRetrieval().build_fold("all", 0, kinect_data)
+def test_retrieval_sequences_too_short_after_trimming_are_counted(kinect_data):
+    fold_error = pytest.raises(ValueError, match="no train sequence keeps 6 frames after trimming")
+    with fold_error:  # 12 frames - 10 at the start leave 2
+        K.IASRetrieval().build_fold("A-B", 0, kinect_data)
+
+
+def test_kgbd_retrieval_splits_walks_into_gallery_probe_and_train(long_walks):
+    fold = K.KGBDRetrieval().build_fold("all", 0, long_walks)
     split = fold.info["split"]
     count = lambda role, person: sum(s.startswith(f"Person{person:03d}/") for s in split[role])  # noqa: E731
     # walks per person (3, 4, 5, 1) -> gallery/probe/train
@@ -370,11 +400,13 @@ def test_kgbd_retrieval_splits_walks_into_gallery_probe_and_train(kinect_data):
         (1, 1, 1), (2, 1, 1), (2, 1, 2), (1, 0, 0)]
     assert not (set(split["train"]) & set(split["query"]) or set(split["train"]) & set(split["gallery"])
                 or set(split["query"]) & set(split["gallery"]))
-    assert K.KGBDRetrieval().build_fold("all", 3, kinect_data).info["split"] == split
+    assert K.KGBDRetrieval().build_fold("all", 3, long_walks).info["split"] == split
+    # 32 frames - 10 at each end = 12: two non-overlapping windows, for training too
+    assert len(fold.train) == 2 * len(split["train"]) and len(fold.query) == 2 * len(split["query"])
 
 
-def test_ks20_retrieval_uses_whole_gait_cycles_across_views(kinect_data):
-    fold = K.KS20Retrieval().build_fold("all", 0, kinect_data)
+def test_ks20_retrieval_uses_whole_gait_cycles_across_views(long_walks):
+    fold = K.KS20Retrieval().build_fold("all", 0, long_walks)
     split = fold.info["split"]
     for role in ("gallery", "query", "train"):
         cycles = {}
@@ -387,16 +419,28 @@ def test_ks20_retrieval_uses_whole_gait_cycles_across_views(kinect_data):
         assert len(split[role]) == 3 * 5  # ... seen from all five views
     roles = [{s.split("/")[1] for s in split[r]} for r in ("gallery", "query", "train")]
     assert not (roles[0] & roles[1] or roles[0] & roles[2] or roles[1] & roles[2])
+    assert len(fold.train) == 15 * _dense_training_windows(9)  # no trimming on KS20
 
 
 def test_references_are_keyed_by_the_protocols_folds():
-    for cls in (K.IASClosedSet, K.KGBDClosedSet, K.KS20ClosedSet, K.IASRetrieval, K.KGBDRetrieval, K.KS20Retrieval):
+    from reid_bench.protocols.field import FIELD_TABLE
+
+    for cls in (K.IASClosedSet, K.KGBDClosedSet, K.KS20ClosedSet, K.IASRetrieval, K.KGBDRetrieval, K.KS20Retrieval,
+                K.BIWIRetrieval):
         assert cls.reference_source
         for model, folds in cls.references.items():
-            assert model in ("smsge", "d13") and set(folds) <= set(cls.folds)
+            assert set(folds) <= set(cls.folds)
             metrics = cls().metrics
             assert all(set(values) <= set(metrics) for values in folds.values())
-    assert K.IASClosedSet.references["smsge"]["B"] == {"rank1": 69.8, "nAUC": 90.4}
+    # SM-SGE's table: its "nAUC" is the released code's micro ROC AUC
+    assert K.IASClosedSet.references["smsge"]["B"] == {"rank1": 69.8, "roc_auc_micro": 90.4}
+    # the field's table on every retrieval protocol: twelve methods, IAS-A = fold A-B
+    assert set(K.IASRetrieval.references) == set(FIELD_TABLE) and len(FIELD_TABLE) == 12
+    assert K.IASRetrieval.references["transg"]["A-B"] == {"mAP": 32.8, "rank1": 49.2, "rank5": 68.5, "rank10": 76.2}
+    assert K.BIWIRetrieval.references["transg"]["S"]["rank1"] == 68.7
+    assert K.BIWIRetrieval.references["dpg"]["W"] == {"mAP": 8.7, "rank1": 6.5, "rank5": 15.5, "rank10": 20.3}
+    assert K.KGBDRetrieval.references["age"]["all"]["rank1"] == 2.9
+    assert K.KS20Retrieval.references["d16"]["all"]["mAP"] == 24.0
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -418,3 +462,60 @@ def test_d13_runs_the_ias_protocol_through_the_trial_code(tmp_path):
     assert 0.0 <= result["metrics"]["rank1"] <= 1.0 and "nAUC" in result["metrics"]
     assert result["fold_info"]["split"]["test"] == [f"TestingA/{p:03d}" for p in range(1, 5)]
     assert result["dataset_drops"]["ias-lab"] == {UNTRACKED_DROP: 12}
+
+
+# ------------------------------------------------------------------------------ BIWI RGBD-ID
+
+
+def test_biwi_reads_its_three_sessions_and_counts_drops(tmp_path):
+    from reid_bench.datasets.biwi import BIWI
+    from reid_bench.datasets.ias_lab import EXTRA_SKELETON_DROP
+
+    root = write_biwi(tmp_path, persons=4, test_persons=3, frames=25, untracked_frames=[0, 1],
+                      second_skeleton_frames=[5])
+    ds = BIWI(root)
+    records = ds.load()
+    assert sorted({r.session for r in records}) == ["Still", "Training", "Walking"]
+    assert {r.sequence for r in records if r.session == "Still"} == {f"Still/{p:03d}" for p in (1, 2, 3)}
+    assert {r.person for r in records if r.session == "Training"} == {1, 2, 3, 4}
+    assert all(len(r.frames) == 23 and r.layout == "kinect-v1-20" for r in records)  # 2 untracked frames dropped
+    assert ds.drop_report() == {UNTRACKED_DROP: 2 * 10, EXTRA_SKELETON_DROP: 10}
+    second = [r for r in records if r.sequence == "Training/002"][0]
+    np.testing.assert_allclose(second.frames[3], walker_frame(2, 5, sequence=0), rtol=1e-5)  # the first skeleton
+    assert len(ds.source_files()) == 10 * 25 and all(f.name.endswith("_skel.txt") for f in ds.source_files())
+    assert ds.verify() == []
+    assert "CC BY-NC-SA 3.0" in ds.license and "robotics.dei.unipd.it" in ds.obtain
+
+
+def test_biwi_bad_frame_names_file_and_line(tmp_path):
+    from reid_bench.datasets.biwi import BIWI
+
+    root = write_biwi(tmp_path, persons=2, test_persons=1, frames=12)
+    frame = root / "Testing" / "Walking" / "001" / "00004_skel.txt"
+    frame.write_text("\n".join(frame.read_text().splitlines()[:7]) + "\n")
+    message = error_of(BIWI(root).load)
+    assert "Testing/Walking/001/00004_skel.txt" in message and "expected 20 joint rows, found 7" in message
+
+
+def test_biwi_folds_rank_still_against_walking_and_back(tmp_path):
+    from reid_bench.datasets.biwi import BIWI
+
+    records = Records(biwi=BIWI(write_biwi(tmp_path, persons=4, test_persons=3, frames=40)).load())
+    s = K.BIWIRetrieval().build_fold("S", 0, records)
+    w = K.BIWIRetrieval().build_fold("W", 0, records)
+    assert s.info["split"]["query"] == w.info["split"]["gallery"] == [f"Still/{p:03d}" for p in (1, 2, 3)]
+    assert s.info["split"]["train"] == [f"Training/{p:03d}" for p in range(1, 5)]
+    # 10 frames trimmed at both ends of every sequence, training ones too: 40 -> 20
+    assert len(s.query) == 3 * 3 and len(s.train) == 4 * _dense_training_windows(20)
+    assert K.BIWIRetrieval.references["transg"]["S"]["mAP"] == 30.1
+
+
+def test_d13_runs_biwi_end_to_end(cli, tracking_uri, tmp_path):
+    write_biwi(tmp_path / "data", persons=4, test_persons=3, frames=40)
+    result = cli("run", "--model", "d13", "--protocol", "biwi", "--data-root", str(tmp_path / "data"), "--no-ray",
+                 "--seeds", "1", "--tracking-uri", tracking_uri, "--json")
+    assert result.exit_code == 0, result.output
+    trials = json.loads(result.stdout)["trials"]
+    assert [t["fold"] for t in trials] == ["S", "W"] and all(0 <= t["metrics"]["mAP"] <= 1 for t in trials)
+    info = cli("data", "verify", "biwi", "--data-root", str(tmp_path / "data"), "--json")
+    assert info.exit_code == 0 and json.loads(info.stdout)["sessions"] == {"Still": 3, "Training": 4, "Walking": 3}

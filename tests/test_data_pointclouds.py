@@ -487,10 +487,11 @@ def test_fold_names_and_references():
         assert protocol.references and set(protocol.references) <= known
         for per_fold in protocol.references.values():
             assert set(per_fold) == {"all"}
-            assert all(0 < v < 100 for v in per_fold["all"].values()) and set(per_fold["all"]) == {"rank1", "mAP"}
+            assert all(0 < v < 100 for v in per_fold["all"].values()) and set(per_fold["all"]) == {"rank1", "map_trapz"}
         assert "5a0bda93931258e70c3aa8db6cd6c30b608781f7" in protocol.reference_source
-    assert P.Market3D.references["ognet"]["all"] == {"rank1": 86.82, "mAP": 69.02}
-    assert P.MSMT3D.references["ognet-deep-circle"]["all"] == {"rank1": 47.32, "mAP": 24.07}
+    assert P.Market3D.references["ognet"]["all"] == {"rank1": 86.82, "map_trapz": 69.02}  # the release's trapezoid AP
+    assert P.MSMT3D.references["ognet-deep-circle"]["all"] == {"rank1": 47.32, "map_trapz": 24.07}
+    assert P.Market3D.reference_score == "map_trapz"
 
 
 # ------------------------------------------------------------------------------ harness integration

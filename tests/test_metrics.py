@@ -18,7 +18,7 @@ from reid_bench.metrics import closed_set_metrics, cmc_auc, evaluate_retrieval, 
 def loop_reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, filter_same_camera=True):
     num_q, num_g = distmat.shape
     max_rank = min(max_rank, num_g)
-    cmcs, aps, inps = [], [], []
+    cmcs, aps, inps, trapz = [], [], [], 0.0
     for i in range(num_q):
         order = np.argsort(distmat[i], kind="stable")
         is_match = g_pids[order] == q_pids[i]
@@ -34,12 +34,15 @@ def loop_reference(distmat, q_pids, g_pids, q_camids, g_camids, max_rank, filter
         hit_ranks = np.flatnonzero(hit) + 1
         aps.append(float(np.mean(n_hits[hit_ranks - 1] / hit_ranks)))
         inps.append(hit.sum() / hit_ranks[-1])
+        for i, r in enumerate(hit_ranks - 1):  # OG-Net's evaluate_gpu.py, 0-based rank r
+            old = 1.0 if r == 0 else i / r
+            trapz += (old + (i + 1) / (r + 1)) / 2 / len(hit_ranks)
         curve = (n_hits > 0).astype(np.float64)
         curve = np.concatenate([curve, np.ones(max(0, max_rank - curve.size))])
         cmcs.append(curve[:max_rank])
     if not aps:
         return None
-    return np.mean(cmcs, axis=0), float(np.mean(aps)), float(np.mean(inps)), len(aps)
+    return np.mean(cmcs, axis=0), float(np.mean(aps)), float(np.mean(inps)), len(aps), trapz / num_q
 
 
 def random_problem(rng, kind):
@@ -97,8 +100,11 @@ def test_hand_case_with_camera_filter():
     assert res.num_valid_queries == 2
     assert res.num_queries == 3
     assert res.rank(1) == pytest.approx(0.5)
+    # trapezoid AP (OG-Net): A: hit at rank 2: (0/1 + 1/2) / 2 = 0.25; B: (1 + 1) / 2 and
+    # (1/3 + 2/4) / 2, mean 0.7083; C counts as 0 over the 3 queries
     assert res.as_dict() == pytest.approx(
-        {"rank1": 0.5, "rank5": 1.0, "mAP": 0.625, "mINP": 0.5, "num_valid_queries": 2}
+        {"rank1": 0.5, "rank5": 1.0, "mAP": 0.625, "mINP": 0.5, "map_trapz": (0.25 + (1 + 5 / 12) / 2) / 3,
+         "num_valid_queries": 2}
     )
     assert res.cmc.dtype == np.float64
 
@@ -169,6 +175,7 @@ def test_matches_loop_reference(kind):
             np.testing.assert_allclose(res.cmc, ref[0], atol=1e-6, rtol=0)
             assert res.mAP == pytest.approx(ref[1], abs=1e-6)
             assert res.mINP == pytest.approx(ref[2], abs=1e-6)
+            assert res.map_trapz == pytest.approx(ref[4], abs=1e-6)
             assert res.num_valid_queries == ref[3]
             assert res.num_queries == len(qp)
     assert checked >= 8

@@ -19,7 +19,9 @@ from reid_bench_ognet.network import NetConfig, OGNetNetwork
 
 TINY = CloudOptions(train_identities=4, test_identities=4, images_per_identity=4, distractors=2, junk=1, num_points=192)
 # tiny cost settings: the architecture's code paths, not its size
-FAST = dict(points=128, init_points=32, epochs=2, batch_size=8, warmup_epochs=1, embed_batch=16, threads=1)
+# The harness input (points from all vertices) unless a test asks for the release's.
+FAST = dict(points=128, init_points=32, epochs=2, batch_size=8, warmup_epochs=1, embed_batch=16, threads=1,
+            input="harness")
 
 
 @pytest.fixture(scope="module")
@@ -237,3 +239,57 @@ def test_augmentation_ranges(splits):
     model.config.colour_jitter = 0.2
     _, rj = model._train_batch(data, idx, torch.Generator().manual_seed(0))
     assert not torch.equal(rj, trgb)
+
+
+# ------------------------------------------------------------------------------ the release's input
+
+
+def test_released_input_takes_half_of_the_coloured_vertices():
+    from reid_bench_ognet.model import released_index
+
+    rgb = np.full((10, 3), 0.3)
+    rgb[[1, 4, 7]] = 1.0  # pure white: no texture
+    even = released_index(rgb, 5, random=False, rng=np.random.default_rng(0))
+    # coloured: 0 2 3 5 6 8 9; linspace(0, 6, 5) = 0, 1.5, 3, 4.5, 6 -> positions 0 1 3 4 6
+    assert even.tolist() == [0, 2, 5, 6, 9]
+    rand = released_index(rgb, 5, random=True, rng=np.random.default_rng(1))
+    assert len(rand) == 5 and not set(rand) & {1, 4, 7} and 9 not in rand  # the release never picks the last one
+    few = released_index(rgb, 9, random=False, rng=np.random.default_rng(0))
+    assert set(few) >= {0, 2, 3, 5, 6, 8, 9} and len(few) == 9  # all coloured, then white ones
+
+
+def test_released_input_in_a_batch(splits):
+    train, _ = splits
+    data = np.ascontiguousarray(train.data[:4, :, :6]).copy()
+    data[0, :10, 3:6] = 1.0
+    model = OGNet(_small_cfg(input="released", slim=0.5, epochs=1), DataSpec("pointcloud", num_classes=train.num_classes))
+    xyz, rgb = model._train_batch(data, np.arange(4), torch.Generator().manual_seed(0))
+    assert xyz.shape == (4, round(data.shape[1] * 0.5), 3)
+    assert float(rgb[0].max()) <= 0.5 and not bool((rgb[0] == 0.5).all(-1).any())  # white became grey (0)
+    (test_xyz, _), = list(model._test_batches(data[:2]))
+    (again, _), = list(model._test_batches(data[:2]))
+    torch.testing.assert_close(test_xyz, again)  # deterministic at test time
+
+
+def test_class_sampler_draws_every_identity(splits):
+    train, _ = splits
+    model = OGNet(_small_cfg(class_sampler=3, epochs=1), DataSpec("pointcloud", num_classes=train.num_classes))
+    labels = torch.as_tensor(train.labels)
+    order = model._class_sampler_order(labels, torch.Generator().manual_seed(0))
+    classes = len(torch.unique(labels))
+    passes = -(-len(labels) // (classes * 3))
+    assert len(order) == passes * classes * 3
+    assert (torch.bincount(labels[order], minlength=classes) == 3 * passes).all()
+
+
+def test_release_settings_per_dataset():
+    from reid_bench.config import Overrides
+    from reid_bench.trial import resolve_config
+
+    deep = resolve_config("ognet-deep", "market3d", Overrides()).model
+    assert (deep.batch_size, deep.lr, deep.epochs, deep.input, deep.slim) == (30, 6e-4, 1000, "released", 0.5)
+    og = resolve_config("ognet", "market3d", Overrides()).model
+    assert (og.class_sampler, og.lr, og.epochs, og.batch_size) == (3, 1e-3, 1500, 36)
+    assert resolve_config("ognet-deep", "msmt3d", Overrides()).model.batch_size == 30
+    assert resolve_config("ognet-small", "cuhk03np3d", Overrides()).model.weight_decay == 1e-3
+    assert resolve_config("ognet", "synth-market", Overrides()).model.input == "harness"

@@ -57,7 +57,10 @@ def test_every_import_path_equals_its_file_path(root, package):
 def test_root_pyproject_names_no_plugin():
     text = (REPO / "pyproject.toml").read_text()
     meta = tomllib.loads(text)
-    assert "reid_bench.models" not in meta["project"].get("entry-points", {})
+    groups = meta["project"].get("entry-points", {})
+    # the core registers only its own objects: datasets, protocols, layouts and the control rows
+    assert all(v.startswith("reid_bench.") for group in groups.values() for v in group.values())
+    assert set(groups.get("reid_bench.models", {})) == {"control-chance", "control-raw"}
     for folder in PLUGIN_DIRS:
         assert f"reid_bench_{folder.name}" not in text
     assert "plugins/" not in text
@@ -185,7 +188,7 @@ def test_core_alone_runs_a_third_party_plugin(tmp_path):
     listed = cli("list", "--json")
     assert listed.returncode == 0, listed.stderr
     catalogue = json.loads(listed.stdout)
-    assert [m["name"] for m in catalogue["models"]] == ["joint-motion"]
+    assert [m["name"] for m in catalogue["models"]] == ["control-chance", "control-raw", "joint-motion"]
     assert {"synth-gait", "ias", "market3d", "template-gait"} <= {p["name"] for p in catalogue["protocols"]}
     plugins = cli("plugins", "--json")
     assert plugins.returncode == 0, plugins.stderr

@@ -26,7 +26,8 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-TINY = dict(d_t=4, heads=2, hidden=16, epochs=2, batch_size=8, cpu_threads=1, save_checkpoint=False)
+# The harness recipe (pool "last", per-batch subsequences, shuffled batches) unless a test says otherwise.
+TINY = dict(d_t=4, heads=2, hidden=16, epochs=2, batch_size=8, cpu_threads=1, save_checkpoint=False, recipe="harness")
 
 
 def tiny_cfg(**kw) -> "M.SMSGEConfig":
@@ -241,9 +242,9 @@ def test_ablation_switches_change_what_they_should():
     w = normal.net.heads["hyper__hyper"][0].weight
     assert 0.9 < float(w.detach().std()) < 1.1
     assert not normal.net.mgrn.embed["joint"].bias.detach().any()  # the released b_h = 0
-    torch_default = make(tiny_cfg()).net.mgrn.embed["joint"]
+    torch_default = make(tiny_cfg(normal_init=False, embed_init="torch")).net.mgrn.embed["joint"]
     assert float(torch_default.weight.detach().abs().max()) <= 3 ** -0.5  # U(+-1/sqrt(3))
-    released_wh = make(tiny_cfg(embed_init="normal")).net
+    released_wh = make(tiny_cfg(normal_init=False, embed_init="normal")).net
     wh = torch.cat([m.weight.detach().flatten() for m in released_wh.mgrn.embed.values()])
     assert 0.7 < float(wh.std()) < 1.3 and not released_wh.mgrn.embed["body"].bias.detach().any()
     head = released_wh.heads["hyper__hyper"][0].weight.detach()
@@ -292,10 +293,13 @@ def test_protocol_overrides_follow_the_released_code():
     assert (casia.lr, casia.batch_size) == (0.0005, 128)
     base = resolve_config("smsge", "synth-gait", Overrides(model={"variant": "baseline"}), reg).model
     assert base.variant == "baseline"
-    # the ablation rows share synth-gait's recipe (chosen on synth-gait-dev): only the variant differs
+    # the ablation rows share synth-gait's recipe (chosen on synth-gait-dev): only the variant and
+    # the switches it forces differ
     synth = resolve_config("smsge", "synth-gait", Overrides(), reg).model
-    assert (synth.epochs, synth.normal_init, synth.pool, synth.view_normalise) == (6, True, "last", True)
-    assert dataclasses.replace(base, variant=synth.variant) == synth
+    assert (synth.recipe, synth.epochs, synth.normal_init, synth.pool, synth.view_normalise) == (
+        "harness", 6, True, "last", True)
+    forced = {k: getattr(synth, k) for k in M.VARIANTS["baseline"]}
+    assert dataclasses.replace(base, variant=synth.variant, **forced) == synth
     # settings chosen on the development twin must be the ones synth-gait runs
     assert resolve_config("smsge", "synth-gait-dev", Overrides(), reg).model == synth
     for name in M.SMSGE.protocol_overrides:
@@ -332,3 +336,126 @@ def test_runs_on_cuda():
     model = make(tiny_cfg())
     model.fit(windows(16), TrialContext(device="cuda", seed=0, checkpoint_dir=Path("/nonexistent-smsge")))
     assert model.embed(windows(4)).shape == (4, 64)
+
+
+# ------------------------------------------------------------------------------------ the released recipe
+
+# Values read from Kali-Hac/SM-SGE at e30b99401b385995c691c95369cb448ed9151d25 (file:line).
+RELEASED = {
+    "per_scale_adam": True,        # SM-SGE.py:872-879, one Adam per scale loss
+    "normal_init": True,           # SM-SGE.py:314-318, 639-650: tf.random_normal weights, zero biases
+    "embed_init": "normal",        # SM-SGE.py:314-318: W_h [3, 8] ~ N(0, 1)
+    "lengths": "released",         # SM-SGE.py:125, 463-471: subsequence lengths 1..f
+    "fixed_subsequences": True,    # SM-SGE.py:463-471: drawn once while building the graph
+    "zero_pad_step": True,         # SM-SGE.py:513-531: prefixes 1..f+1 (the last reads past the window)
+    "pool": "concat",              # SM-SGE.py:885-906: the prefixes' outputs feed the classifier
+    "balanced_batches": True,      # utils/process_i.py:75, 500-535: class_samp_gen, used unshuffled
+    "part_graph": "released",      # utils/process_i.py:183-186
+    "probe": "released",
+}
+RELEASED_PER_DATASET = {  # SM-SGE.py:94-123 (IAS always takes the split-B branch: batch 64)
+    "ias": {"lr": 0.0025, "batch_size": 64, "epochs": 120, "hidden": 256},
+    "kgbd": {"lr": 0.0025, "batch_size": 256, "epochs": 160, "hidden": 128},
+    "ks20": {"lr": 0.0005, "batch_size": 64, "epochs": 200, "hidden": 256},
+    "casia-b": {"lr": 0.0005, "batch_size": 128, "epochs": 160, "hidden": 256},
+}
+RELEASED_PROBE = {  # SM-SGE.py:1058-1137: 4 D_h hidden, N(0, 1), Adam 0.0025 (CASIA-B 0.0005), no decay
+    "ias": {"hidden": 1024, "lr": 0.0025, "batch_size": 64},
+    "kgbd": {"hidden": 512, "lr": 0.0025, "batch_size": 256},
+    "ks20": {"hidden": 1024, "lr": 0.0025, "batch_size": 64},
+    "casia-b": {"hidden": 1024, "lr": 0.0005, "batch_size": 128},
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(RELEASED_PER_DATASET))
+def test_released_recipe_is_the_default_on_the_papers_protocols(protocol):
+    from reid_bench.config import Overrides
+    from reid_bench.registry import Registry
+    from reid_bench.trial import resolve_config
+
+    reg = _registry(Registry())
+    resolved = resolve_config("smsge", protocol, Overrides(), reg)
+    model, probe = dataclasses.asdict(resolved.model), dataclasses.asdict(resolved.probe)
+    assert {k: model[k] for k in RELEASED} == RELEASED and model["recipe"] == "released"
+    assert {k: model[k] for k in RELEASED_PER_DATASET[protocol]} == RELEASED_PER_DATASET[protocol]
+    f = reg.protocol(protocol).window
+    assert {k: probe[k] for k in RELEASED_PROBE[protocol]} == RELEASED_PROBE[protocol]
+    assert (probe["init"], probe["weight_decay"], probe["standardize"], probe["chunks"], probe["balanced"],
+            probe["shuffle"], probe["scores"]) == ("normal", 0.0, False, f + 1, True, False, "logits")
+    harness = resolve_config("smsge", protocol, Overrides(model={"recipe": "harness"}), reg)
+    flipped = dataclasses.asdict(harness.model)
+    assert all(flipped[k] == M.RECIPES["harness"][k] for k in RELEASED)  # one switch selects the other set
+    assert dataclasses.asdict(harness.probe) == dataclasses.asdict(type(harness.probe)())
+    kept = resolve_config("smsge", protocol, Overrides(model={"recipe": "harness", "pool": "mean"}), reg)
+    assert kept.model.pool == "mean"  # an explicit value outlives the recipe
+
+
+def test_class_balanced_order_follows_class_samp_gen():
+    from reid_bench.samples import class_balanced_order
+
+    labels = np.array([1, 0, 0, 1, 1, 0, 2, 2, 1, 0, 0])  # class 0: 1, 2, 5, 9, 10; 1: 0, 3, 4, 8; 2: 6, 7
+    order = class_balanced_order(labels, batch_size=6, rng=np.random.default_rng(0))
+    # 2 * (11 // 6) = 2 groups of 6 // 3 = 2 windows per class, classes in sorted order
+    assert order[:6].tolist() == [1, 2, 0, 3, 6, 7]
+    assert order[6:8].tolist() == [5, 9] and order[8:10].tolist() == [4, 8]
+    assert len(order) == 12 and set(order[10:12].tolist()) <= {6, 7}  # class 2 is used up: drawn again
+    np.testing.assert_array_equal(order, class_balanced_order(labels, 6, np.random.default_rng(0)))
+
+
+def test_released_probe_sums_the_prefix_logits(tmp_path):
+    from reid_bench.probe import ProbeConfig, train_probe_and_score
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 1, (3, 4))
+    y = np.repeat(np.arange(3), 20)
+    x = np.concatenate([centres[y] + 0.1 * rng.normal(0, 1, (60, 4)) for _ in range(3)], axis=1)  # 3 chunks
+    cfg = ProbeConfig(hidden=8, epochs=30, lr=0.01, weight_decay=0.0, standardize=False, init="normal", chunks=3,
+                      balanced=True, shuffle=False, scores="logits", batch_size=6)
+    scores = train_probe_and_score(x, y, x, cfg, seed=0)
+    assert scores.shape == (60, 3) and (scores.argmax(1) == y).mean() > 0.9
+    assert not np.allclose(np.exp(scores).sum(1), 1.0)  # raw logits, not probabilities
+    with pytest.raises(ValueError, match="does not divide"):
+        train_probe_and_score(x[:, :11], y, x[:, :11], cfg, seed=0)
+
+
+def test_structural_relation_weights_are_glorot_per_head():
+    layer = M.StructuralRelations(M.SMSGEConfig(), G.build_graphs(KINECT_V1_20)["joint"].mask)
+    w, a = layer.w.detach(), layer.a1.detach()
+    assert float(w.abs().max()) <= (6 / 16) ** 0.5 and float(w.abs().max()) > 0.5  # not (6/128)**0.5 = 0.22
+    assert float(a.abs().max()) <= (6 / 9) ** 0.5 and float(a.abs().max()) > 0.5
+
+
+def test_casia_part_graph_links_the_head_to_the_arms_in_the_release():
+    released = G.build_graphs(CASIA_14, part_graph="released")["part"].adjacency
+    bones = G.build_graphs(CASIA_14, part_graph="bones")["part"].adjacency
+    head, torso, upper_arms = 5, 4, (6, 8)
+    assert all(released[head, a] == 1 and released[torso, a] == 0 for a in upper_arms)
+    assert all(bones[torso, a] == 1 and bones[head, a] == 0 for a in upper_arms)
+    for layout in (KINECT_V1_20, KINECT_V2_25):  # on the Kinect layouts the two graphs are the same
+        np.testing.assert_array_equal(G.build_graphs(layout, part_graph="released")["part"].adjacency,
+                                      G.build_graphs(layout, part_graph="bones")["part"].adjacency)
+
+
+def test_table4_rows_are_cumulative():
+    switches = ("scales", "graph_encoder", "structural", "collaborative", "cross_scale", "subsequences")
+    rows = {name: {k: getattr(M.effective_config(tiny_cfg(variant=name)), k) for k in switches}
+            for name in M.TABLE4_ROWS}
+    assert M.TABLE4_ROWS[0] == "baseline" and M.TABLE4_ROWS[-1] == "full"
+    assert rows["baseline"] == {"scales": "joint", "graph_encoder": False, "structural": False,
+                                "collaborative": False, "cross_scale": False, "subsequences": False}
+    assert rows["sr"] == dict(rows["baseline"], graph_encoder=True, structural=True)
+    assert rows["mg-sr"] == dict(rows["sr"], scales="hyper,joint,part,body")
+    assert rows["mg-sr-csi"] == dict(rows["mg-sr"], cross_scale=True)
+    assert rows["mg-sr-csi-ssr"] == dict(rows["mg-sr-csi"], subsequences=True)
+    assert rows["mg-sr-cr"] == dict(rows["mg-sr"], collaborative=True)
+    assert rows["mg-sr-cr-csi"] == dict(rows["mg-sr-cr"], cross_scale=True)
+    assert rows["full"] == dict(rows["mg-sr-cr-csi"], subsequences=True)
+
+
+def test_released_recipe_trains_on_the_balanced_set_in_order(tmp_path):
+    model = make(tiny_cfg(recipe="released"))
+    assert model.cfg.balanced_batches and model.cfg.pool == "concat" and model.cfg.zero_pad_step
+    train = windows(16)
+    model.fit(train, ctx(tmp_path, seed=0))
+    assert np.isfinite(model.history).all()
+    assert model.embed(windows(2)).shape == (2, 7 * 4 * 16)  # f + 1 prefixes of 4 scales

@@ -72,11 +72,16 @@ class Model(abc.ABC):
     """
 
     api_version: ClassVar[str] = API_VERSION
+    #: The implementation's version: bump it when a change alters results, so that a leaderboard
+    #: row (model, configuration, protocol version) never mixes trials of two implementations.
+    version: ClassVar[str] = "1"
     modality: ClassVar[str]
     config_class: ClassVar[type]
     description: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     protocol_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: What a leaderboard row of this model on a protocol should say (a CPU budget, a recipe).
+    protocol_notes: ClassVar[dict[str, str]] = {}
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
         self.config = config
@@ -99,6 +104,19 @@ class Model(abc.ABC):
     def num_parameters(self) -> int:
         """Learned parameters of the embedding network (identity classifiers excluded)."""
         return 0
+
+    @classmethod
+    def finalize_config(cls, config: Any, protocol: "Protocol") -> Any:
+        """The configuration a trial runs, from the one asked for: fill in what a recipe or a
+        named variant decides, so that two spellings of one configuration are one leaderboard
+        row. Default: unchanged."""
+        return config
+
+    @classmethod
+    def probe_defaults(cls, config: Any, protocol: "Protocol") -> dict[str, Any]:
+        """The closed-set probe this model's recipe uses (``ProbeConfig`` fields); ``--set
+        probe.*`` still wins. Default: the harness's probe."""
+        return {}
 
     @classmethod
     def search_space(cls) -> dict[str, Any] | None:
@@ -164,12 +182,15 @@ class Protocol(abc.ABC):
     max_rank: ClassVar[int] = 50
     references: ClassVar[dict[str, dict[str, dict[str, float]]]] = {}
     reference_source: ClassVar[str] = ""
+    #: The metric the published numbers give for the main score, when it is not the main score
+    #: itself (OG-Net's mAPs are its trapezoid AP, ``map_trapz``).
+    reference_score: ClassVar[str | None] = None
 
     @property
     def metrics(self) -> tuple[str, ...]:
         if self.mode == "closed-set":
             return ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy")
-        return ("rank1", "rank5", "rank10", "mAP", "mINP")
+        return ("rank1", "rank5", "rank10", "mAP", "mINP", "map_trapz")
 
     def fixed_data_options(self) -> dict[str, Any]:
         """Dataset options this protocol sets itself (``--set data.*`` may not change them)."""

@@ -132,6 +132,19 @@ def _model_info(name: str, cls: Any) -> dict[str, Any]:
     return info
 
 
+def _resolved_on(model: str, protocol: str) -> dict[str, Any]:
+    """What a run of ``model`` on ``protocol`` uses with no --set: the resolved defaults (recipe
+    and per-protocol values applied), the probe, the data options, and the fingerprint."""
+    from reid_bench.config import ConfigError, Overrides
+    from reid_bench.trial import resolve_config
+
+    try:
+        resolved = resolve_config(model, protocol, Overrides())
+    except (PluginError, ConfigError) as exc:
+        fail(str(exc))
+    return {"protocol": protocol, **resolved.as_dict(), "config_fingerprint": resolved.fingerprint}
+
+
 def _dataset_info(name: str, cls: Any) -> dict[str, Any]:
     from reid_bench.config import config_dict
 
@@ -160,6 +173,8 @@ def _layout_info(name: str, layout: Any) -> dict[str, Any]:
 
 @app.command("info")
 def info_cmd(name: str = typer.Argument(..., help="a model, dataset, protocol or layout name"),
+             protocol: Optional[str] = typer.Option(None, "--protocol", "-p",
+                                                    help="a model's configuration as it runs on this protocol"),
              as_json: bool = typer.Option(False, "--json")) -> None:
     """Describe one plugin: a model's config and parameter count, a dataset's license, a protocol's folds."""
     registry = get_registry()
@@ -180,6 +195,10 @@ def info_cmd(name: str = typer.Argument(..., help="a model, dataset, protocol or
         except PluginError as exc:
             fail(str(exc), 1)
         infos.append(builders[kind](name, obj))
+        if kind == "models" and protocol:
+            infos[-1]["on_protocol"] = _resolved_on(name, protocol)
+    if protocol and "models" not in kinds:
+        fail(f"--protocol applies to models; {name!r} is a {', '.join(k.rstrip('s') for k in kinds)}")
     if as_json:
         print_json(infos[0] if len(infos) == 1 else infos)
         return
@@ -453,7 +472,7 @@ def data_verify(
         options = {}
         if cls.options_class is not None:
             raw = {k.removeprefix("data."): v for k, v in parse_sets([f"data.{x}" for x in sets or []]).data.items()}
-            options = config_dict(apply_overrides(cls.options_class(), raw, f"dataset {name!r}"))
+            options = config_dict(apply_overrides(cls.options_class(), raw, f"dataset {name!r}", prefix="data."))
         elif sets:
             raise ConfigError(f"dataset {name!r} has no options")
     except (PluginError, ConfigError) as exc:

@@ -177,6 +177,9 @@ def apply_overrides(config: Any, values: dict[str, str], what: str, prefix: str 
             hint = f"; did you mean {prefix}{close[0]!r}?" if close else ""
             raise ConfigError(f"unknown --set key {prefix}{key!r} for {what}{hint} (keys: {', '.join(names)})")
         changes[key] = coerce(value, hints.get(key, str), f"{prefix}{key}")
+        problem = _check_value(changes[key], hints.get(key, Any), key)
+        if problem:  # before the config is made: its own __post_init__ would not name the key
+            raise ConfigError(f"{prefix}{key}={json.dumps(changes[key], default=str)}: {problem} ({what})")
     try:
         config = dataclasses.replace(config, **changes) if changes else config
     except (TypeError, ValueError) as exc:

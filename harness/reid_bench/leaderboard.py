@@ -19,11 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reid_bench.controls import control_kind
 from reid_bench.results import Key, ResultsError, export_store, load_results, render_results, write_files
 
-PERCENT_METRICS = {"rank1", "rank5", "rank10", "nAUC", "mAP", "mINP", "roc_auc_micro", "sequence_accuracy"}
+PERCENT_METRICS = {"rank1", "rank5", "rank10", "nAUC", "mAP", "mINP", "roc_auc_micro", "sequence_accuracy",
+                   "map_trapz"}
 LABELS = {"rank1": "Rank-1", "rank5": "Rank-5", "rank10": "Rank-10", "nAUC": "nAUC", "mAP": "mAP", "mINP": "mINP",
-          "sequence_accuracy": "Seq-acc", "roc_auc_micro": "ROC-AUC-micro"}
+          "sequence_accuracy": "Seq-acc", "roc_auc_micro": "ROC-AUC-micro", "map_trapz": "mAP (trapz)"}
 CONFIG_DIFFERS = "config differs"
 
 
@@ -66,6 +68,7 @@ class Row:
     date: str
     tuned: str = ""
     rank: int | None = None
+    control: str | None = None  # chance, probe on raw windows, untrained encoder
 
     @property
     def complete(self) -> bool:
@@ -81,6 +84,7 @@ class ProtocolBoard:
     folds: list[str]
     rows: dict[tuple[str, str], list[Row]] = field(default_factory=dict)  # (version, fold) -> rows
     reference_source: str = ""
+    reference_score: str = ""  # the metric the papers report for the main score (OG-Net: map_trapz)
 
     @property
     def columns(self) -> list[str]:
@@ -108,24 +112,30 @@ def _protocol_meta(name: str, doc: dict[str, Any]) -> dict[str, Any]:
     try:
         cls = get_registry().protocol(name)
         return {"higher_is_better": cls.higher_is_better, "folds": list(cls.folds), "references": cls.references,
-                "reference_source": cls.reference_source}
+                "reference_source": cls.reference_source,
+                "reference_score": getattr(cls, "reference_score", None) or cls.main_score}
     except PluginError:
         folds = sorted({k.rsplit("/seed", 1)[0] for k in doc["expected_trials"]})
-        return {"higher_is_better": True, "folds": folds, "references": {}, "reference_source": ""}
+        return {"higher_is_better": True, "folds": folds, "references": {}, "reference_source": "",
+                "reference_score": doc["main_score"]}
 
 
-def config_label(config_diff: dict[str, str]) -> str:
-    if not config_diff:
+def config_label(values: dict[str, str]) -> str:
+    if not values:
         return "default"
-    return ", ".join(f"{k.removeprefix('model.')}={v}" for k, v in sorted(config_diff.items()))
+    return ", ".join(f"{k.removeprefix('model.')}={v}" for k, v in sorted(values.items()))
 
 
 def _paper(meta: dict[str, Any], doc: dict[str, Any], fold: str, metric: str) -> tuple[float | None, str | None]:
+    """The published value of the row's model (shown only when the row runs the paper's
+    configuration) and the reproduction status: "paper config", or which settings differ."""
     value = meta["references"].get(doc["model"], {}).get(fold, {}).get(metric)
     if value is None:
         return None, None
-    if doc["config_diff"] or doc.get("tuned"):
-        return None, CONFIG_DIFFERS
+    if doc.get("tuned"):
+        return None, f"{CONFIG_DIFFERS}: tuned"
+    if doc["config_diff"]:
+        return None, f"{CONFIG_DIFFERS}: " + ", ".join(k.removeprefix("model.") for k in sorted(doc["config_diff"]))
     return float(value), "paper config"
 
 
@@ -136,7 +146,8 @@ def collect(documents: dict[Key, dict[str, Any]]) -> dict[str, ProtocolBoard]:
         board = boards.get(protocol)
         if board is None:
             board = boards[protocol] = ProtocolBoard(protocol, doc["mode"], doc["main_score"], meta["higher_is_better"],
-                                                     list(meta["folds"]), reference_source=meta["reference_source"])
+                                                     list(meta["folds"]), reference_source=meta["reference_source"],
+                                                     reference_score=meta["reference_score"])
         expected: dict[str, list[int]] = {}
         for key in doc["expected_trials"]:
             fold, seed = key.rsplit("/seed", 1)
@@ -158,7 +169,7 @@ def collect(documents: dict[Key, dict[str, Any]]) -> dict[str, ProtocolBoard]:
                                      r.fingerprint))
             rank = 0
             for row in rows:
-                if row.complete:
+                if row.complete and row.control is None:
                     rank += 1
                     row.rank = rank
     return boards
@@ -169,7 +180,7 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
     seeds = [t["seed"] for t in trials]
     complete = bool(expected) and set(expected) <= set(seeds)
     cells = {}
-    for metric in dict.fromkeys([*board.columns, board.main_score, *PERCENT_METRICS]):
+    for metric in dict.fromkeys([*board.columns, board.main_score, board.reference_score, *PERCENT_METRICS]):
         values = [t["metrics"][metric] for t in trials if metric in t["metrics"]]
         if not values:
             continue
@@ -178,16 +189,17 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
                                  len(values))
         else:
             cells[metric] = Cell(None, None, len(values))
-    for metric in board.columns + [board.main_score]:
+    for metric in board.columns + [board.main_score, board.reference_score]:
         cells.setdefault(metric, Cell(None, None, 0))
     latest = max(trials, key=lambda t: (t["end_time"], t["run_id"]))
     params = next((t["num_parameters"] for t in trials if t.get("num_parameters") is not None), None)
-    paper, status = _paper(meta, doc, fold, board.main_score)
-    return Row(model=doc["model"], config=config_label(doc["config_diff"]), fingerprint=doc["config_fingerprint"],
+    paper, status = _paper(meta, doc, fold, board.reference_score)
+    return Row(model=doc["model"], config=config_label(doc.get("config_label", doc["config_diff"])), fingerprint=doc["config_fingerprint"],
                version=version, fold=fold, expected_seeds=expected, seeds=seeds, cells=cells,
                per_seed={t["seed"]: dict(t["metrics"]) for t in trials}, params=params, paper=paper,
                paper_status=status, run_id=latest["invocation"], commit=latest.get("commit", "unknown"),
-               date=latest.get("date", ""), tuned=doc.get("tuned") or "")
+               date=latest.get("date", ""), tuned=doc.get("tuned") or "",
+               control=control_kind(doc["model"], doc["config_diff"]))
 
 
 # ------------------------------------------------------------------------------------- rendering
@@ -205,23 +217,29 @@ def _fmt_params(n: int | None) -> str:
     return str(n)
 
 
-def _fmt_paper(r: Row) -> str:
-    if r.paper is not None:
-        return f"{r.paper:.1f}"
-    return r.paper_status or "—"
+def _difference(board: ProtocolBoard, r: Row) -> float | None:
+    """Measured minus published, in points, on the metric the paper reports."""
+    cell = r.cells.get(board.reference_score)
+    if r.paper is None or cell is None or cell.mean is None:
+        return None
+    return 100.0 * cell.mean - r.paper if board.reference_score in PERCENT_METRICS else cell.mean - r.paper
 
 
 def _cells(board: ProtocolBoard, r: Row) -> list[str]:
     n = f"{len(r.seeds)}/{len(r.expected_seeds)}" + ("" if r.complete else " incomplete")
-    cells = [str(r.rank) if r.rank else "—", r.model + (f" (tuned: {r.tuned})" if r.tuned else ""), r.config]
+    model = r.model + (f" (tuned: {r.tuned})" if r.tuned else "") + (f" ({r.control})" if r.control else "")
+    cells = [str(r.rank) if r.rank else "—", model, r.config]
     cells += [r.cells[c].fmt(c in PERCENT_METRICS) for c in board.columns]
-    cells += [n, _fmt_params(r.params), _fmt_paper(r), r.run_id[:8], r.commit, r.date]
+    diff = _difference(board, r)
+    cells += [n, _fmt_params(r.params), "—" if r.paper is None else f"{r.paper:.1f}",
+              "—" if diff is None else f"{diff:+.1f}", r.paper_status or "—", r.run_id[:8], r.commit, r.date]
     return cells
 
 
 def _header(board: ProtocolBoard) -> list[str]:
     return (["#", "Model", "Config"] + [LABELS[c] for c in board.columns]
-            + ["n", "Params", f"Paper {LABELS[board.main_score]}", "Run", "Commit", "Date"])
+            + ["n", "Params", f"Paper {LABELS.get(board.reference_score, board.reference_score)}", "Δ",
+               "Reproduction", "Run", "Commit", "Date"])
 
 
 def _section_title(board: ProtocolBoard, version: str, fold: str) -> str:
@@ -235,17 +253,42 @@ def render_markdown(board: ProtocolBoard) -> str:
            f"({'higher' if board.higher_is_better else 'lower'} is better). Values are percent, mean ± sample std "
            "over seeds (one seed: no spread); n = finished seeds / expected, over every invocation of the "
            "configuration. Rows with missing seeds are marked incomplete and not averaged. The paper's value "
-           f"stands only on rows with the paper's configuration; '{CONFIG_DIFFERS}' marks the others.", ""]
+           "and the difference (measured minus published, points) stand only on rows with the paper's "
+           f"configuration; on the others the Reproduction column says which settings differ.", ""]
     if board.reference_source:
         out += [f"Paper values: {board.reference_source}", ""]
     header = _header(board)
+
+    def table(rows: list[Row]) -> list[str]:
+        return (["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+                + ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(board, r)) + " |" for r in rows])
+
     for version, fold in board.sections():
-        out += [f"## {_section_title(board, version, fold)}", "",
-                "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        out += ["| " + " | ".join(c.replace("|", "\\|") for c in _cells(board, r)) + " |"
-                for r in board.rows[(version, fold)]]
-        out.append("")
+        rows = board.rows[(version, fold)]
+        out += [f"## {_section_title(board, version, fold)}", ""] + table([r for r in rows if r.control is None]) + [""]
+        controls = [r for r in rows if r.control is not None]
+        if controls:
+            out += ["Controls (not ranked): chance, the probe on the raw windows, each learned model's untrained "
+                    "encoder under the same probe.", ""] + table(controls) + [""]
+    notes = _notes(board)
+    if notes:
+        out += ["## Notes", ""] + [f"- {model}: {note}" for model, note in notes] + [""]
     return "\n".join(out)
+
+
+def _notes(board: ProtocolBoard) -> list[tuple[str, str]]:
+    """What the installed models say their rows on this protocol mean (a CPU budget, a recipe)."""
+    from reid_bench.registry import PluginError, get_registry
+
+    out = []
+    for model in sorted({r.model for rows in board.rows.values() for r in rows}):
+        try:
+            note = getattr(get_registry().model(model), "protocol_notes", {}).get(board.name)
+        except PluginError:
+            note = None
+        if note:
+            out.append((model, note))
+    return out
 
 
 def board_json(board: ProtocolBoard) -> dict[str, Any]:
@@ -257,12 +300,14 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
              "metrics": {m: c.as_json(m in PERCENT_METRICS) for m, c in sorted(r.cells.items())},
              "per_seed": {str(s): {m: round(100.0 * v if m in PERCENT_METRICS else v, 4) for m, v in sorted(vals.items())}
                           for s, vals in sorted(r.per_seed.items())},
-             "num_parameters": r.params, "paper": r.paper, "paper_status": r.paper_status, "run_id": r.run_id,
-             "commit": r.commit, "date": r.date, "tuned": r.tuned or None}
+             "num_parameters": r.params, "paper": r.paper, "paper_status": r.paper_status,
+             "paper_difference": None if _difference(board, r) is None else round(_difference(board, r), 4),
+             "run_id": r.run_id,
+             "commit": r.commit, "date": r.date, "tuned": r.tuned or None, "control": r.control}
             for r in board.rows[(version, fold)]
         ]
     return {"mode": board.mode, "main_score": board.main_score, "higher_is_better": board.higher_is_better,
-            "versions": sections}
+            "reference_score": board.reference_score, "versions": sections, "notes": dict(_notes(board))}
 
 
 def render_html(boards: dict[str, ProtocolBoard]) -> str:

@@ -3,7 +3,7 @@
 Two protocols are covered:
 
 * open-set retrieval (query vs. gallery, Market-1501 rules): CMC, mAP and mINP
-  via :func:`evaluate_retrieval`;
+  via :func:`evaluate_retrieval` (and OG-Net's trapezoid AP, ``map_trapz``);
 * closed-set identification (a probe classifier on frozen features): CMC over
   identities, nAUC, micro ROC AUC and sequence-level accuracy via
   :func:`closed_set_metrics`, from the class scores of a probe classifier
@@ -52,6 +52,10 @@ class RetrievalResult:
     mINP: float
     num_valid_queries: int
     num_queries: int
+    #: OG-Net's AP (evaluate_gpu.py lines 50-57 of layumi/person-reid-3d): at each true match the
+    #: mean of the precision there and just before it, averaged over *all* queries (one without a
+    #: true match counts as 0, as the release divides by the query count): the published OG-Net mAPs.
+    map_trapz: float = float("nan")
     #: Per valid query, in query order: the 1-based rank of its first true match, and its AP
     #: (what a paired bootstrap over queries resamples).
     query_first_rank: np.ndarray | None = None
@@ -70,6 +74,7 @@ class RetrievalResult:
                 out[f"rank{k}"] = self.rank(k)
         out["mAP"] = self.mAP
         out["mINP"] = self.mINP
+        out["map_trapz"] = self.map_trapz
         out["num_valid_queries"] = self.num_valid_queries
         return out
 
@@ -221,7 +226,7 @@ def evaluate_retrieval(
 
     threads = torch.get_num_threads()
     with _serial_torch(device):
-        first_rank, ap, inp, valid = _rank_queries(
+        first_rank, ap, inp, valid, ap_trapz = _rank_queries(
             rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, threads
         )
     num_valid = int(valid.sum())
@@ -235,13 +240,14 @@ def evaluate_retrieval(
         mINP=float(inp[valid].sum().item() / num_valid),
         num_valid_queries=num_valid,
         num_queries=num_q,
+        map_trapz=float(ap_trapz.sum().item() / num_q),
         query_first_rank=first_rank[valid].cpu().numpy(),
         query_ap=ap[valid].double().cpu().numpy(),
     )
 
 
 def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, sort_threads):
-    """Per query: 1-based kept rank of the first true match, AP, INP, validity."""
+    """Per query: 1-based kept rank of the first true match, AP, INP, validity, trapezoid AP."""
     num_q, num_g = rows.shape
     # Gallery indices of every pid, contiguous after a stable sort by pid, so
     # each query's same-pid items (true matches + junk) are one slice.
@@ -297,6 +303,7 @@ def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, 
     # only evaluated for the rare items whose distance is tied.
     first_rank = torch.zeros(num_q, dtype=torch.int64, device=device)
     ap = torch.zeros(num_q, dtype=torch.float64, device=device)
+    ap_trapz = torch.zeros(num_q, dtype=torch.float64, device=device)
     inp = torch.zeros(num_q, dtype=torch.float64, device=device)
     vq = torch.nonzero(valid).squeeze(1)
     vq = vq[torch.sort(n_cand[vq], stable=True).indices]  # similar sizes share a chunk
@@ -358,10 +365,13 @@ def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, 
             prec = torch.where(g_s, hits.double() / kept_rank.double(), 0.0)
             ng = n_good[qi].double()
             ap[qi] = prec.sum(1) / ng
+            # OG-Net's evaluate_gpu.py: the mean of the precision at this hit and just before it
+            before = torch.where(kept_rank > 1, (hits - 1).double() / (kept_rank - 1).clamp(min=1).double(), 1.0)
+            ap_trapz[qi] = torch.where(g_s, (prec + before) / 2, 0.0).sum(1) / ng
             first_rank[qi] = kept_rank.masked_fill(~g_s, torch.iinfo(torch.int64).max).min(1).values
             inp[qi] = ng / kept_rank.masked_fill(~g_s, 0).max(1).values.double()
 
-    return first_rank, ap, inp, valid
+    return first_rank, ap, inp, valid, ap_trapz
 
 
 @contextlib.contextmanager

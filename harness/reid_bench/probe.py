@@ -20,10 +20,18 @@ from reid_bench.config import Fraction, NonNegativeFloat, PositiveFloat, Positiv
 __all__ = ["ProbeConfig", "train_probe_and_score"]
 
 
-
 @dataclass
 class ProbeConfig:
-    """Probe trained on frozen features; fixed epochs so test data never steers it."""
+    """Probe trained on frozen features; fixed epochs so test data never steers it.
+
+    ``init``: "torch" (PyTorch's default) or "normal" (weights N(0, 1), biases 0). ``chunks``:
+    the feature is that many equal parts sharing one classifier, whose logits are summed (SM-SGE's
+    release classifies each of a window's f+1 prefixes that way). ``balanced``: train on the
+    class-balanced set of :func:`reid_bench.samples.class_balanced_order` instead of the windows
+    as given; ``shuffle``: reshuffle every epoch (False: the order as built). ``scores``: what the
+    metrics rank, "softmax" probabilities or raw "logits" (SM-SGE's release computes its ROC AUC
+    on the summed logits).
+    """
 
     kind: Literal["mlp", "knn"] = "mlp"
     hidden: PositiveInt = 256
@@ -34,6 +42,11 @@ class ProbeConfig:
     dropout: Fraction = 0.0
     k: PositiveInt = 1
     standardize: bool = True
+    init: Literal["torch", "normal"] = "torch"
+    chunks: PositiveInt = 1
+    balanced: bool = False
+    shuffle: bool = True
+    scores: Literal["softmax", "logits"] = "softmax"
 
 
 def _to_float_tensor(x, name: str, device: torch.device) -> torch.Tensor:
@@ -128,31 +141,51 @@ def _knn_scores(xtr, ytr, xte, n_cls: int, k: int) -> np.ndarray:
 
 
 def _mlp_scores(xtr, ytr, xte, n_cls: int, cfg: ProbeConfig, seed: int, device) -> np.ndarray:
+    if xtr.shape[1] % cfg.chunks:
+        raise ValueError(f"probe.chunks={cfg.chunks} does not divide the feature size {xtr.shape[1]}")
+    width = xtr.shape[1] // cfg.chunks
     fork_devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=fork_devices):
         torch.manual_seed(seed)
-        layers: list[torch.nn.Module] = [torch.nn.Linear(xtr.shape[1], cfg.hidden), torch.nn.ReLU()]
+        layers: list[torch.nn.Module] = [torch.nn.Linear(width, cfg.hidden), torch.nn.ReLU()]
         if cfg.dropout > 0:
             layers.append(torch.nn.Dropout(cfg.dropout))
         layers.append(torch.nn.Linear(cfg.hidden, n_cls))
         model = torch.nn.Sequential(*layers).to(device)
+        if cfg.init == "normal":
+            for layer in model:
+                if isinstance(layer, torch.nn.Linear):
+                    torch.nn.init.normal_(layer.weight, 0.0, 1.0)
+                    torch.nn.init.zeros_(layer.bias)
+
+        def logits(x: torch.Tensor) -> torch.Tensor:  # one classifier on every chunk, logits summed
+            return model(x.reshape(x.shape[0] * cfg.chunks, width)).reshape(x.shape[0], cfg.chunks, -1).sum(1)
+
         opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator(device="cpu")
         gen.manual_seed(seed)
-        n = xtr.shape[0]
+        if cfg.balanced:
+            from reid_bench.samples import class_balanced_order
+
+            order = torch.as_tensor(class_balanced_order(ytr.cpu().numpy(), cfg.batch_size,
+                                                         np.random.default_rng(seed)))
+        else:
+            order = torch.arange(xtr.shape[0])
+        n = len(order)
         model.train()
         for _ in range(cfg.epochs):
-            perm = torch.randperm(n, generator=gen).to(device)
+            perm = order[torch.randperm(n, generator=gen)] if cfg.shuffle else order
+            perm = perm.to(device)
             for s in range(0, n, cfg.batch_size):
                 idx = perm[s : s + cfg.batch_size]
-                loss = torch.nn.functional.cross_entropy(model(xtr[idx]), ytr[idx])
+                loss = torch.nn.functional.cross_entropy(logits(xtr[idx]), ytr[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
         model.eval()
         with torch.no_grad():
-            probs = [
-                torch.softmax(model(xte[s : s + 4096]), dim=1).double()
-                for s in range(0, xte.shape[0], 4096)
-            ]
-    return torch.cat(probs).cpu().numpy()
+            out = [logits(xte[s : s + 4096]).double() for s in range(0, xte.shape[0], 4096)]
+            scores = torch.cat(out)
+            if cfg.scores == "softmax":
+                scores = torch.softmax(scores, dim=1)
+    return scores.cpu().numpy()

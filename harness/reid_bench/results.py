@@ -3,7 +3,8 @@
 A document holds every finished (fold, seed) trial of its configuration, whichever invocation
 ran it, each once (the latest to finish), with all its metrics, its CMC curve, its per-query
 outcomes, the config (resolved, and ``config_diff``: where it departs from the model's defaults
-on the protocol), versions, commit and dataset checksums. ``reid-bench leaderboard``
+on the protocol; ``config_label``: the ``--set`` values that reached it), versions, commit and
+dataset checksums. ``reid-bench leaderboard``
 exports the tracking store into a folder of these documents (``results/`` in the repository)
 and builds the leaderboards from that folder alone, so committed boards can be rebuilt from
 committed results without the store that produced them (MTEB keeps its results the same way).
@@ -24,7 +25,7 @@ from typing import Any, Iterable
 
 SCHEMA = "reid-bench.result/1"
 #: The metrics a trial result carries (the rest of an MLflow run's metrics are timings and curves).
-SCORES = ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy", "mAP", "mINP")
+SCORES = ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy", "mAP", "mINP", "map_trapz")
 _REQUIRED = ("schema", "protocol", "protocol_version", "mode", "main_score", "model", "config_fingerprint",
              "config_diff", "config", "expected_trials", "trials")
 _TRIAL_REQUIRED = ("fold", "seed", "run_id", "invocation", "end_time", "metrics")
@@ -194,6 +195,7 @@ def _document_from_parent(parent: Any) -> dict[str, Any]:
         "config_fingerprint": fingerprint, "mode": tags.get("reid_bench.mode", "retrieval"),
         "main_score": tags.get("reid_bench.main_score", "rank1"),
         "config_diff": json.loads(tags.get("reid_bench.config_diff") or tags.get("reid_bench.overrides") or "{}"),
+        "config_label": json.loads(tags.get("reid_bench.config_label") or tags.get("reid_bench.overrides") or "{}"),
         "tuned": tags.get("reid_bench.tuned") or None, "config": {}, "expected_trials": [], "trials": [],
     }
 

@@ -359,24 +359,28 @@ def check_local_gpus(gpus_per_trial: float) -> None:
                        "no trial was started")
 
 
-def check_data(protocol_cls: Any, resolved: Any, data_root: str | None) -> None:
-    """Every on-disk dataset the protocol reads is where the run will look for it."""
+def check_data(protocol_cls: Any, resolved: Any, data_root: str | None, cache_dir: str | Path | None = "default") -> None:
+    """Every on-disk dataset the protocol reads is where the run will look for it, and parses:
+    a bad file is refused here, naming the file and line, before anything is written. The
+    parse goes through the cache, so trials on this machine read the checked records."""
     from reid_bench.datasets import DataFormatError, DatasetNotFoundError, FileDataset
     from reid_bench.trial import HarnessData
 
     data = HarnessData(get_registry(), str(Path(data_root).resolve()) if data_root else None, resolved.data,
-                       cache_dir=None)
+                       cache_dir=cache_dir)
     for name in protocol_cls.datasets:
         dataset = data.dataset(name)
         if not isinstance(dataset, FileDataset):
             continue
         try:
-            dataset.require_root()
             if not dataset.source_files():
-                raise DatasetNotFoundError(f"no {dataset.data_format or 'data'} files found under {dataset.root}. "
-                                           f"Obtain the data from: {dataset.obtain}")
-        except (DatasetNotFoundError, DataFormatError) as exc:
+                raise DatasetNotFoundError(f"no data files found under {dataset.require_root()} (the layout it "
+                                           f"expects: reid-bench data info {name}). Obtain the data from: {dataset.obtain}")
+            data.load(name)
+        except (DatasetNotFoundError, DataFormatError, ValueError) as exc:
             raise RunError(f"dataset {name!r}: {exc}") from None
+        except OSError as exc:
+            raise RunError(f"dataset {name!r}: {exc.filename or ''}: {exc.strerror or exc}") from None
 
 
 def dispatch_ray(specs: list[TrialSpec], events: Coordinator, gpus_per_trial: float, cpus_per_trial: float,
@@ -545,7 +549,8 @@ def run_benchmark(
         seed_list = seeds_for(protocol_cls, seeds)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    check_data(protocol_cls, resolved, data_root)
+    cache_dir = cache_dir if cache_dir in (None, "default") else str(Path(cache_dir).resolve())
+    check_data(protocol_cls, resolved, data_root, cache_dir)
     uri = tracking_uri or tracking.default_tracking_uri()
     tracking.check_uri(uri, must_exist=bool(resume))
 
@@ -580,7 +585,7 @@ def run_benchmark(
                   overrides={"model": overrides.model, "probe": overrides.probe, "data": overrides.data},
                   data_root=str(Path(data_root).resolve()) if data_root else None, device=device, work_dir=str(work_dir),
                   threads=max(1, int(cpus_per_trial)) if use_ray else None,
-                  cache_dir=cache_dir if cache_dir in (None, "default") else str(Path(cache_dir).resolve()))
+                  cache_dir=cache_dir)
         for f in fold_list for s in seed_list
     ]
     trials = {s.key: TrialState(s) for s in all_specs}
@@ -596,6 +601,8 @@ def run_benchmark(
         "reid_bench.main_score": protocol_cls.main_score,
         "reid_bench.overrides": json.dumps(overrides.as_flat(), sort_keys=True),
         "reid_bench.config_diff": json.dumps(config_diff, sort_keys=True),
+        # what was typed, unless it amounts to the defaults (then the row is "default")
+        "reid_bench.config_label": json.dumps(overrides.as_flat() if config_diff else {}, sort_keys=True),
         **tracking.environment_tags(),
     }
     t_mlflow = time.perf_counter()

@@ -114,12 +114,16 @@ def windows_from_sequences(
     labels: Mapping[int, int] | None = None,
     cameras: Mapping[str, int] | None = None,
     center_joint: int | None = 0,
+    offsets: int = 1,
 ) -> SampleSet:
     """Cut sequences into windows of ``window`` frames every ``stride`` frames.
 
     ``center_joint`` subtracts that joint's position per frame (SM-SGE centres on the hip).
     ``labels`` maps person ids to class indices (unknown ids get -1); ``cameras`` maps views.
-    ``group`` is the index of the source sequence in ``records``.
+    ``group`` is the index of the source sequence in ``records``. ``offsets`` > 1 repeats the cut
+    from each of the first ``offsets`` frames (the windows of frames s, s+1, ...), as the skeleton
+    papers' preprocessing builds its training windows; a sequence shorter than a window gives one
+    padded window at offset 0 only.
     """
     if not records:
         raise ValueError("no skeleton sequences to cut into windows")
@@ -137,7 +141,10 @@ def windows_from_sequences(
             frames = frames - frames[:, center_joint : center_joint + 1, :]
         if len(frames) < window:
             frames = np.concatenate([frames, np.repeat(frames[-1:], window - len(frames), axis=0)])
-        starts = sequence_windows(len(frames), window, stride)
+        starts = list(sequence_windows(len(frames), window, stride))
+        for offset in range(1, offsets):
+            if len(frames) - offset >= window:
+                starts += [offset + s for s in sequence_windows(len(frames) - offset, window, stride)]
         idx = np.asarray(starts)[:, None] + np.arange(window)[None, :]
         chunks.append(frames[idx])
         persons.extend([rec.person] * len(starts))
@@ -197,3 +204,32 @@ def clouds_to_sampleset(
         group=np.arange(len(records), dtype=np.int64),
         meta={"source": np.asarray([r.source for r in records])},
     )
+
+
+def class_balanced_order(labels: np.ndarray, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Indices of a class-balanced training set, built once in a fixed order, as SM-SGE's release
+    builds both its pretraining and its recognition data (``class_samp_gen``, utils/process_i.py
+    lines 500-535 of Kali-Hac/SM-SGE).
+
+    With C classes (sorted) and B = ``batch_size``: 2 * (N // B) groups; group i takes from every
+    class, in class order, its windows [b*i, b*(i+1)) with b = max(1, B // C), or, when fewer are
+    left, b windows of that class drawn with replacement. The result (about 1.3-1.9 times N for
+    the release's datasets) is used as is, without shuffling.
+    """
+    labels = np.asarray(labels)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    classes = np.unique(labels)
+    if len(labels) == 0 or len(classes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    members = [np.flatnonzero(labels == c) for c in classes]
+    per_class = max(1, batch_size // len(classes))
+    groups = max(1, (len(labels) // batch_size) * 2)
+    out = []
+    for i in range(groups):
+        for idx in members:
+            chunk = idx[per_class * i: per_class * (i + 1)]
+            if len(chunk) < per_class:
+                chunk = idx[rng.integers(0, len(idx), size=per_class)]
+            out.append(chunk)
+    return np.concatenate(out).astype(np.int64)

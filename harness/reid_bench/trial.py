@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from reid_bench.api import DataAccess, DataSpec, FoldData, Model, Protocol, Record, SampleSet, TrialContext
-from reid_bench.config import ConfigError, Overrides, apply_overrides, config_dict, fingerprint
+from reid_bench.config import ConfigError, Overrides, apply_overrides, check_config, config_dict, fingerprint
 from reid_bench.registry import Registry, get_registry
 
 
@@ -49,9 +49,11 @@ class ResolvedConfig:
     model: Any
     probe: Any
     data: dict[str, dict[str, Any]]
+    model_version: str = "1"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": config_dict(self.model), "probe": config_dict(self.probe), "data": self.data}
+        return {"model": config_dict(self.model), "probe": config_dict(self.probe), "data": self.data,
+                "model_version": self.model_version}
 
     @property
     def fingerprint(self) -> str:
@@ -102,9 +104,18 @@ def resolve_config(
     if per_protocol:
         model_cfg = dataclasses.replace(model_cfg, **per_protocol)
     model_cfg = apply_overrides(model_cfg, overrides.model, f"model {model_name!r}")
+    try:
+        model_cfg = model_cls.finalize_config(model_cfg, protocol)
+    except ValueError as exc:
+        raise ConfigError(f"model {model_name!r}: {exc}") from None
+    check_config(model_cfg, f"model {model_name!r}")
     probe_cfg = None
     if protocol.mode == "closed-set":
-        probe_cfg = apply_overrides(ProbeConfig(), overrides.probe, "the closed-set probe", prefix="probe.")
+        try:
+            probe_base = dataclasses.replace(ProbeConfig(), **model_cls.probe_defaults(model_cfg, protocol))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model {model_name!r}: its probe: {exc}") from None
+        probe_cfg = apply_overrides(probe_base, overrides.probe, "the closed-set probe", prefix="probe.")
     elif overrides.probe:
         raise ConfigError(f"--set probe.* applies to closed-set protocols only; this protocol is {protocol.mode}")
     data: dict[str, dict[str, Any]] = {}
@@ -133,7 +144,7 @@ def resolve_config(
             f"unknown --set key 'data.{unknown[0]}' for the datasets of this protocol "
             f"({', '.join(protocol.datasets) or 'none'}); keys: {', '.join(sorted(known)) or 'none'}"
         )
-    return ResolvedConfig(model=model_cfg, probe=probe_cfg, data=data)
+    return ResolvedConfig(model=model_cfg, probe=probe_cfg, data=data, model_version=str(model_cls.version))
 
 
 class HarnessData(DataAccess):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -32,6 +33,7 @@ FIELD_NAMES = ("id", "x", "y", "z", "x2D", "y2D", "trackingState", "quality")
 # Reasons end up in MLflow metric names: letters, digits, spaces, - _ . : / only.
 UNTRACKED_DROP = "frames with an untracked joint"
 EMPTY_SEQUENCE_DROP = "sequences with every frame untracked"
+EXTRA_SKELETON_DROP = "frames with a second skeleton: its rows ignored"
 
 _DIGITS = re.compile(r"(\d+)")
 
@@ -60,9 +62,16 @@ def numbered_lines(path: Path) -> list[tuple[int, str]]:
     return [(i, line) for i, line in enumerate(text.splitlines(), start=1) if line.strip()]
 
 
-def read_ias_frame(path: Path) -> tuple[np.ndarray, bool]:
-    """One frame: joint positions [20, 3] and whether every joint was tracked."""
+def read_ias_frame(path: Path, first_skeleton_only: bool = False) -> tuple[np.ndarray, bool, bool]:
+    """One frame: joint positions [20, 3], whether every joint was tracked, and whether rows
+    after the first skeleton were left out.
+
+    ``first_skeleton_only``: a file may hold more than one tracked skeleton (20 rows each); the
+    first 20 rows are the frame (what SimMC's ``Preprocess.py`` reads of BIWI, line 219)."""
     lines = numbered_lines(path)
+    cut = first_skeleton_only and len(lines) > NUM_JOINTS
+    if cut:
+        lines = lines[:NUM_JOINTS]
     if len(lines) != NUM_JOINTS:
         where = lines[NUM_JOINTS][0] if len(lines) > NUM_JOINTS else (lines[-1][0] if lines else None)
         raise DataFormatError(path, f"expected {NUM_JOINTS} joint rows, found {len(lines)}", line=where)
@@ -87,7 +96,7 @@ def read_ias_frame(path: Path) -> tuple[np.ndarray, bool]:
     # A dropped frame's coordinates are meaningless by the convention; a kept one must be finite.
     if tracked and first_bad_line is not None:
         raise DataFormatError(path, "non-finite joint coordinate (NaN or inf)", line=first_bad_line)
-    return coords.astype(np.float32), tracked
+    return coords.astype(np.float32), tracked, cut
 
 
 class IASLab(FileDataset):
@@ -112,18 +121,22 @@ class IASLab(FileDataset):
         "Persons for Re-Identification with a Depth Sensor. ICRA 2014."
     )
     obtain = "http://robotics.dei.unipd.it/reid/index.php/downloads (IAS-Lab RGBD-ID)"
+    #: (session name, its folder under the root); the first one trains in every protocol.
+    session_folders: ClassVar[tuple[tuple[str, str], ...]] = tuple((s, s) for s in SESSIONS)
+    #: Files that hold more rows than one skeleton: keep the first 20 (counted as a drop).
+    first_skeleton_only: ClassVar[bool] = False
+    frame_file_kind: ClassVar[str] = "an IAS-Lab frame file (*skel.txt)"
 
     def _session_dirs(self) -> list[tuple[str, Path]]:
         root = self.require_root()
-        return [(s, root / s) for s in SESSIONS if (root / s).is_dir()]
+        return [(s, root / folder) for s, folder in self.session_folders if (root / folder).is_dir()]
 
     def _person_dirs(self, session_dir: Path) -> list[Path]:
         return sorted((p for p in session_dir.iterdir() if p.is_dir() and not p.name.startswith(".")),
                       key=lambda p: natural_key(p.name))
 
-    @staticmethod
-    def _frame_files(person_dir: Path) -> list[Path]:
-        return sorted(data_files(person_dir.rglob("*skel.txt"), "an IAS-Lab frame file (*skel.txt)"),
+    def _frame_files(self, person_dir: Path) -> list[Path]:
+        return sorted(data_files(person_dir.rglob("*skel.txt"), self.frame_file_kind),
                       key=lambda f: natural_key(f.relative_to(person_dir).as_posix()))
 
     def source_files(self) -> list[Path]:
@@ -149,7 +162,9 @@ class IASLab(FileDataset):
                     raise DataFormatError(person_dir, "person folder has no *skel.txt frame files")
                 frames, dropped = [], 0
                 for path in files:
-                    coords, tracked = read_ias_frame(path)
+                    coords, tracked, cut = read_ias_frame(path, self.first_skeleton_only)
+                    if cut:
+                        self.drop(EXTRA_SKELETON_DROP)
                     if tracked:
                         frames.append(coords)
                     else:
@@ -169,14 +184,16 @@ class IASLab(FileDataset):
         problems: list[str] = []
         root = self.require_root()
         present = {s for s, _ in self._session_dirs()}
-        problems += [f"missing session folder {root / s}" for s in SESSIONS if s not in present]
+        problems += [f"missing session folder {root / folder}" for s, folder in self.session_folders if s not in present]
         people = {s: {p.name for p in self._person_dirs(d)} for s, d in self._session_dirs()}
-        training = people.get("Training", set())
-        for session in ("TestingA", "TestingB"):
+        first = self.session_folders[0][0]
+        training = people.get(first, set())
+        for session, _ in self.session_folders[1:]:
             unseen = sorted(people.get(session, set()) - training, key=natural_key)
             if training and unseen:
-                problems.append(f"{session}: persons without a Training folder (closed-set needs them): {unseen}")
-        extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in SESSIONS and not p.name.startswith("."))
+                problems.append(f"{session}: persons without a {first} folder (closed-set needs them): {unseen}")
+        tops = {folder.split("/")[0] for _, folder in self.session_folders}
+        extra = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in tops and not p.name.startswith("."))
         if extra:
             problems.append(f"unexpected folders under {root} (ignored): {extra}")
         return problems

@@ -4,21 +4,29 @@ Closed-set (Rao et al., SM-SGE, ACM MM 2021): the same people in training and te
 - ``ias``: train on IAS-Lab Training, test on TestingA (fold A) or TestingB (fold B).
 - ``kgbd``: one random walk per person held out for test, the other walks train.
 - ``ks20``: per person and viewpoint, one random gait-cycle sequence held out for test.
-
-Retrieval (SPC-MGR, SimMC: ``Preprocess.py`` and the evaluation in their code):
-- ``ias-retrieval``: TestingA windows as probes against TestingB (fold A-B), and the reverse (B-A);
-  the model learns on Training.
-- ``kgbd-retrieval``: per person two random walks form the gallery, one more the probe, the rest train
-  (a person with three walks: one each).
-- ``ks20-retrieval``: per person one random gait cycle (all its views) is the gallery, another the
-  probe, the remaining cycles train.
-Those papers rank every probe window against every gallery window (no sequence pooling); these
-protocols do the same, so each test window is its own retrieval item.
-
 Windows: f = 6 frames, training stride f/2, non-overlapping test windows, skeletons centred on
-joint 0 (HipCenter in kinect-v1-20, SpineBase in kinect-v2-25). The original preprocessing also
-trims the first (and, for test data, last) 10 frames of each sequence; these protocols keep every
-frame the loaders return.
+joint 0 (HipCenter in kinect-v1-20, SpineBase in kinect-v2-25).
+
+Retrieval (version 2: the preprocessing of SimMC / SPC-MGR / TranSG, whose ``Preprocess.py`` is
+one file, read at Kali-Hac/SimMC c325ad5; TranSG reads the same preprocessed data):
+- ``ias-retrieval``: TestingA windows as probes against TestingB windows (fold A-B, the field's
+  IAS-A), and the reverse (B-A, IAS-B); the model learns on Training (lines 17-22, SimMC.py
+  559-572).
+- ``kgbd-retrieval``: per person two random walks form the gallery, one more the probe, the rest
+  train (a person with three walks: one each; lines 306-317, 341-355).
+- ``ks20-retrieval``: per person one random gait cycle (all its views) is the gallery, another the
+  probe, the remaining cycles train (lines 910-923, 946-966).
+- ``biwi``: BIWI-S (fold S) ranks Still windows against Walking windows, BIWI-W (fold W) the
+  reverse; the model learns on Training (lines 179-184, SimMC.py 545-558).
+As there: f = 6 (the default ``--length``), every test window is its own retrieval item, never
+pooled into sequences (lines 379-384, 571-577); test windows do not overlap and leftover frames
+are dropped (566-568, 754-756, 1011-1013); training windows every f/2 frames, cut again from each
+of the first f frames (556-565, 745-753, 1002-1010; KGBD: non-overlapping, 367-378); 10 frames
+trimmed at both ends of every test sequence (IAS, BIWI, KGBD) and at the start of IAS training
+sequences, both ends of BIWI and KGBD training sequences, none on KS20 (``clip_num`` line 9;
+93-102, 242-245, 341-355); a sequence left shorter than a window gives no window (counted in
+the fold info). Deviations: the splits are seeded (the release draws them unseeded), and no
+partial batch of test windows is left out (the release drops up to batch - 1 of them).
 
 "Random" splits are seeded hash orderings: every sequence (or gait cycle) gets the SHA-256 of
 ``<split seed>:<fold>:<id>`` and the lowest values are held out, so a fold is the same on every
@@ -36,17 +44,15 @@ import numpy as np
 from reid_bench.api import DataAccess, FoldData, SampleSet, SkeletonSequence
 from reid_bench.protocols import (SessionClosedSetProtocol, SkeletonClosedSet, SkeletonRetrieval, _layout_of,
                                   closed_set_windows)
+from reid_bench.protocols.field import SOURCE as FIELD_SOURCE
+from reid_bench.protocols.field import field_references
 from reid_bench.samples import code_map, label_map, windows_from_sequences
 
 SMSGE_SOURCE = (
     "SM-SGE (Rao et al., ACM MM 2021), results table as published in github.com/Kali-Hac/SM-SGE "
-    "img/SM-SGE-results.png: Rank-1 and nAUC (%) of 'SM-SGE (Ours)' (smsge) and 'D13 descriptors + KNN' (d13)"
-)
-SIMMC_SOURCE = (
-    "SimMC (Rao & Miao, IJCAI 2022), README 'Results' table of github.com/Kali-Hac/SimMC: top-1/5/10 and mAP "
-    "(%) of the rows 'SM-SGE' (smsge) and 'D-13 Descriptors' (d13); IAS-A = probe A vs gallery B (fold A-B), "
-    "IAS-B = probe B vs gallery A (fold B-A). The paper trims 10 frames at sequence ends and these "
-    "protocols do not, so expect small differences."
+    "img/SM-SGE-results.png: Rank-1 and 'nAUC' (%) of 'SM-SGE (Ours)' (smsge) and 'D13 descriptors + KNN' "
+    "(d13). The released code computes that 'nAUC' as a micro-averaged ROC AUC (utils/process_i.py lines "
+    "489-495), so it is stored as roc_auc_micro; its reported Rank-1 is the best test epoch of its classifier."
 )
 
 
@@ -106,8 +112,8 @@ class IASClosedSet(SessionClosedSetProtocol):
     center_joint = 0
     main_score = "rank1"
     references = {
-        "smsge": {"A": {"rank1": 59.4, "nAUC": 86.7}, "B": {"rank1": 69.8, "nAUC": 90.4}},
-        "d13": {"A": {"rank1": 33.8, "nAUC": 63.6}, "B": {"rank1": 40.5, "nAUC": 71.1}},
+        "smsge": {"A": {"rank1": 59.4, "roc_auc_micro": 86.7}, "B": {"rank1": 69.8, "roc_auc_micro": 90.4}},
+        "d13": {"A": {"rank1": 33.8, "roc_auc_micro": 63.6}, "B": {"rank1": 40.5, "roc_auc_micro": 71.1}},
     }
     reference_source = SMSGE_SOURCE
 
@@ -167,7 +173,8 @@ class KGBDClosedSet(HeldOutClosedSet):
     dataset = "kgbd"
     datasets = ("kgbd",)
     split_seed = 2021
-    references = {"smsge": {"all": {"rank1": 99.5, "nAUC": 99.6}}, "d13": {"all": {"rank1": 46.9, "nAUC": 90.0}}}
+    references = {"smsge": {"all": {"rank1": 99.5, "roc_auc_micro": 99.6}},
+                  "d13": {"all": {"rank1": 46.9, "roc_auc_micro": 90.0}}}
     reference_source = SMSGE_SOURCE
 
 
@@ -180,7 +187,8 @@ class KS20ClosedSet(HeldOutClosedSet):
     dataset = "ks20"
     datasets = ("ks20",)
     split_seed = 2021
-    references = {"smsge": {"all": {"rank1": 87.5, "nAUC": 95.8}}, "d13": {"all": {"rank1": 58.3, "nAUC": 78.0}}}
+    references = {"smsge": {"all": {"rank1": 87.5, "roc_auc_micro": 95.8}},
+                  "d13": {"all": {"rank1": 58.3, "roc_auc_micro": 78.0}}}
     reference_source = SMSGE_SOURCE
 
     def group_of(self, rec: SkeletonSequence) -> Any:
@@ -199,11 +207,31 @@ def _each_window_alone(split: SampleSet) -> SampleSet:
     return split
 
 
+def _trimmed(records: list[SkeletonSequence], start: int, end: int) -> list[SkeletonSequence]:
+    """Sequences without their first ``start`` and last ``end`` frames (empty ones left out)."""
+    if not (start or end):
+        return records
+    out = []
+    for rec in records:
+        frames = rec.frames[start: len(rec.frames) - end]
+        if len(frames):
+            out.append(SkeletonSequence(frames, rec.layout, rec.person, rec.sequence, rec.view, rec.condition,
+                                        rec.session, rec.source))
+    return out
+
+
 class KinectRetrieval(SkeletonRetrieval):
     """Probe windows ranked against gallery windows; the model trains on a disjoint set of sequences
-    of (mostly) the same people, as in the unsupervised skeleton re-id papers."""
+    of (mostly) the same people, as in the unsupervised skeleton re-id papers (module docstring:
+    the release's trimming and windows)."""
 
+    version: ClassVar[str] = "2"
     split_seed: ClassVar[int | None] = None
+    #: Frames trimmed (start, end) from training and test sequences.
+    train_trim: ClassVar[tuple[int, int]] = (10, 10)
+    test_trim: ClassVar[tuple[int, int]] = (10, 10)
+    #: Training windows every f/2 frames, cut again from each of the first f frames (False: every f).
+    dense_training: ClassVar[bool] = True
 
     def split(self, records: list[SkeletonSequence], fold: str):
         """(train, query, gallery) records of a fold."""
@@ -218,25 +246,36 @@ class KinectRetrieval(SkeletonRetrieval):
             if not recs:
                 raise ValueError(f"fold {fold!r}: the {name} split is empty")
         _check_disjoint(train=train_recs, query=query_recs, gallery=gallery_recs)
+        f = self.window
+        kept = {"train": _trimmed(train_recs, *self.train_trim), "query": _trimmed(query_recs, *self.test_trim),
+                "gallery": _trimmed(gallery_recs, *self.test_trim)}
+        short = {name: sorted(r.sequence for r in recs if len(r.frames) < f) for name, recs in kept.items()}
+        kept = {name: [r for r in recs if len(r.frames) >= f] for name, recs in kept.items()}
+        for name, recs in kept.items():
+            if not recs:
+                raise ValueError(f"fold {fold!r}: no {name} sequence keeps {f} frames after trimming")
         layout = _layout_of(records)
-        labels = label_map(r.person for r in train_recs)
+        labels = label_map(r.person for r in kept["train"])
         cameras = code_map(r.view for r in records)
-        stride = max(1, self.window // 2)
-        train = windows_from_sequences(train_recs, self.window, stride, layout, labels, cameras, self.center_joint)
-        query = windows_from_sequences(query_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
-        gallery = windows_from_sequences(gallery_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
-        info = {**_counts("train", train, train_recs), **_counts("query", query, query_recs),
-                **_counts("gallery", gallery, gallery_recs)}
-        info["split"] = _split_info(self.split_seed, train=train_recs, query=query_recs, gallery=gallery_recs)
+        train = windows_from_sequences(kept["train"], f, max(1, f // 2) if self.dense_training else f, layout, labels,
+                                       cameras, self.center_joint, offsets=f if self.dense_training else 1)
+        query = windows_from_sequences(kept["query"], f, f, layout, labels, cameras, self.center_joint)
+        gallery = windows_from_sequences(kept["gallery"], f, f, layout, labels, cameras, self.center_joint)
+        info = {**_counts("train", train, kept["train"]), **_counts("query", query, kept["query"]),
+                **_counts("gallery", gallery, kept["gallery"])}
+        info["sequences_too_short_after_trimming"] = sum(len(v) for v in short.values())
+        info["split"] = {**_split_info(self.split_seed, train=train_recs, query=query_recs, gallery=gallery_recs),
+                         "too_short_after_trimming": short}
         return FoldData(train=train, query=_each_window_alone(query), gallery=_each_window_alone(gallery), info=info)
 
 
 class IASRetrieval(KinectRetrieval):
     description = (
-        "IAS-Lab retrieval (SPC-MGR/SimMC): TestingA windows as probes against TestingB windows (fold A-B) "
-        "and the reverse (B-A); the model learns on Training. f = 6, every window is a retrieval item."
+        "IAS-Lab retrieval (SimMC/SPC-MGR/TranSG): TestingA windows as probes against TestingB windows (fold "
+        "A-B, the field's IAS-A) and the reverse (B-A, IAS-B); the model learns on Training. f = 6, every "
+        "window is a retrieval item; 10 frames trimmed at both ends of test sequences and at the start of "
+        "training sequences, as the released preprocessing does."
     )
-    version = "1"
     dataset = "ias-lab"
     datasets = ("ias-lab",)
     folds = ("A-B", "B-A")
@@ -244,13 +283,9 @@ class IASRetrieval(KinectRetrieval):
         "A-B": ("Training", "TestingA", "TestingB"),
         "B-A": ("Training", "TestingB", "TestingA"),
     }
-    references = {
-        "smsge": {"A-B": {"rank1": 34.0, "rank5": 60.5, "rank10": 71.6, "mAP": 13.6},
-                  "B-A": {"rank1": 38.9, "rank5": 64.1, "rank10": 75.8, "mAP": 13.3}},
-        "d13": {"A-B": {"rank1": 40.0, "rank5": 58.7, "rank10": 67.6, "mAP": 24.5},
-                "B-A": {"rank1": 43.7, "rank5": 68.6, "rank10": 76.7, "mAP": 23.7}},
-    }
-    reference_source = SIMMC_SOURCE
+    train_trim = (10, 0)
+    references = field_references({"A-B": "IAS-A", "B-A": "IAS-B"})
+    reference_source = FIELD_SOURCE
 
     def split(self, records, fold):
         train_s, query_s, gallery_s = self.fold_sessions[fold]
@@ -258,22 +293,34 @@ class IASRetrieval(KinectRetrieval):
         return pick(train_s), pick(query_s), pick(gallery_s)
 
 
+class BIWIRetrieval(IASRetrieval):
+    description = (
+        "BIWI RGBD-ID retrieval (SimMC/SPC-MGR/TranSG): Still windows as probes against Walking windows (fold "
+        "S, the field's BIWI-S) and Walking against Still (fold W, BIWI-W); the model learns on Training. f = "
+        "6, every window is a retrieval item, 10 frames trimmed at both ends of every sequence."
+    )
+    dataset = "biwi"
+    datasets = ("biwi",)
+    folds = ("S", "W")
+    fold_sessions = {"S": ("Training", "Still", "Walking"), "W": ("Training", "Walking", "Still")}
+    train_trim = (10, 10)
+    references = field_references({"S": "BIWI-S", "W": "BIWI-W"})
+
+
 class KGBDRetrieval(KinectRetrieval):
     description = (
-        "KGBD retrieval (SPC-MGR/SimMC): per person two random walks form the gallery and one more the "
+        "KGBD retrieval (SimMC/SPC-MGR/TranSG): per person two random walks form the gallery and one more the "
         "probe, the remaining walks train (three walks: one each; two: gallery and probe; one: gallery "
-        "only). Seeded split stored with the run; f = 6, every window is a retrieval item."
+        "only). Seeded split stored with the run; f = 6, every window is a retrieval item, 10 frames trimmed "
+        "at both ends, non-overlapping training windows."
     )
-    version = "1"
     dataset = "kgbd"
     datasets = ("kgbd",)
     folds = ("all",)
     split_seed = 2022
-    references = {
-        "smsge": {"all": {"rank1": 38.2, "rank5": 54.2, "rank10": 60.7, "mAP": 4.4}},
-        "d13": {"all": {"rank1": 17.0, "rank5": 34.4, "rank10": 44.2, "mAP": 1.9}},
-    }
-    reference_source = SIMMC_SOURCE
+    dense_training = False
+    references = field_references({"all": "KGBD"})
+    reference_source = FIELD_SOURCE
 
     def split(self, records, fold):
         train, query, gallery = [], [], []
@@ -288,20 +335,18 @@ class KGBDRetrieval(KinectRetrieval):
 
 class KS20Retrieval(KinectRetrieval):
     description = (
-        "KS20 retrieval (SPC-MGR/SimMC): per person one random gait cycle (in all five views) is the gallery, "
-        "another the probe, the remaining cycles train. Seeded split stored with the run; f = 6, every "
-        "window is a retrieval item."
+        "KS20 retrieval (SimMC/SPC-MGR/TranSG): per person one random gait cycle (in all five views) is the "
+        "gallery, another the probe, the remaining cycles train. Seeded split stored with the run; f = 6, "
+        "every window is a retrieval item, no trimming."
     )
-    version = "1"
     dataset = "ks20"
     datasets = ("ks20",)
     folds = ("all",)
     split_seed = 2022
-    references = {
-        "smsge": {"all": {"rank1": 45.9, "rank5": 71.9, "rank10": 81.2, "mAP": 9.5}},
-        "d13": {"all": {"rank1": 39.4, "rank5": 71.7, "rank10": 81.7, "mAP": 18.9}},
-    }
-    reference_source = SIMMC_SOURCE
+    train_trim = (0, 0)
+    test_trim = (0, 0)
+    references = field_references({"all": "KS20"})
+    reference_source = FIELD_SOURCE
 
     def split(self, records, fold):
         train, query, gallery = [], [], []

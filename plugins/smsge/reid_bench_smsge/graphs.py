@@ -63,8 +63,30 @@ def neighbourhood_mask(adjacency: np.ndarray, nhood: int = 1) -> np.ndarray:
     return reach > 0
 
 
-def build_graphs(layout: Layout, nhood: int = 1) -> dict[str, ScaleGraph]:
-    """The four scale graphs of ``layout`` (node order: joints, then bone midpoints in edge order)."""
+#: The release's part adjacency, the same for every dataset (utils/process_i.py lines 183-186 of
+#: Kali-Hac/SM-SGE), over its 10 parts in order: left thigh, left shank, right thigh, right
+#: shank, lower torso, upper torso/head, left upper arm, left forearm, right upper arm, right
+#: forearm. The upper-torso/head part holds the upper arms: on CASIA-B's 14 joints, where that
+#: part is the head alone, the head (not the neck) links to the arms.
+RELEASED_PART_EDGES = ((5, 6), (5, 8), (6, 7), (8, 9), (5, 4), (4, 2), (4, 0), (2, 3), (1, 0))
+
+
+def _edge_adjacency(n: int, edges: tuple[tuple[int, int], ...]) -> np.ndarray:
+    adj = np.zeros((n, n), dtype=np.float32)
+    for a, b in edges:
+        adj[a, b] = adj[b, a] = 1.0
+    return adj
+
+
+def build_graphs(layout: Layout, nhood: int = 1, part_graph: str = "bones") -> dict[str, ScaleGraph]:
+    """The four scale graphs of ``layout`` (node order: joints, then bone midpoints in edge order).
+
+    ``part_graph``: "bones" links two parts that a bone joins or that share a joint; "released"
+    uses the release's fixed part adjacency (``RELEASED_PART_EDGES``, 10 parts)."""
+    if part_graph not in ("bones", "released"):
+        raise ValueError(f"part_graph must be 'bones' or 'released', got {part_graph!r}")
+    if part_graph == "released" and len(layout.parts) != 10:
+        raise ValueError(f"layout {layout.name!r} has {len(layout.parts)} parts; the released part graph needs 10")
     j = layout.num_joints
     edges = tuple(layout.edges)
     # hyper-joint scale
@@ -85,7 +107,8 @@ def build_graphs(layout: Layout, nhood: int = 1) -> dict[str, ScaleGraph]:
     adjs = {
         "hyper": adj_h,
         "joint": layout.adjacency(),
-        "part": _group_adjacency(layout.parts, edges),
+        "part": (_edge_adjacency(10, RELEASED_PART_EDGES) if part_graph == "released"
+                 else _group_adjacency(layout.parts, edges)),
         "body": _group_adjacency(layout.bodies, edges),
     }
     # The released code uses nhood for the joint scale only and 1 hop elsewhere.

@@ -48,6 +48,7 @@ biases, plus the unused matrix (64) and the 1024-1024-11 recognition MLP (1,060,
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
@@ -55,6 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from reid_bench.samples import class_balanced_order
 from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
                             TrialContext)
@@ -62,20 +64,50 @@ from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, P
 from .graphs import SCALES, ScaleGraph, build_graphs
 
 Variant = Literal[
-    "full", "baseline", "no-multiscale", "no-structural", "no-collaborative", "no-cross-scale", "no-subsequence"
+    "full", "baseline", "sr", "mg-sr", "mg-sr-csi", "mg-sr-csi-ssr", "mg-sr-cr", "mg-sr-cr-csi",
+    "no-multiscale", "no-structural", "no-collaborative", "no-cross-scale", "no-subsequence",
 ]
 
-# What each named ablation forces (Table 4 rows of the paper, and its baseline).
+_BASELINE = {"scales": "joint", "graph_encoder": False, "structural": False, "collaborative": False,
+             "cross_scale": False, "subsequences": False}
+_ALL_SCALES = "hyper,joint,part,body"
+
+# What each named variant forces. The paper's Table 4 is cumulative: its rows add components
+# to the baseline (MG multi-scale graphs, SR structural relations, CR collaborative relations,
+# CSI cross-scale inference, SSR subsequence reconstruction); "full" is its last row.
 VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
-    # The paper's baseline: an LSTM on joint-scale trajectories, plain (whole-window) reconstruction.
-    "baseline": {"scales": "joint", "graph_encoder": False, "structural": False, "collaborative": False,
-                 "cross_scale": False, "subsequences": False},
+    # The paper's baseline (Table 4, first row): an LSTM on joint trajectories, whole-window reconstruction.
+    "baseline": dict(_BASELINE),
+    "sr": dict(_BASELINE, graph_encoder=True, structural=True),
+    "mg-sr": dict(_BASELINE, graph_encoder=True, structural=True, scales=_ALL_SCALES),
+    "mg-sr-csi": dict(_BASELINE, graph_encoder=True, structural=True, scales=_ALL_SCALES, cross_scale=True),
+    "mg-sr-csi-ssr": dict(_BASELINE, graph_encoder=True, structural=True, scales=_ALL_SCALES, cross_scale=True,
+                          subsequences=True),
+    "mg-sr-cr": dict(_BASELINE, graph_encoder=True, structural=True, scales=_ALL_SCALES, collaborative=True),
+    "mg-sr-cr-csi": dict(_BASELINE, graph_encoder=True, structural=True, scales=_ALL_SCALES, collaborative=True,
+                         cross_scale=True),
+    # Leave-one-out variants (not in the paper): the full model minus one component.
     "no-multiscale": {"scales": "joint"},
     "no-structural": {"structural": False},
     "no-collaborative": {"collaborative": False},
     "no-cross-scale": {"cross_scale": False},
     "no-subsequence": {"subsequences": False},
+}
+#: The paper's Table 4 rows in its order (the first is the baseline, the last the full model).
+TABLE4_ROWS = ("baseline", "sr", "mg-sr", "mg-sr-csi", "mg-sr-csi-ssr", "mg-sr-cr", "mg-sr-cr-csi", "full")
+
+# The two training recipes. "released": Kali-Hac/SM-SGE as released (SM-SGE.py and
+# utils/process_i.py; lines in the plugin README). "harness": chosen on synth-gait's development
+# twin (CPU budget; see docs/research-notes.md). A field left unset (None) takes its recipe's
+# value; a field set explicitly keeps its value.
+RECIPES: dict[str, dict[str, Any]] = {
+    "released": {"normal_init": True, "embed_init": "normal", "per_scale_adam": True, "lengths": "released",
+                 "fixed_subsequences": True, "zero_pad_step": True, "pool": "concat", "balanced_batches": True,
+                 "part_graph": "released", "probe": "released"},
+    "harness": {"normal_init": True, "embed_init": "normal", "per_scale_adam": False, "lengths": "paper",
+                "fixed_subsequences": False, "zero_pad_step": False, "pool": "last", "balanced_batches": False,
+                "part_graph": "bones", "probe": "harness"},
 }
 
 
@@ -91,15 +123,20 @@ class SMSGEConfig:
     Ablations: ``scales`` comma list from hyper,joint,part,body; ``multi_scale`` false keeps the
     joint scale only; ``structural`` / ``collaborative`` relations; ``cross_scale`` inference
     heads; ``subsequences`` (false: reconstruct the whole window once); ``graph_encoder`` false
-    feeds raw node coordinates to the LSTMs (no MGRN); ``variant`` a named ablation that forces
-    the switches in ``VARIANTS`` ("baseline" is the paper's LSTM baseline).
-    Training: ``epochs``, ``lr``, ``batch_size`` (Adam; last incomplete batch dropped unless it
-    is the only one); released-code switches ``per_scale_adam``, ``normal_init``,
-    ``fixed_subsequences``, ``zero_pad_step``, ``embed_init`` (see the module docstring).
-    ``view_normalise``: rotate every window about the vertical (y) axis so that its mean
-    hip-and-shoulder left-to-right vector lies along +x (not in the paper, off by default; see
-    ``canonical_yaw``). Embedding: ``pool`` over a window's frames: "mean" (default), "last" or "concat";
-    ``embed_batch`` windows per pass. ``cpu_threads``: torch threads on CPU (0: leave as is).
+    feeds raw node coordinates to the LSTMs (no MGRN); ``variant`` a named variant that forces
+    the switches in ``VARIANTS`` (the paper's cumulative Table 4 rows, and leave-one-out rows).
+    ``recipe``: "released" or "harness" (``RECIPES``) decides every field left at None:
+    ``per_scale_adam``, ``normal_init``, ``embed_init``, ``lengths``, ``fixed_subsequences``,
+    ``zero_pad_step``, ``pool``, ``balanced_batches`` (the release's class-balanced training set
+    in a fixed order), ``part_graph`` ("released": the release's part adjacency; "bones": parts
+    linked by the layout's bones) and ``probe`` (the released recognition classifier or the
+    harness's probe). Training: ``epochs``, ``lr``, ``batch_size`` (Adam; last incomplete batch
+    dropped unless it is the only one). ``view_normalise``: rotate every window about the
+    vertical (y) axis so that its mean hip-and-shoulder left-to-right vector lies along +x (not
+    in the paper; see ``canonical_yaw``). Embedding: ``pool`` over a window's frames: "mean",
+    "last" or "concat" (every frame's, and the zero-input step's with ``zero_pad_step``: the
+    release's f+1 prefixes); ``embed_batch`` windows per pass. ``cpu_threads``: torch threads on
+    CPU (0: leave as is).
     """
 
     d_t: PositiveInt = 8
@@ -112,8 +149,7 @@ class SMSGEConfig:
     fusion_lambda: NonNegativeFloat = 1.0
     leaky_slope: NonNegativeFloat = 0.2
     rounds: PositiveInt = 1
-    lengths: Literal["paper", "released"] = "paper"
-    scales: str = "hyper,joint,part,body"
+    scales: str = _ALL_SCALES
     multi_scale: bool = True
     structural: bool = True
     collaborative: bool = True
@@ -121,16 +157,21 @@ class SMSGEConfig:
     subsequences: bool = True
     graph_encoder: bool = True
     variant: Variant = "full"
+    recipe: Literal["released", "harness"] = "released"
     epochs: NonNegativeInt = 120
     lr: PositiveFloat = 0.0025
     batch_size: PositiveInt = 64
-    per_scale_adam: bool = False
-    normal_init: bool = False
-    embed_init: Literal["torch", "normal"] = "torch"
-    fixed_subsequences: bool = False
-    zero_pad_step: bool = False
+    lengths: Literal["paper", "released"] | None = None
+    per_scale_adam: bool | None = None
+    normal_init: bool | None = None
+    embed_init: Literal["torch", "normal"] | None = None
+    fixed_subsequences: bool | None = None
+    zero_pad_step: bool | None = None
+    balanced_batches: bool | None = None
+    part_graph: Literal["released", "bones"] | None = None
+    probe: Literal["released", "harness"] | None = None
     view_normalise: bool = False
-    pool: Literal["mean", "last", "concat"] = "mean"
+    pool: Literal["mean", "last", "concat"] | None = None
     embed_batch: PositiveInt = 512
     cpu_threads: NonNegativeInt = 1
     save_checkpoint: bool = True
@@ -140,7 +181,9 @@ class SMSGEConfig:
 
 
 def effective_config(cfg: SMSGEConfig) -> SMSGEConfig:
-    """The config with the variant's forced switches applied and ``multi_scale`` resolved."""
+    """The config a trial runs: the recipe fills the fields left unset, the variant forces its
+    switches, ``multi_scale`` false keeps the joint scale."""
+    cfg = replace(cfg, **{k: v for k, v in RECIPES[cfg.recipe].items() if getattr(cfg, k) is None})
     cfg = replace(cfg, **VARIANTS[cfg.variant])
     if not cfg.multi_scale:
         cfg = replace(cfg, scales="joint")
@@ -183,10 +226,14 @@ class StructuralRelations(nn.Module):
         self.b2 = nn.Parameter(torch.zeros(p))
         self.bias = nn.Parameter(torch.zeros(p, d))
         self.register_buffer("mask", torch.as_tensor(mask, dtype=torch.bool))
-        for t in (self.w,):
-            nn.init.xavier_uniform_(t)
-        nn.init.xavier_uniform_(self.a1)
-        nn.init.xavier_uniform_(self.a2)
+        # TF's default Glorot-uniform on each head's own kernels (utils/layers.py lines 11-15 of
+        # the release): W [D, D] with fan-in = fan-out = D, and a1 / a2 [D, 1] with fan-in D,
+        # fan-out 1. (Glorot over the stacked [P, D, D] tensor would draw weights 2.8x smaller.)
+        with torch.no_grad():
+            w_bound, a_bound = math.sqrt(6.0 / (d + d)), math.sqrt(6.0 / (d + 1))
+            self.w.uniform_(-w_bound, w_bound)
+            self.a1.uniform_(-a_bound, a_bound)
+            self.a2.uniform_(-a_bound, a_bound)
 
     def relations(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """h [B, n, D_t] -> (coefficients [B, P, n, n], transformed features [B, P, n, D_t])."""
@@ -385,6 +432,8 @@ def sample_subsequences(lengths: list[int], f: int, rounds: int, gen: torch.Gene
 class SMSGE(Model):
     """Self-supervised multi-scale skeleton graph encoding (SM-SGE)."""
 
+    # 2: per-head Glorot initialisation of the structural relations (was over the stacked heads).
+    version = "2"
     modality = "skeleton"
     config_class = SMSGEConfig
     description = (
@@ -416,9 +465,14 @@ class SMSGE(Model):
         "casia-b-cme": {"lr": 0.0005, "batch_size": 128, "epochs": 200},
         **dict.fromkeys(
             ("synth-gait", "synth-gait-dev", "synth-gait-retrieval"),
-            {"epochs": 6, "view_normalise": True, "normal_init": True, "pool": "last"},
+            {"recipe": "harness", "epochs": 6, "view_normalise": True},
         ),
     }
+
+    protocol_notes = dict.fromkeys(
+        ("synth-gait", "synth-gait-dev", "synth-gait-retrieval"),
+        "CPU budget: 6 epochs (the paper: 120-200) and the harness recipe, chosen on synth-gait-dev; "
+        "recipe=released rows run the released one at the same budget")
 
     def __init__(self, config: SMSGEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -426,7 +480,7 @@ class SMSGE(Model):
             raise ValueError("SM-SGE needs a skeleton layout in the data spec")
         self.cfg = effective_config(config)
         active_scales(self.cfg)  # validate early
-        self.graphs = build_graphs(spec.layout, self.cfg.nhood)
+        self.graphs = build_graphs(spec.layout, self.cfg.nhood, self.cfg.part_graph)
         self.net = SMSGENet(self.cfg, self.graphs)
         self.device = "cpu"
         self.history: list[float] = []
@@ -436,6 +490,28 @@ class SMSGE(Model):
         from reid_bench.layouts import KINECT_V1_20
 
         return DataSpec("skeleton", num_classes=11, layout=KINECT_V1_20, window=6)
+
+    @classmethod
+    def finalize_config(cls, config: SMSGEConfig, protocol: Any) -> SMSGEConfig:
+        return effective_config(config)
+
+    @classmethod
+    def probe_defaults(cls, config: SMSGEConfig, protocol: Any) -> dict[str, Any]:
+        """The released recognition stage (SM-SGE.py lines 1058-1137): one hidden layer as wide as
+        the representation of one prefix (4 D_h), N(0, 1) weights, Adam at 0.0025 (CASIA-B:
+        0.0005), the pretraining batch, no weight decay, raw features, the logits of the f+1
+        prefixes summed, the class-balanced training set in its fixed order. The release stops
+        on test accuracy; the harness trains the probe's fixed budget instead."""
+        cfg = effective_config(config)
+        if cfg.probe != "released":
+            return {}
+        width = len(active_scales(cfg)) * cfg.hidden
+        chunks = ((protocol.window or 1) + (1 if cfg.zero_pad_step else 0)) if cfg.pool == "concat" else 1
+        casia = str(getattr(protocol, "dataset", "") or "").startswith("casia") or any(
+            str(d).startswith(("casia", "smsge-npy")) for d in getattr(protocol, "datasets", ()))
+        return {"kind": "mlp", "hidden": width, "lr": 0.0005 if casia else 0.0025, "batch_size": cfg.batch_size,
+                "weight_decay": 0.0, "standardize": False, "init": "normal", "chunks": chunks, "balanced": True,
+                "shuffle": False, "scores": "logits"}
 
     # -------------------------------------------------------------------------------- training
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:
@@ -463,13 +539,18 @@ class SMSGE(Model):
         else:
             opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
         fixed = sample_subsequences(lengths, f, cfg.rounds, gen) if cfg.fixed_subsequences else None
-        bs = max(1, min(cfg.batch_size, n))
+        if cfg.balanced_batches:  # the release's class-balanced set, built once, in a fixed order
+            order = torch.as_tensor(class_balanced_order(train.labels, cfg.batch_size, np.random.default_rng(ctx.seed)))
+        else:
+            order = None
+        m = n if order is None else len(order)
+        bs = max(1, min(cfg.batch_size, m))
         self.history = []
         for epoch in range(cfg.epochs):
             net.train()
-            perm = torch.randperm(n, generator=gen)
+            perm = torch.randperm(n, generator=gen) if order is None else order
             total, steps = 0.0, 0
-            for start in range(0, n - bs + 1, bs):  # the released code drops the last partial batch
+            for start in range(0, m - bs + 1, bs):  # the released code drops the last partial batch
                 x = data[perm[start : start + bs]].to(self.device)
                 frames = fixed if fixed is not None else sample_subsequences(lengths, f, cfg.rounds, gen)
                 losses = net.losses(x, [i.to(self.device) for i in frames])

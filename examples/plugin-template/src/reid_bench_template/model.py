@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_bench.api import Model, SampleSet, TrialContext
+from reid_bench.api import Model, PositiveFloat, SampleSet, TrialContext
 
 
 @dataclass
@@ -17,7 +17,7 @@ class JointMotionConfig:
     # Use joint speeds (frame differences) as well as mean joint positions.
     use_speed: bool = True
     # Small constant that keeps standardisation finite for constant features.
-    eps: float = 1e-6
+    eps: PositiveFloat = 1e-6
 
 
 class JointMotion(Model):
