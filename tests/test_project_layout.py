@@ -74,7 +74,9 @@ def test_each_plugin_folder_is_a_distribution(folder):
     assert meta["tool"]["setuptools"]["packages"] == [package]
     assert (folder / package / "__init__.py").is_file()
     readme = (folder / "README.md").read_text()
-    assert "## Switches" in readme and "## Released code" in readme, f"{folder.name}/README.md lacks a section"
+    headings = [line.lower() for line in readme.splitlines() if line.startswith("## ")]
+    assert any("switches" in h for h in headings) and any("released code" in h for h in headings), (
+        f"{folder.name}/README.md lacks a section on its released code or its switches")
     targets = [v for group in meta["project"]["entry-points"].values() for v in group.values()]
     assert targets and all(t.startswith(package + ".") for t in targets)
     # the installed distribution is this folder's (its entry points are the ones read at run time)

@@ -69,6 +69,6 @@ def control_kind(model: str, config_diff: dict[str, str]) -> str | None:
         return "chance"
     if model == "control-raw":
         return "probe on raw windows"
-    if config_diff == {"epochs": "0"}:
+    if {k: v for k, v in config_diff.items() if not k.startswith("data.")} == {"epochs": "0"}:
         return "untrained encoder"
     return None
