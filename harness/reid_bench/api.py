@@ -19,7 +19,7 @@ import numpy as np
 
 from reid_bench import API_VERSION
 from reid_bench.config import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability,
-                               Range)
+                               Range, require_order)
 from reid_bench.layouts import KINECT_V1_20, Layout
 from reid_bench.records import PointCloud, Record, SkeletonSequence
 from reid_bench.samples import DataSpec, FoldData, SampleSet
@@ -29,7 +29,7 @@ __all__ = [
     "API_VERSION", "MODALITIES", "DataAccess", "DataSpec", "Dataset", "EvaluationMode", "FoldData", "Fraction", "Layout",
     "Modality", "Model", "NonNegativeFloat", "NonNegativeInt", "PointCloud", "PositiveFloat", "PositiveInt",
     "Probability", "Protocol", "Range", "Record", "SampleSet", "SkeletonSequence", "TrialContext", "check_modalities",
-    "seeds_for",
+    "require_order", "seeds_for",
 ]
 
 Modality = Literal["skeleton", "pointcloud"]

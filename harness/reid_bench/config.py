@@ -47,6 +47,12 @@ class Range:
         return " and ".join(parts) or "finite"
 
 
+def require_order(config: Any, low: str, high: str) -> None:
+    """For a config's ``__post_init__``: refuse ``low`` above ``high`` (a range given as two fields)."""
+    if getattr(config, low) > getattr(config, high):
+        raise ValueError(f"{low} ({getattr(config, low)}) must not exceed {high} ({getattr(config, high)})")
+
+
 PositiveInt = Annotated[int, Range(ge=1)]
 NonNegativeInt = Annotated[int, Range(ge=0)]
 PositiveFloat = Annotated[float, Range(gt=0)]

@@ -17,7 +17,8 @@ from typing import Annotated
 
 import numpy as np
 
-from reid_bench.api import DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveInt, Probability, Range, SampleSet, TrialContext
+from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveInt, Probability, Range,
+                            SampleSet, TrialContext)
 
 
 @dataclass

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, SampleSet, TrialContext
+from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                            Range, SampleSet, TrialContext)
 
 
 @dataclass

@@ -33,7 +33,8 @@ from torch import nn
 
 from reid_bench import pointops
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, SampleSet, TrialContext
+from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                            Range, require_order, SampleSet, TrialContext)
 from .cloud_training import fit_identity_classifier, test_batches
 
 __all__ = ["PointBaselineConfig", "PointBaseline", "PointNet2SSGConfig", "PointNet2MSGConfig", "PointNet2SSG", "PointNet2MSG"]
@@ -80,8 +81,7 @@ class PointBaselineConfig:
     save_checkpoint: bool = True
 
     def __post_init__(self) -> None:
-        if self.scale_min > self.scale_max:
-            raise ValueError(f"scale_min ({self.scale_min}) must not exceed scale_max ({self.scale_max})")
+        require_order(self, "scale_min", "scale_max")
 
 
 def init_weights(module: nn.Module, point_mlp: bool = False) -> None:

@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range, SampleSet, TrialContext
+from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                            Range, require_order, SampleSet, TrialContext)
 
 from .cloud_training import fit_identity_classifier, test_batches
 
@@ -68,8 +69,7 @@ class PointNetLiteConfig:
     save_checkpoint: bool = True
 
     def __post_init__(self) -> None:
-        if self.scale_min > self.scale_max:
-            raise ValueError(f"scale_min ({self.scale_min}) must not exceed scale_max ({self.scale_max})")
+        require_order(self, "scale_min", "scale_max")
 
 
 class _Net(nn.Module):

@@ -29,7 +29,8 @@ from torch.nn import functional as F
 
 from reid_bench.pointops import even_index
 from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Range, SampleSet, TrialContext
+from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
+                            Probability, Range, require_order, SampleSet, TrialContext)
 
 from .network import NetConfig, OGNetNetwork
 
@@ -96,8 +97,7 @@ class OGNetConfig(NetConfig):
         return NetConfig(**{n: getattr(self, n) for n in names})
 
     def __post_init__(self) -> None:
-        if self.scale_min > self.scale_max:
-            raise ValueError(f"scale_min ({self.scale_min}) must not exceed scale_max ({self.scale_max})")
+        require_order(self, "scale_min", "scale_max")
 
 
 @dataclass
