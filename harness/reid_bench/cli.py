@@ -117,9 +117,7 @@ def _model_info(name: str, cls: Any) -> dict[str, Any]:
         "citation": cls.citation, "config": config_dict(cls.config_class()),
         "protocol_overrides": cls.protocol_overrides, "search_space": None,
     }
-    space = cls.search_space()
-    if space:
-        info["search_space"] = {k: repr(v) for k, v in space.items()}
+    info["search_space"] = cls.search_space()
     spec = cls.example_spec()
     try:
         info["num_parameters"] = int(cls(cls.config_class(), spec).num_parameters())

@@ -27,18 +27,24 @@ DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint", "qrandint", "grid
 def load_space(path: str | Path) -> dict[str, Any]:
     """A search space from TOML or JSON: ``{field: {distribution: arguments}}``, e.g.
     ``lr = {loguniform = [1e-4, 1e-2]}`` or ``"hidden": {"choice": [64, 128]}``."""
-    from ray import tune
-
     path = Path(path)
     try:
         text = path.read_text()
         raw = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"--space {path}: cannot read: {exc}") from None
+    return ray_space(raw, f"--space {path}")
+
+
+def ray_space(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """Ray Tune distributions from a space declared as data (a model's ``search_space()`` or a
+    ``--space`` file): ``{field: {distribution: arguments}}``."""
+    from ray import tune
+
     space: dict[str, Any] = {}
     for key, spec in raw.items():
         if not isinstance(spec, dict) or len(spec) != 1:
-            raise ConfigError(f"--space {path}: {key!r} must be a table with one of {', '.join(DISTRIBUTIONS)}")
+            raise ConfigError(f"{where}: {key!r} must be a table with one of {', '.join(DISTRIBUTIONS)}")
         (kind, args), = spec.items()
         try:
             if kind == "uniform":
@@ -54,9 +60,9 @@ def load_space(path: str | Path) -> dict[str, Any]:
             elif kind == "grid":
                 space[key] = tune.grid_search(list(args))
             else:
-                raise ConfigError(f"--space {path}: {key!r} uses unknown distribution {kind!r}; expected one of {', '.join(DISTRIBUTIONS)}")
+                raise ConfigError(f"{where}: {key!r} uses unknown distribution {kind!r}; expected one of {', '.join(DISTRIBUTIONS)}")
         except TypeError as exc:
-            raise ConfigError(f"--space {path}: {key!r} {kind}{args!r}: {exc}") from None
+            raise ConfigError(f"{where}: {key!r} {kind}{args!r}: {exc}") from None
     return space
 
 
@@ -163,7 +169,7 @@ def run_search(
     check_trial_options(cpus_per_trial, gpus_per_trial, 0)
     check_device(device, use_ray=True)
     resolved = resolve_config(model, protocol, overrides, registry)
-    space = load_space(space_file) if space_file else model_cls.search_space()
+    space = load_space(space_file) if space_file else ray_space(model_cls.search_space() or {}, f"model {model!r}")
     if not space:
         raise ConfigError(f"model {model!r} declares no search space; pass one with --space FILE")
     names = {f.name for f in fields(resolved.model)}

@@ -211,12 +211,10 @@ class GaitLSTM(Model):
 
     @classmethod
     def search_space(cls) -> dict[str, Any] | None:
-        from ray import tune
-
         return {
-            "lr": tune.loguniform(3e-4, 1e-2),
-            "hidden": tune.choice([64, 128, 256]),
-            "dropout": tune.uniform(0.0, 0.3),
-            "weight_decay": tune.loguniform(1e-6, 1e-3),
-            "augment_yaw": tune.choice([0.0, 30.0, 45.0, 60.0]),
+            "lr": {"loguniform": [3e-4, 1e-2]},
+            "hidden": {"choice": [64, 128, 256]},
+            "dropout": {"uniform": [0.0, 0.3]},
+            "weight_decay": {"loguniform": [1e-6, 1e-3]},
+            "augment_yaw": {"choice": [0.0, 30.0, 45.0, 60.0]},
         }

@@ -128,13 +128,11 @@ class PointBaseline(Model):
     @classmethod
     def search_space(cls):
         """Training hyper-parameters only: the architecture stays at the paper's size."""
-        from ray import tune
-
         return {
-            "lr": tune.loguniform(2e-4, 5e-3),
-            "dropout": tune.uniform(0.3, 0.8),
-            "weight_decay": tune.loguniform(1e-5, 1e-3),
-            "label_smoothing": tune.choice([0.0, 0.1]),
+            "lr": {"loguniform": [2e-4, 5e-3]},
+            "dropout": {"uniform": [0.3, 0.8]},
+            "weight_decay": {"loguniform": [1e-5, 1e-3]},
+            "label_smoothing": {"choice": [0.0, 0.1]},
         }
 
     def fit(self, train: SampleSet, ctx: TrialContext) -> None:

@@ -152,11 +152,9 @@ class PointNetLite(Model):
     @classmethod
     def search_space(cls) -> dict[str, Any] | None:
         """Training hyper-parameters only; the network keeps its size."""
-        from ray import tune
-
         return {
-            "lr": tune.loguniform(5e-4, 1e-2),
-            "dropout": tune.uniform(0.0, 0.5),
-            "weight_decay": tune.loguniform(1e-5, 1e-3),
-            "label_smoothing": tune.choice([0.0, 0.1]),
+            "lr": {"loguniform": [5e-4, 1e-2]},
+            "dropout": {"uniform": [0.0, 0.5]},
+            "weight_decay": {"loguniform": [1e-5, 1e-3]},
+            "label_smoothing": {"choice": [0.0, 0.1]},
         }

@@ -390,13 +390,11 @@ class OGNet(Model):
 
     @classmethod
     def search_space(cls) -> dict[str, Any] | None:
-        from ray import tune
-
         return {
-            "lr": tune.loguniform(2e-4, 3e-3),
-            "weight_decay": tune.loguniform(1e-4, 2e-3),
-            "dropout": tune.uniform(0.3, 0.8),
-            "circle": tune.choice([False, True]),
+            "lr": {"loguniform": [2e-4, 3e-3]},
+            "weight_decay": {"loguniform": [1e-4, 2e-3]},
+            "dropout": {"uniform": [0.3, 0.8]},
+            "circle": {"choice": [False, True]},
         }
 
 

@@ -628,12 +628,10 @@ class SMSGE(Model):
 
     @classmethod
     def search_space(cls) -> dict[str, Any] | None:
-        from ray import tune
-
         return {
-            "lr": tune.loguniform(3e-4, 5e-3),
-            "fusion_lambda": tune.uniform(0.0, 1.0),
-            "t1": tune.choice([0.5, 1.0, 2.0]),
-            "t2": tune.choice([0.5, 1.0, 2.0]),
-            "rounds": tune.choice([1, 2]),
+            "lr": {"loguniform": [3e-4, 5e-3]},
+            "fusion_lambda": {"uniform": [0.0, 1.0]},
+            "t1": {"choice": [0.5, 1.0, 2.0]},
+            "t2": {"choice": [0.5, 1.0, 2.0]},
+            "rounds": {"choice": [1, 2]},
         }
