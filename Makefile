@@ -10,9 +10,12 @@ SEEDS ?= 3
 # SM-SGE's Table 4 (cumulative: baseline ... full = the default), then leave-one-out rows.
 SMSGE_VARIANTS := baseline sr mg-sr mg-sr-csi mg-sr-csi-ssr mg-sr-cr mg-sr-cr-csi full \
 	no-multiscale no-structural no-collaborative no-cross-scale no-subsequence
+# The field's methods (issue 15): hand-crafted descriptors, PoseGait, the tables' LSTMs, AGE, SGELA.
+FIELD_MODELS := d13 d16 dpg lstm-1 lstm-m posegait age sgela
+FIELD_LEARNED := lstm-1 lstm-m posegait age sgela
 CLOUD_MODELS := cloud-hist pointnet-lite ognet ognet-small ognet-deep pointnet2-ssg pointnet2-msg dgcnn
 
-.PHONY: setup demo test bench ablation clouds clean
+.PHONY: setup demo test bench ablation field clouds clean
 
 setup: $(VENV)/.installed
 
@@ -37,18 +40,26 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
-# synth-gait's committed rows: D13; SM-SGE's Table 4 and leave-one-out variants; the baseline at
+# synth-gait's committed SM-SGE rows: SM-SGE's Table 4 and leave-one-out variants; the baseline at
 # its own best budget on synth-gait-dev (3 epochs) as a fairness row; SM-SGE's released recipe
 # (and its baseline) at the same budget; the controls (chance, the probe on raw windows, SM-SGE's
 # untrained encoder). About 80 minutes on 2 cores.
 ablation: setup
-	$(BIN)/reid-bench run --model d13 --protocol synth-gait --seeds $(SEEDS)
 	for v in $(SMSGE_VARIANTS); do $(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set variant=$$v || exit 1; done
 	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set variant=baseline --set epochs=3
 	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set recipe=released
 	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set recipe=released --set variant=baseline
 	for m in control-chance control-raw; do $(BIN)/reid-bench run --model $$m --protocol synth-gait --seeds $(SEEDS) || exit 1; done
 	$(BIN)/reid-bench run --model smsge --protocol synth-gait --seeds $(SEEDS) --set epochs=0
+	$(BIN)/reid-bench leaderboard
+
+# The field's methods on synth-gait and synth-gait-retrieval, each at its default budget or the
+# CPU budget its row names, then each learned one's untrained encoder as a control row. About
+# three hours on 2 cores.
+field: setup
+	for p in synth-gait synth-gait-retrieval; do for m in $(FIELD_MODELS); do \
+	  $(BIN)/reid-bench run --model $$m --protocol $$p --seeds $(SEEDS) || exit 1; done; done
+	for m in $(FIELD_LEARNED); do $(BIN)/reid-bench run --model $$m --protocol synth-gait --seeds $(SEEDS) --set epochs=0 || exit 1; done
 	$(BIN)/reid-bench leaderboard
 
 # OG-Net's Table II models on both synthetic cloud protocols (about 75 CPU-minutes), then

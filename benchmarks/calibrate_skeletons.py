@@ -77,7 +77,7 @@ def run_model(
     if name != "chance":
         spec = DataSpec("skeleton", num_classes=n_cls, layout=KINECT_V1_20, window=WINDOW)
         if name == "d13":
-            from reid_bench_baselines.d13 import D13, D13Config
+            from reid_bench_handcrafted.d13 import D13, D13Config
 
             model = D13(D13Config(), spec)
         elif name == "gait_lstm":

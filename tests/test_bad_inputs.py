@@ -75,7 +75,7 @@ def _ias(tmp: Path) -> Path:
 # ------------------------------------------------------------------------------ run: the request
 
 def c_negative_epochs(tmp): return Case(["run", *GAIT, "--set", "epochs=-5"], 2, "epochs=-5: must be >= 0")
-def c_unknown_probe(tmp): return Case(["run", *GAIT, "--set", "probe.kind=svm"], 2, "--set probe.kind='svm': expected one of mlp, knn")
+def c_unknown_probe(tmp): return Case(["run", *GAIT, "--set", "probe.kind=svm"], 2, "--set probe.kind='svm': expected one of mlp, knn, adaboost")
 def c_nan_lr(tmp): return Case(["run", *GAIT, "--set", "lr=nan"], 2, "lr=NaN: must be finite")
 def c_dropout_one(tmp): return Case(["run", *GAIT, "--set", "dropout=1.0"], 2, "dropout=1.0: must be >= 0 and < 1")
 def c_zero_batch(tmp): return Case(["run", *GAIT, "--set", "batch_size=0"], 2, "batch_size=0: must be >= 1")
@@ -92,7 +92,7 @@ def c_fixed_data(tmp): return Case(["run", "--model", "d13", "--protocol", "synt
                                    2, "--set data.seed: protocol 'synth-gait-dev' fixes this option")
 def c_probe_on_retrieval(tmp): return Case(["run", "--model", "d13", "--protocol", "synth-gait-retrieval", "--no-ray",
                                             "--set", "probe.hidden=8"], 2, "probe.* applies to closed-set protocols only")
-def c_unknown_model(tmp): return Case(["run", "--model", "smgse", "--protocol", "synth-gait"], 2, "did you mean 'smsge'?")
+def c_unknown_model(tmp): return Case(["run", "--model", "smgse", "--protocol", "synth-gait"], 2, "did you mean 'smsge'")
 def c_unknown_protocol(tmp): return Case(["run", "--model", "d13", "--protocol", "synth-giat"], 2, "did you mean 'synth-gait'")
 def c_modality(tmp): return Case(["run", "--model", "cloud-hist", "--protocol", "synth-gait", "--no-ray"], 2,
                                  "model 'cloud-hist' works on pointcloud data; protocol 'synth-gait' is skeleton")

@@ -1,4 +1,4 @@
-"""Skeleton baselines D13 and GaitLSTM on tiny synthetic walkers."""
+"""The GaitLSTM baseline on tiny synthetic walkers (D13 and the field's methods: test_field_methods.py)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_bench.api import DataSpec, Model, TrialContext
+from reid_bench.api import DataSpec, TrialContext
 from reid_bench.layouts import KINECT_V1_20
-from reid_bench.metrics import closed_set_metrics
-from reid_bench.probe import ProbeConfig, train_probe_and_score
 from reid_bench.samples import label_map, windows_from_sequences
 from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
-from reid_bench_baselines.d13 import D13, D13Config, frame_descriptors
 from reid_bench_baselines.gait_lstm import GaitLSTM, GaitLSTMConfig
 
 IDS = 8
@@ -40,38 +37,6 @@ def _ctx(tmp_path: Path, seed: int = 0, log: list | None = None) -> TrialContext
 
 def _spec(train) -> DataSpec:
     return DataSpec("skeleton", num_classes=train.num_classes, layout=KINECT_V1_20, window=6)
-
-
-def test_d13_descriptors_shape_and_values():
-    recs = generate_walkers(WalkerOptions(identities=1, train_sequences=1, test_sequences=0, noise=0.0,
-                                          dropout_prob=0.0, spike_prob=0.0))
-    d = frame_descriptors(recs[0].frames)
-    assert d.shape == (len(recs[0].frames), 13) and np.isfinite(d).all()
-    assert 1.2 < np.median(d[:, 0]) < 2.0  # head height above the feet, metres
-    assert np.median(d[:, 0]) > np.median(d[:, 1]) > 0  # head above neck
-
-
-def test_d13_embeds_and_beats_chance(fold, tmp_path):
-    train, test = fold
-    model = D13(D13Config(), _spec(train))
-    assert isinstance(model, Model) and model.modality == "skeleton" and model.num_parameters() == 0
-    model.fit(train, _ctx(tmp_path))
-    tr, te = model.embed(train), model.embed(test)
-    assert tr.dtype == np.float32 and tr.shape == (len(train), 26) and te.shape == (len(test), 26)
-    assert np.isfinite(tr).all() and np.isfinite(te).all()
-    assert np.allclose(tr.mean(0), 0, atol=1e-3)  # standardised with train statistics
-    scores = train_probe_and_score(tr, train.labels, te, ProbeConfig(epochs=60), seed=0)
-    res = closed_set_metrics(scores, test.labels, sequence_ids=test.group)
-    assert res.rank1 > 2.0 / IDS  # chance is 1/8
-
-
-def test_d13_statistics_option(fold, tmp_path):
-    train, _ = fold
-    model = D13(D13Config(statistics="mean+std+min+max"), _spec(train))
-    model.fit(train, _ctx(tmp_path))
-    assert model.embed(train).shape == (len(train), 52)
-    with pytest.raises(ValueError, match="statistics"):
-        D13(D13Config(statistics="mean+mode"), _spec(train))
 
 
 def _small_lstm(**kw) -> GaitLSTMConfig:
@@ -119,4 +84,3 @@ def test_gait_lstm_parameter_count_excludes_classifier(fold):
 def test_gait_lstm_default_config_builds_from_example_spec():
     model = GaitLSTM(GaitLSTMConfig(), GaitLSTM.example_spec())
     assert model.num_parameters() > 0
-    assert D13(D13Config(), D13.example_spec()).num_parameters() == 0

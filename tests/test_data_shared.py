@@ -170,7 +170,7 @@ def test_kinder_gator_cross_action_folds_do_not_leak(tmp_path):
 def test_kinder_gator_runs_with_d13(tmp_path):
     from reid_bench.api import DataSpec, TrialContext
     from reid_bench.trial import evaluate
-    from reid_bench_baselines.d13 import D13, D13Config
+    from reid_bench_handcrafted.d13 import D13, D13Config
 
     make_kinder_gator(tmp_path / "kg", adults=(565, 577, 604), children=(103,), frames=12)
     data = Records({"kinder-gator": KinderGator(root=tmp_path / "kg").load()})

@@ -20,7 +20,7 @@ from reid_bench.leaderboard import build_leaderboards
 FLAKY = '''
 import os
 from pathlib import Path
-from reid_bench_baselines.d13 import D13
+from reid_bench_handcrafted.d13 import D13
 
 class Flaky(D13):
     def fit(self, train, ctx):
@@ -113,7 +113,7 @@ def test_killed_driver_then_resume_leaves_nothing_running(tmp_path, flaky_site):
     _, runs = mlflow_runs(uri)
     assert any(r.info.status == "RUNNING" for r in runs)
 
-    other = subprocess.run(args + ["--set", "statistics=mean", "--resume"], cwd=tmp_path, capture_output=True, text=True,
+    other = subprocess.run(args + ["--set", "statistics=mean+std", "--resume"], cwd=tmp_path, capture_output=True, text=True,
                            timeout=300, env=env)
     assert other.returncode == 2 and "no unfinished invocation" in other.stderr  # another config: refused
 

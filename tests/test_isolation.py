@@ -61,7 +61,7 @@ def test_three_drivers_on_a_fresh_store(tmp_path):
     once, every trial of every driver is recorded exactly once, nothing is left RUNNING."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     runs = [["--model", "d13", "--protocol", "synth-gait"],
-            ["--model", "d13", "--protocol", "synth-gait", "--set", "statistics=mean"],
+            ["--model", "d13", "--protocol", "synth-gait", "--set", "statistics=mean+std"],
             ["--model", "cloud-hist", "--protocol", "synth-market", "--set", "data.train_identities=6",
              "--set", "data.test_identities=6", "--set", "data.distractors=2", "--set", "data.junk=2"]]
     procs = []

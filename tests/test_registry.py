@@ -38,7 +38,7 @@ def test_list_reads_metadata_without_importing_torch():
         "assert r.exit_code == 0, r.output\n"
         "data = __import__('json').loads(r.stdout)\n"
         "assert 'd13' in [m['name'] for m in data['models']]\n"
-        "heavy = [m for m in ('torch', 'ray', 'mlflow', 'reid_bench_baselines.d13') if m in sys.modules]\n"
+        "heavy = [m for m in ('torch', 'ray', 'mlflow', 'reid_bench_handcrafted.d13') if m in sys.modules]\n"
         "print(heavy)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -51,7 +51,7 @@ def test_list_shows_first_party_plugins_with_distribution():
     data = json.loads(proc.stdout)
     names = {k: {e["name"]: e["distribution"] for e in v} for k, v in data.items()}
     assert {"d13", "cloud-hist"} <= set(names["models"])
-    assert names["models"]["d13"].startswith("reid-bench-baselines ")  # each plugin folder its own distribution
+    assert names["models"]["d13"].startswith("reid-bench-handcrafted ")  # each plugin folder its own distribution
     assert names["models"]["smsge"].startswith("reid-bench-smsge ")
     assert names["protocols"]["synth-gait"].startswith("reid-bench ")
     assert {"synth-gait", "synth-gait-retrieval", "synth-market", "synth-market-to-duke"} <= set(names["protocols"])
@@ -121,7 +121,7 @@ def test_plugin_failing_the_api_check_is_reported(tmp_path):
     "args, expected",
     [
         (["info", "synth-gaot"], "did you mean 'synth-gait'"),
-        (["run", "--model", "d31", "--protocol", "synth-gait", "--no-ray"], "unknown model 'd31'; did you mean 'd13'"),
+        (["run", "--model", "posegiat", "--protocol", "synth-gait", "--no-ray"], "unknown model 'posegiat'; did you mean 'posegait'"),
         (["run", "--model", "d13", "--protocol", "synth-giat", "--no-ray"], "did you mean 'synth-gait'"),
         (["list", "modles"], "did you mean 'models'"),
     ],

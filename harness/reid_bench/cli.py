@@ -165,6 +165,7 @@ def _layout_info(name: str, layout: Any) -> dict[str, Any]:
     return {"kind": "layout", "name": name, "description": layout.description, "dims": layout.dims,
             "joints": list(layout.joints), "edges": [list(e) for e in layout.edges],
             "parts": [list(p) for p in layout.parts], "bodies": [list(b) for b in layout.bodies],
+            "roles": {role: list(group) for role, group in layout.roles},
             "nodes_per_scale": {"hyper-joint": layout.num_hyper_joints, "joint": layout.num_joints,
                                 "part": len(layout.parts), "body": len(layout.bodies)}}
 

@@ -26,14 +26,20 @@ class ProbeConfig:
 
     ``init``: "torch" (PyTorch's default) or "normal" (weights N(0, 1), biases 0). ``chunks``:
     the feature is that many equal parts sharing one classifier, whose logits are summed (SM-SGE's
-    release classifies each of a window's f+1 prefixes that way). ``balanced``: train on the
+    release classifies each of a window's f+1 prefixes that way); ``chunk_loss``: train on the
+    summed logits ("summed", SM-SGE) or on every part as a sample of its own ("each", AGE's
+    per-frame recognition network; test scores are still the summed logits). ``balanced``: train on the
     class-balanced set of :func:`reid_bench.samples.class_balanced_order` instead of the windows
     as given; ``shuffle``: reshuffle every epoch (False: the order as built). ``scores``: what the
     metrics rank, "softmax" probabilities or raw "logits" (SM-SGE's release computes its ROC AUC
     on the summed logits).
+
+    ``knn``: ``k`` nearest training samples by ``metric`` ("cosine" similarity, or "euclidean"
+    distance, as the KNN of D13's table row). ``adaboost``: scikit-learn's AdaBoost (SAMME) over
+    ``estimators`` depth-1 trees, as the table rows "D16 descriptors + Adaboost".
     """
 
-    kind: Literal["mlp", "knn"] = "mlp"
+    kind: Literal["mlp", "knn", "adaboost"] = "mlp"
     hidden: PositiveInt = 256
     epochs: PositiveInt = 100
     lr: PositiveFloat = 1e-3
@@ -47,6 +53,9 @@ class ProbeConfig:
     balanced: bool = False
     shuffle: bool = True
     scores: Literal["softmax", "logits"] = "softmax"
+    metric: Literal["cosine", "euclidean"] = "cosine"
+    estimators: PositiveInt = 50
+    chunk_loss: Literal["summed", "each"] = "summed"
 
 
 def _to_float_tensor(x, name: str, device: torch.device) -> torch.Tensor:
@@ -69,15 +78,19 @@ def train_probe_and_score(
       dropout and batch shuffling all derive from ``seed`` (the global torch
       RNG is left untouched).
     * ``knn``: score of class c = mean of the top min(k, n_c) cosine
-      similarities to that class's training samples; classes with no training
-      sample get -inf.
+      similarities (or negated Euclidean distances) to that class's training
+      samples; classes with no training sample get -inf.
+    * ``adaboost``: class probabilities of scikit-learn's AdaBoostClassifier
+      (``estimators`` stumps, random state ``seed``); classes never seen get 0.
 
     C = max(train_labels) + 1. Features are standardised with the train
     mean/std first when ``cfg.standardize``.
     """
-    if cfg.kind not in ("mlp", "knn"):
-        raise ValueError(f"unknown probe kind {cfg.kind!r}; expected 'mlp' or 'knn'")
-    for name in ("hidden", "epochs", "batch_size", "k"):
+    if cfg.kind not in ("mlp", "knn", "adaboost"):
+        raise ValueError(f"unknown probe kind {cfg.kind!r}; expected 'mlp', 'knn' or 'adaboost'")
+    if cfg.metric not in ("cosine", "euclidean"):
+        raise ValueError(f"unknown probe metric {cfg.metric!r}; expected 'cosine' or 'euclidean'")
+    for name in ("hidden", "epochs", "batch_size", "k", "estimators"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"ProbeConfig.{name} must be >= 1, got {getattr(cfg, name)}")
     if not 0.0 <= cfg.dropout < 1.0:
@@ -110,13 +123,16 @@ def train_probe_and_score(
         xte = (xte - mean) / std
 
     if cfg.kind == "knn":
-        return _knn_scores(xtr, ytr, xte, n_cls, cfg.k)
+        return _knn_scores(xtr, ytr, xte, n_cls, cfg.k, cfg.metric)
+    if cfg.kind == "adaboost":
+        return _adaboost_scores(xtr, ytr, xte, n_cls, cfg.estimators, seed)
     return _mlp_scores(xtr, ytr, xte, n_cls, cfg, seed, device)
 
 
-def _knn_scores(xtr, ytr, xte, n_cls: int, k: int) -> np.ndarray:
-    a = torch.nn.functional.normalize(xtr, dim=1)
-    b = torch.nn.functional.normalize(xte, dim=1)
+def _knn_scores(xtr, ytr, xte, n_cls: int, k: int, metric: str = "cosine") -> np.ndarray:
+    if metric == "cosine":
+        a = torch.nn.functional.normalize(xtr, dim=1)
+        b = torch.nn.functional.normalize(xte, dim=1)
     counts = torch.bincount(ytr, minlength=n_cls)
     n_max = int(counts.max())
     # [C, n_max] table of train indices per class (padded), so one gather
@@ -131,13 +147,29 @@ def _knn_scores(xtr, ytr, xte, n_cls: int, k: int) -> np.ndarray:
     out = torch.empty((xte.shape[0], n_cls), dtype=torch.float64, device=xtr.device)
     step = max(1, (1 << 24) // max(1, n_cls * n_max))
     for s in range(0, xte.shape[0], step):
-        sim = b[s : s + step] @ a.T  # [B, N_train]
+        if metric == "cosine":
+            sim = b[s : s + step] @ a.T  # [B, N_train]
+        else:
+            sim = -torch.cdist(xte[s : s + step].double(), xtr.double())
         per_cls = sim[:, table].masked_fill(~present[None], -math.inf)  # [B, C, n_max]
         top = per_cls.topk(kk, dim=2).values
         top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
         out[s : s + step] = top.double().sum(2) / denom.clamp(min=1)[None]
     out[:, counts == 0] = -math.inf
     return out.cpu().numpy()
+
+
+def _adaboost_scores(xtr, ytr, xte, n_cls: int, estimators: int, seed: int) -> np.ndarray:
+    # scikit-learn's SAMME AdaBoost with stumps is the textbook one; the table rows name no settings.
+    from sklearn.ensemble import AdaBoostClassifier
+
+    labels = ytr.cpu().numpy()
+    clf = AdaBoostClassifier(n_estimators=estimators, random_state=seed)
+    clf.fit(xtr.double().cpu().numpy(), labels)
+    proba = clf.predict_proba(xte.double().cpu().numpy())
+    out = np.zeros((xte.shape[0], n_cls), dtype=np.float64)
+    out[:, clf.classes_] = proba
+    return out
 
 
 def _mlp_scores(xtr, ytr, xte, n_cls: int, cfg: ProbeConfig, seed: int, device) -> np.ndarray:
@@ -178,7 +210,11 @@ def _mlp_scores(xtr, ytr, xte, n_cls: int, cfg: ProbeConfig, seed: int, device) 
             perm = perm.to(device)
             for s in range(0, n, cfg.batch_size):
                 idx = perm[s : s + cfg.batch_size]
-                loss = torch.nn.functional.cross_entropy(logits(xtr[idx]), ytr[idx])
+                if cfg.chunk_loss == "each":
+                    part_logits = model(xtr[idx].reshape(len(idx) * cfg.chunks, width))
+                    loss = torch.nn.functional.cross_entropy(part_logits, ytr[idx].repeat_interleave(cfg.chunks))
+                else:
+                    loss = torch.nn.functional.cross_entropy(logits(xtr[idx]), ytr[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()

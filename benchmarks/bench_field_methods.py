@@ -1,0 +1,147 @@
+"""Training and embedding throughput of the field's learned methods (CPU, and CUDA if present).
+
+For each of lstm-1, lstm-m, posegait, age and sgela, in a fresh process (so that the peak memory
+is that method's), it times the model's own ``fit`` for one epoch on synth-gait's fold A training
+windows (f = 6, kinect-v1-20) at the method's default settings (the paper's batch and sizes),
+then ``embed`` on the same windows, and prints: training windows/s, embedding windows/s, the
+time the method's default budget would take on that fold (its default epochs, and its
+recognition network where it has one, not included), and peak memory (CPU: peak RSS of the
+process; CUDA: peak allocated tensors). The anchor row, measured in the same run, is a plain
+2 x 256 ``torch.nn.LSTM`` forward + backward + Adam step on the same windows and batch 128: a
+reference whose cost does not depend on this project's code, for comparing machines.
+
+    python benchmarks/bench_field_methods.py [--methods lstm-1 age] [--epochs 1] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+METHODS = ("lstm-1", "lstm-m", "posegait", "age", "sgela")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _fold():
+    from reid_bench.registry import get_registry
+    from reid_bench.trial import HarnessData
+
+    registry = get_registry()
+    protocol = registry.protocol("synth-gait")()
+    return protocol.build_fold("A", 0, HarnessData(registry, None, {}))
+
+
+def _peak_mb(device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
+    import dataclasses
+
+    import torch
+
+    from reid_bench.api import DataSpec, TrialContext
+    from reid_bench.registry import get_registry
+
+    torch.set_num_threads(threads)
+    fold = _fold()
+    cls = get_registry().model(name)
+    default_epochs = cls.config_class().epochs  # the paper's / release's budget, not the CPU one
+    cfg = dataclasses.replace(cls.config_class(), epochs=epochs, cpu_threads=threads, save_checkpoint=False)
+    model = cls(cfg, DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    model.fit(fold.train, TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp")))
+    _sync(device)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.embed(fold.train)
+    _sync(device)
+    embed_s = time.perf_counter() - t0
+    n = len(fold.train)
+    train_wps = epochs * n / fit_s
+    return {"name": name, "device": device, "threads": threads, "params": model.num_parameters(), "windows": n,
+            "train_wps": train_wps, "embed_wps": n / embed_s, "default_epochs": default_epochs,
+            "default_h": default_epochs * n / train_wps / 3600, "peak_mb": _peak_mb(device)}
+
+
+def measure_anchor(device: str, threads: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    fold = _fold()
+    x_all = torch.as_tensor(fold.train.data.reshape(len(fold.train), 6, -1))
+    net = torch.nn.LSTM(x_all.shape[2], 256, num_layers=2, batch_first=True).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-4)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for s in range(0, len(x_all), 128):
+        out, _ = net(x_all[s : s + 128].to(device))
+        loss = out[:, -1].pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    _sync(device)
+    wps = len(x_all) / (time.perf_counter() - t0)
+    return {"name": "anchor: nn.LSTM 2x256", "device": device, "threads": threads,
+            "params": sum(p.numel() for p in net.parameters()), "windows": len(x_all), "train_wps": wps,
+            "embed_wps": float("nan"), "default_epochs": 0, "default_h": float("nan"), "peak_mb": _peak_mb(device)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--epochs", type=int, default=1, help="timed training epochs per method")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        row = (measure_anchor(args.device, args.threads) if args.one == "anchor"
+               else measure_method(args.one, args.device, args.threads, args.epochs))
+        print(json.dumps(row))
+        return
+
+    import torch
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    rows = []
+    for device in devices:
+        for name in ["anchor", *args.methods]:
+            proc = subprocess.run([sys.executable, __file__, "--one", name, "--device", device, "--threads",
+                                   str(args.threads), "--epochs", str(args.epochs)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                sys.exit(f"{name} on {device} failed:\n{proc.stderr[-2000:]}")
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    print(f"The field's learned methods on synth-gait fold A ({rows[0]['windows']} training windows, f = 6, "
+          f"kinect-v1-20), {args.threads} thread(s), torch {torch.__version__}")
+    print(f"{'method':<24}{'device':<7}{'params':>11}{'train win/s':>13}{'embed win/s':>13}"
+          f"{'default ep.':>12}{'default h':>11}{'peak MB':>9}")
+    for r in rows:
+        print(f"{r['name']:<24}{r['device']:<7}{r['params']:>11,}{r['train_wps']:>13.0f}{r['embed_wps']:>13.0f}"
+              f"{r['default_epochs']:>12}{r['default_h']:>11.2f}{r['peak_mb']:>9.0f}")
+    print("default h: the method's default epochs over these windows at the measured rate (its "
+          "recognition network excluded); peak MB: CPU = peak RSS of the method's own process, CUDA = peak "
+          "allocated tensors")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The field's hand-crafted skeleton descriptors: D13 and D16."""

@@ -1,0 +1,1 @@
+"""The single-layer and multi-layer LSTM baselines of the field's tables."""

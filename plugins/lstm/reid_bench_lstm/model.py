@@ -1,0 +1,161 @@
+"""The LSTM baselines of the field's tables: ``lstm-1`` (single-layer) and ``lstm-m`` (multi-layer).
+
+SM-SGE's, AGE's and SGELA's tables list "Single-layer LSTM" (Haque, Alahi, Fei-Fei: Recurrent
+attention models for depth-based person identification, CVPR 2016) and "Multi-layer LSTM"
+(Zheng et al. 2019, reference [33] of SM-SGE) with Rank-1 and nAUC on BIWI, IAS-A/B, KGBD and
+KS20. No code for either was released, and the tables do not say how they were run. This
+plugin therefore states its recipe as its own choice, kept close to the lab's own settings so
+that the rows compare like with like:
+
+- input: the window's joint coordinates per frame, flattened (J x 3 values), as the data come
+  (the protocols centre the skeletons); the same f-frame windows as every other method;
+- network: an LSTM (1 layer; ``lstm-m``: 2 layers, as the gait encoder of AGE, SGE-LA
+  ``train.py`` lines 16-18, commit 742e691), 256 units, the last time step's hidden state of
+  the top layer is the embedding; a linear identity classifier over it during training;
+- training: cross-entropy, Adam at 0.0005, batch 128 (AGE's, ``train.py`` lines 14 and 24),
+  a fixed number of epochs, no model selection;
+- closed-set scoring: the harness's probe on the frozen embeddings, as for every model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from reid_bench.api import DataSpec, Model, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TrialContext
+from reid_bench.torchutil import cpu_threads, save_weights
+
+_SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
+
+
+@dataclass
+class LSTMConfig:
+    """Hyper-parameters of the LSTM baselines (none is published; see the module docstring).
+
+    ``hidden``: units per layer. ``layers``: stacked layers. ``epochs`` / ``lr`` /
+    ``batch_size``: Adam training with cross-entropy on the identity classifier.
+    ``embed_batch``: windows per forward pass in ``embed``. ``cpu_threads``: torch threads on
+    CPU (0: torch's setting). ``save_checkpoint``: write the final weights to the trial folder.
+    """
+
+    hidden: PositiveInt = 256
+    layers: PositiveInt = 1
+    epochs: NonNegativeInt = 100
+    lr: PositiveFloat = 5e-4
+    batch_size: PositiveInt = 128
+    embed_batch: PositiveInt = 2048
+    cpu_threads: NonNegativeInt = 1
+    save_checkpoint: bool = True
+
+
+@dataclass
+class MultiLayerLSTMConfig(LSTMConfig):
+    layers: PositiveInt = 2
+
+
+class _Net(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, layers: int, num_classes: int) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(in_dim, hidden, num_layers=layers, batch_first=True)
+        self.classifier = nn.Linear(hidden, max(1, num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(x)
+        return h[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+class SingleLayerLSTM(Model):
+    """One LSTM layer over per-frame joint coordinates; the last hidden state is the embedding."""
+
+    modality = "skeleton"
+    config_class = LSTMConfig
+    description = "Single-layer LSTM over per-frame joint coordinates, last hidden state (256-d); supervised"
+    citation = ("Haque, Alahi, Fei-Fei: Recurrent attention models for depth-based person identification, CVPR 2016 "
+                "(the tables' 'Single-layer LSTM')")
+    protocol_overrides = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
+    protocol_notes = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 100)")
+
+    def __init__(self, config: LSTMConfig, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        if spec.layout is None:
+            raise ValueError(f"{type(self).__name__} needs a skeleton layout in the data spec")
+        self.in_dim = spec.layout.num_joints * 3
+        self.net = _Net(self.in_dim, config.hidden, config.layers, spec.num_classes)
+        self.device = "cpu"
+
+    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
+        with cpu_threads(self.config.cpu_threads, ctx.device):
+            self._fit(train, ctx)
+
+    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+        cfg = self.config
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        self.device = ctx.device
+        self.net = _Net(self.in_dim, cfg.hidden, cfg.layers, train.num_classes).to(self.device)
+        x_all = _flatten(train.data)
+        labels = torch.as_tensor(train.labels, dtype=torch.int64)
+        if (labels < 0).any():
+            raise ValueError(f"{type(self).__name__}.fit: training labels must be class indices >= 0")
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        n = len(labels)
+        for epoch in range(cfg.epochs):
+            self.net.train()
+            perm = torch.randperm(n, generator=gen)
+            total, correct = 0.0, 0
+            for s in range(0, n, cfg.batch_size):
+                idx = perm[s : s + cfg.batch_size]
+                x, y = x_all[idx].to(self.device), labels[idx].to(self.device)
+                logits = self.net(x)
+                loss = nn.functional.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                correct += int((logits.argmax(1) == y).sum())
+            ctx.report(epoch=epoch, loss=total / n, train_acc=correct / n)
+            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
+        self.net.eval()
+        if cfg.save_checkpoint:
+            save_weights(self.net, ctx.checkpoint_dir, "lstm.pt")
+
+    @torch.no_grad()
+    def embed(self, samples: SampleSet) -> np.ndarray:
+        with cpu_threads(self.config.cpu_threads, self.device):
+            self.net.eval()
+            x_all = _flatten(samples.data)
+            if len(x_all) == 0:
+                return np.zeros((0, self.config.hidden), dtype=np.float32)
+            step = self.config.embed_batch
+            out = [self.net.features(x_all[s : s + step].to(self.device)).cpu() for s in range(0, len(x_all), step)]
+            return torch.cat(out).numpy().astype(np.float32)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.lstm.parameters())
+
+    @classmethod
+    def search_space(cls) -> dict[str, Any] | None:
+        return {"lr": {"loguniform": [1e-4, 5e-3]}, "hidden": {"choice": [128, 256, 512]}}
+
+
+class MultiLayerLSTM(SingleLayerLSTM):
+    """Two stacked LSTM layers (the tables' "Multi-layer LSTM")."""
+
+    config_class = MultiLayerLSTMConfig
+    description = "Multi-layer (2 x 256) LSTM over per-frame joint coordinates, last hidden state; supervised"
+    citation = "Zheng et al. 2019, as cited by SM-SGE's table (reference [33], 'Multi-layer LSTM')"
+
+
+def _flatten(data: Any) -> torch.Tensor:
+    """Windows [N, f, J, 3] -> [N, f, J*3] float32."""
+    arr = np.asarray(data, dtype=np.float32)
+    if arr.ndim != 4:
+        raise ValueError(f"expected windows [N, f, J, 3], got {arr.shape}")
+    return torch.from_numpy(arr.reshape(arr.shape[0], arr.shape[1], -1))

@@ -1,0 +1,1 @@
+"""PoseGait and D_PG: pose features of Liao et al. (Pattern Recognition 2020)."""

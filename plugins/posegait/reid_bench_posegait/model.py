@@ -1,0 +1,214 @@
+"""PoseGait: a CNN over a window's per-frame pose features (Liao et al., Pattern Recognition 2020).
+
+The network follows the release, RijunLiao/PoseGait ``network.py`` (commit ffe74ed), read for
+facts: the input is one channel, features x frames (17 frames, ``Loader.py`` line 15); 3x3
+convolutions without bias, each followed by BatchNorm and ReLU (lines 7-42): 1->32 and 32->64
+unpadded, 2x2 max-pool, one 64->64 padded convolution applied twice with a residual add,
+64->128 unpadded, 2x2 max-pool, two 128->128 padded convolutions with a residual add (lines
+98-118); flatten, dropout 0.5 in training, a fully connected layer to the 512-d embedding, an
+identity classifier on top (lines 75-79, 126-129). Training (``pose_train.py``): cross-entropy,
+Adam at 1e-6, batch 8, 200 epochs (lines 24-32, 57-59). A window shorter than 17 frames is
+zero-padded at the end (``Loader.py`` line 33); a longer one gives a random 17-frame run in
+training (lines 80-81) and its centre run when embedded.
+
+``input`` chooses the rows: "features" (default) the paper's 81 pose features
+(``features.py``); "release" what the released loader builds, 126 rows with the normalised x of
+each joint in rows 0-13 and y in rows 42-55 (``Loader.py`` lines 45-72).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
+                            TrialContext)
+from reid_bench.torchutil import cpu_threads, save_weights
+from reid_bench_posegait.features import FEATURES_PER_FRAME, JOINTS, body_joints, normalise, pose_features
+
+RELEASE_ROWS = 126
+_SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
+
+
+@dataclass
+class PoseGaitConfig:
+    """Hyper-parameters (defaults: the release, see the module docstring).
+
+    ``frames``: the CNN's time extent (17). ``input``: "features" (81 rows) or "release" (126
+    rows of normalised 2D joints). ``embed_dim``: the embedding (512). ``dropout``: before the
+    embedding layer (0.5). ``epochs`` / ``lr`` / ``batch_size``: Adam with cross-entropy.
+    """
+
+    frames: PositiveInt = 17
+    input: Literal["features", "release"] = "features"
+    embed_dim: PositiveInt = 512
+    dropout: Fraction = 0.5
+    epochs: NonNegativeInt = 200
+    lr: PositiveFloat = 1e-6
+    batch_size: PositiveInt = 8
+    embed_batch: PositiveInt = 512
+    cpu_threads: NonNegativeInt = 1
+    save_checkpoint: bool = True
+
+
+def _conv(cin: int, cout: int, pad: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=pad, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+def _out_size(rows: int, frames: int) -> tuple[int, int]:
+    def shrink(n: int) -> int:
+        n = n - 4  # two unpadded 3x3 convolutions
+        n = n // 2  # pool
+        n = n - 2  # unpadded 3x3
+        return n // 2  # pool
+
+    return shrink(rows), shrink(frames)
+
+
+class PoseGaitNet(nn.Module):
+    def __init__(self, rows: int, frames: int, embed_dim: int, dropout: float, num_classes: int) -> None:
+        super().__init__()
+        h, w = _out_size(rows, frames)
+        if h < 1 or w < 1:
+            raise ValueError(f"PoseGait's CNN needs at least 10 rows and 10 frames; got {rows} x {frames}")
+        self.conv1, self.conv2 = _conv(1, 32, 0), _conv(32, 64, 0)
+        self.conv2_1 = _conv(64, 64, 1)  # applied twice, shared weights
+        self.conv3 = _conv(64, 128, 0)
+        self.conv4, self.conv4_1 = _conv(128, 128, 1), _conv(128, 128, 1)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(128 * h * w, embed_dim)
+        self.classifier = nn.Linear(embed_dim, max(1, num_classes))
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.conv2(self.conv1(x.unsqueeze(1))))
+        x = x + self.conv2_1(self.conv2_1(x))
+        x = self.pool(self.conv3(x))
+        x = x + self.conv4_1(self.conv4(x))
+        return self.fc(self.drop(x.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+    def embedding_parameters(self) -> int:
+        return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("classifier"))
+
+
+class PoseGait(Model):
+    """PoseGait's CNN over pose features x frames; the 512-d layer is the embedding."""
+
+    modality = "skeleton"
+    config_class = PoseGaitConfig
+    description = "PoseGait: CNN over 81 pose features x 17 frames, 512-d embedding; supervised (cross-entropy)"
+    citation = ("Liao, Yu, An, Huang: A model-based gait recognition method with body pose and human prior "
+                "knowledge, Pattern Recognition 98 (2020)")
+    protocol_overrides = dict.fromkeys(_SYNTHETIC, {"epochs": 20, "lr": 1e-4, "batch_size": 64})
+    protocol_notes = dict.fromkeys(
+        _SYNTHETIC, "CPU budget: 20 epochs at lr 1e-4, batch 64 (release: 200 epochs at 1e-6, batch 8)")
+
+    def __init__(self, config: PoseGaitConfig, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        if spec.layout is None:
+            raise ValueError("posegait needs a skeleton layout")
+        self.layout = spec.layout
+        self.layout.role_joints(JOINTS, "posegait")
+        self.rows = FEATURES_PER_FRAME if config.input == "features" else RELEASE_ROWS
+        self.net = PoseGaitNet(self.rows, config.frames, config.embed_dim, config.dropout, spec.num_classes)
+        self.device = "cpu"
+        self._mean: torch.Tensor | None = None
+        self._std: torch.Tensor | None = None
+
+    @classmethod
+    def example_spec(cls) -> DataSpec:
+        from reid_bench.layouts import CASIA_14
+
+        return DataSpec("skeleton", num_classes=74, layout=CASIA_14, window=17)  # CASIA-B's 74 training subjects
+
+    # ------------------------------------------------------------------------------ inputs
+    def _matrices(self, data: Any) -> torch.Tensor:
+        """Windows [N, f, J, d] -> inputs [N, rows, f] (float32)."""
+        arr = np.asarray(data, dtype=np.float64)
+        if arr.ndim != 4:
+            raise ValueError(f"posegait expects windows [N, f, J, 3], got {arr.shape}")
+        joints = body_joints(arr, self.layout, "posegait")  # [N, f, 14, 3]
+        if self.config.input == "features":
+            rows = pose_features(joints)  # [N, f, 81]
+        else:
+            norm = normalise(joints)
+            rows = np.zeros((*norm.shape[:2], RELEASE_ROWS))
+            rows[..., 0:14] = norm[..., 0]
+            rows[..., 42:56] = norm[..., 1]
+        return torch.from_numpy(rows.transpose(0, 2, 1).astype(np.float32))
+
+    def _crop(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """[N, rows, f] -> [N, rows, frames]: zero-padded at the end, or a (random / centre) run."""
+        f, t = x.shape[2], self.config.frames
+        if f <= t:
+            return nn.functional.pad(x, (0, t - f))
+        if gen is None:
+            start = (f - t) // 2
+            return x[:, :, start : start + t]
+        starts = torch.randint(0, f - t + 1, (x.shape[0],), generator=gen)
+        idx = starts[:, None] + torch.arange(t)[None, :]
+        return torch.gather(x, 2, idx[:, None, :].expand(-1, x.shape[1], -1))
+
+    # ------------------------------------------------------------------------------ training
+    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
+        with cpu_threads(self.config.cpu_threads, ctx.device):
+            self._fit(train, ctx)
+
+    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+        cfg = self.config
+        torch.manual_seed(ctx.seed)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        self.device = ctx.device
+        self.net = PoseGaitNet(self.rows, cfg.frames, cfg.embed_dim, cfg.dropout, train.num_classes).to(self.device)
+        x_all = self._matrices(train.data)
+        labels = torch.as_tensor(train.labels, dtype=torch.int64)
+        if (labels < 0).any():
+            raise ValueError("posegait.fit: training labels must be class indices >= 0")
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        n = len(labels)
+        for epoch in range(cfg.epochs):
+            self.net.train()
+            perm = torch.randperm(n, generator=gen)
+            total, correct = 0.0, 0
+            for s in range(0, n, cfg.batch_size):
+                idx = perm[s : s + cfg.batch_size]
+                x = self._crop(x_all[idx], gen).to(self.device)
+                y = labels[idx].to(self.device)
+                logits = self.net(x)
+                loss = nn.functional.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+                correct += int((logits.argmax(1) == y).sum())
+            ctx.report(epoch=epoch, loss=total / n, train_acc=correct / n)
+            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
+        self.net.eval()
+        if cfg.save_checkpoint:
+            save_weights(self.net, ctx.checkpoint_dir, "posegait.pt")
+
+    @torch.no_grad()
+    def embed(self, samples: SampleSet) -> np.ndarray:
+        with cpu_threads(self.config.cpu_threads, self.device):
+            self.net.eval()
+            x_all = self._matrices(samples.data)
+            if len(x_all) == 0:
+                return np.zeros((0, self.config.embed_dim), dtype=np.float32)
+            step = self.config.embed_batch
+            out = [self.net.features(self._crop(x_all[s : s + step], None).to(self.device)).cpu()
+                   for s in range(0, len(x_all), step)]
+            return torch.cat(out).numpy().astype(np.float32)
+
+    def num_parameters(self) -> int:
+        return self.net.embedding_parameters()
+
+    @classmethod
+    def search_space(cls) -> dict[str, Any] | None:
+        return {"lr": {"loguniform": [1e-6, 1e-3]}, "batch_size": {"choice": [8, 32, 64]}}
