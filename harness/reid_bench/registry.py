@@ -88,8 +88,9 @@ class Registry:
         if self._entries is not None:
             return self._entries
         entries: dict[str, dict[str, PluginEntry]] = {kind: {} for kind in KINDS}
+        installed = entry_points()  # one scan of the installed distributions for the four groups
         for kind, group in KINDS.items():
-            for ep in entry_points(group=group):
+            for ep in installed.select(group=group):
                 dist, version = _dist_of(ep)
                 entry = PluginEntry(kind, ep.name, ep.value, dist, version)
                 previous = entries[kind].get(ep.name)

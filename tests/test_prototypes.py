@@ -1,0 +1,194 @@
+"""The unsupervised prototype learners (plugin folder ``plugins/prototypes``) on small inputs.
+
+The k-reciprocal Jaccard distance is checked against a per-row transcription of the released
+algorithm (SimMC ``utils/faiss_rerank.py`` lines 30-123); SimMC's losses against their formulas
+computed by hand; its parameter count against the release's variables; and the model runs
+through the trial code on the real formats' fixtures and a synthetic protocol.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import trial_context
+from reid_bench.api import DataSpec
+from reid_bench.layouts import KINECT_V1_20, KINECT_V2_25
+from reid_bench.samples import label_map, windows_from_sequences
+from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
+from reid_bench_prototypes.clustering import dbscan_labels, jaccard_distance, prototypes
+from reid_bench_prototypes.simmc import SimMC, SimMCConfig, mic_loss, mpc_loss
+
+
+def _jaccard_row_by_row(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
+    """The release's loops, one query at a time, written plainly (no sparse algebra)."""
+    n = len(x)
+    inner = x @ x.T
+    sq = np.diag(inner)
+    l2 = sq[:, None] + sq[None, :] - 2 * inner
+    rank = np.argsort(l2, axis=1, kind="stable")[:, :k1]
+
+    def reciprocal(i: int, k: int) -> np.ndarray:
+        forward = rank[i, : k + 1]
+        backward = rank[forward, : k + 1]
+        return forward[np.any(backward == i, axis=1)]
+
+    v = np.zeros((n, n))
+    half = int(np.around(k1 / 2))
+    for i in range(n):
+        own = reciprocal(i, k1)
+        expanded = list(own)
+        for c in own:
+            theirs = reciprocal(c, half)
+            if len(np.intersect1d(theirs, own)) > 2 / 3 * len(theirs):
+                expanded.extend(theirs)
+        idx = np.unique(expanded)
+        weight = np.exp(-(2 - 2 * inner[i, idx]))
+        v[i, idx] = weight / weight.sum()
+    if k2 > 1:
+        v = np.stack([v[rank[i, :k2]].mean(axis=0) for i in range(n)])
+    out = np.zeros((n, n))
+    for i in range(n):
+        shared = np.minimum(v[i][None, :], v).sum(axis=1)
+        out[i] = 1 - shared / (2 - shared)
+    return np.maximum(out, 0)
+
+
+@pytest.mark.parametrize("n,k1,k2", [(40, 8, 3), (90, 20, 6), (12, 20, 6)])
+def test_jaccard_distance_equals_the_released_loops(n, k1, k2):
+    rng = np.random.default_rng(n)
+    centres = rng.normal(size=(4, 16))
+    x = (centres[rng.integers(0, 4, n)] + 0.3 * rng.normal(size=(n, 16))) * 0.3
+    got = jaccard_distance(x, k1, k2)
+    np.testing.assert_allclose(got, _jaccard_row_by_row(x, min(k1, n), k2), atol=2e-6)
+    assert got.shape == (n, n) and np.allclose(np.diag(got), 0, atol=1e-6)
+
+
+def test_dbscan_marks_the_stray_point_and_prototypes_are_cluster_means():
+    rng = np.random.default_rng(0)
+    a = np.array([1.0, 0, 0, 0]) + 0.02 * rng.normal(size=(10, 4))
+    b = np.array([0, 1.0, 0, 0]) + 0.02 * rng.normal(size=(10, 4))
+    stray = np.array([[0, 0, 0, 3.0]])
+    x = np.concatenate([a, b, stray])
+    labels = dbscan_labels(jaccard_distance(x, k1=6, k2=2), eps=0.6, min_samples=2)
+    assert labels[-1] == -1
+    assert len(set(labels[:10])) == 1 and len(set(labels[10:20])) == 1 and labels[0] != labels[10]
+    protos = prototypes(x, labels)
+    np.testing.assert_allclose(protos[labels[0]], a.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(protos[labels[10]], b.mean(0), rtol=1e-6)
+
+
+def test_mpc_and_mic_by_hand():
+    feats = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    protos = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    t = 0.5
+    # cosines: sample 0 -> (1, 1/sqrt2), sample 1 -> (0, 1/sqrt2); labels 0 and 1
+    c = 1 / np.sqrt(2)
+    expected = -0.5 * (np.log(np.exp(1 / t) / (np.exp(1 / t) + np.exp(c / t)))
+                       + np.log(np.exp(c / t) / (np.exp(0) + np.exp(c / t))))
+    got = mpc_loss(feats, protos, torch.tensor([0, 1]), t)
+    assert float(got) == pytest.approx(expected, rel=1e-6)
+    u1, u2 = torch.tensor([[1.0, 0.0]], requires_grad=True), torch.tensor([[0.0, 1.0]], requires_grad=True)
+    v1, v2 = torch.tensor([[1.0, 1.0]], requires_grad=True), torch.tensor([[1.0, 0.0]], requires_grad=True)
+    got = mic_loss(u1, u2, v1, v2)
+    assert float(got.detach()) == pytest.approx(-0.5 * (1.0 + c), rel=1e-6)
+    got.backward()
+    assert u1.grad is not None and v1.grad is None and v2.grad is None  # the targets are stop-gradient
+
+
+def _spec(layout=KINECT_V1_20, classes: int = 4) -> DataSpec:
+    return DataSpec("skeleton", num_classes=classes, layout=layout, window=6)
+
+
+def test_parameter_count_matches_the_release():
+    # SimMC.py 214-236 and 264-265: dense(3J, 256), dense(256, 256), W_pred(256, 256) + biases
+    assert SimMC(SimMCConfig(), _spec()).num_parameters() == 147_200
+    assert SimMC(SimMCConfig(), _spec(KINECT_V2_25)).num_parameters() == 151_040
+
+
+def test_masks_drop_whole_frames_and_too_many_are_refused():
+    model = SimMC(SimMCConfig(), _spec())
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        keep = model._mask(6, gen)
+        assert keep.dtype == torch.bool and int(keep.sum()) == 4
+    with pytest.raises(ValueError, match="masked_frames=6"):
+        SimMC(SimMCConfig(masked_frames=6), _spec())
+
+
+@pytest.fixture(scope="module")
+def tiny_fold():
+    recs = generate_walkers(WalkerOptions(identities=4, train_sequences=2, test_sequences=1, min_frames=30, max_frames=36))
+    train_recs = [r for r in recs if r.session == "train"]
+    labels = label_map(r.person for r in train_recs)
+    train = windows_from_sequences(train_recs, 6, 3, KINECT_V1_20, labels)
+    test = windows_from_sequences([r for r in recs if r.session == "A"], 6, 6, KINECT_V1_20, labels)
+    return train, test
+
+
+def test_the_objective_falls_for_fixed_pseudo_labels(tiny_fold):
+    """The losses' gradients reach the encoder and predictor: Adam steps on one batch with its
+    clusters held fixed lower the SimMC objective."""
+    train, _ = tiny_fold
+    model = SimMC(SimMCConfig(), _spec())
+    x = model._inputs(train.data[:32])
+    keep1, keep2 = torch.tensor([1, 1, 0, 1, 1, 0], dtype=torch.bool), torch.tensor([0, 1, 1, 1, 0, 1], dtype=torch.bool)
+    labels = torch.as_tensor(np.asarray(train.labels[:32]), dtype=torch.int64)
+    opt = torch.optim.Adam(model.net.parameters(), lr=1e-3)
+
+    def objective() -> torch.Tensor:
+        v1, v2 = model.net(x, keep1), model.net(x, keep2)
+        protos = [torch.stack([v[labels == c].mean(0) for c in range(int(labels.max()) + 1)]).detach() for v in (v1, v2)]
+        mpc = mpc_loss(v1, protos[0], labels, 0.08) + mpc_loss(v2, protos[1], labels, 0.08)
+        return 0.5 * mic_loss(model.net.predictor(v1), model.net.predictor(v2), v1, v2) + 0.5 * mpc
+
+    first = float(objective())
+    for _ in range(30):
+        opt.zero_grad()
+        objective().backward()
+        opt.step()
+    assert float(objective()) < first - 0.1
+
+
+def test_fit_reports_clusters_and_is_seeded(tiny_fold, tmp_path):
+    train, test = tiny_fold
+    settings = dict(epochs=3, batch_size=16, lr=1e-3, eps=0.6)
+    log: list = []
+    model = SimMC(SimMCConfig(**settings), _spec())
+    model.fit(train, trial_context(tmp_path, seed=0, log=log))
+    assert [epoch for epoch, _ in log] == [0, 1, 2]
+    assert all(m["clusters"] >= 1 and 0 < m["kept"] <= 1 and np.isfinite(m["loss"]) for _, m in log)
+    emb = model.embed(test)
+    assert emb.shape == (len(test), 256) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    again = SimMC(SimMCConfig(**settings), _spec())
+    again.fit(train, trial_context(tmp_path, seed=0))
+    np.testing.assert_array_equal(again.embed(test), emb)
+
+
+def test_root_centring_uses_the_pelvis():
+    model = SimMC(SimMCConfig(), _spec())
+    x = np.random.default_rng(0).normal(size=(2, 6, 20, 3)).astype(np.float32)
+    centred = model._inputs(x).numpy().reshape(2, 6, 20, 3)
+    hip = KINECT_V1_20.joints.index("HipCenter")
+    np.testing.assert_allclose(centred[:, :, hip], 0, atol=1e-6)
+    np.testing.assert_allclose(centred[:, :, 3] - centred[:, :, 5], x[:, :, 3] - x[:, :, 5], atol=1e-5)
+
+
+@pytest.mark.parametrize("protocol,fold", [("ias-retrieval", "A-B"), ("ks20-retrieval", "all"),
+                                           ("synth-gait-retrieval", "A-B")])
+def test_simmc_runs_the_retrieval_protocols(protocol, fold, tmp_path_factory, tmp_path):
+    from formats_kinect import write_ias_lab, write_ks20
+    from reid_bench.trial import TrialSpec, execute_trial
+
+    root = tmp_path_factory.getbasetemp() / "prototypes-data"
+    if not root.exists():
+        write_ias_lab(root, persons=3, frames=32)
+        write_ks20(root, bodies=(1, 2, 3), frames=32)
+    overrides = {"model": {"epochs": "2", "batch_size": "16", "eps": "0.6"}}
+    if protocol.startswith("synth"):
+        overrides["data"] = {"identities": "5", "train_sequences": "2", "test_sequences": "1"}
+    spec = TrialSpec("simmc", protocol, fold, 0, overrides=overrides, data_root=str(root), device="cpu",
+                     work_dir=str(tmp_path), cache_dir=str(tmp_path / "cache"))
+    metrics = execute_trial(spec)["metrics"]
+    assert 0.0 <= metrics["rank1"] <= 1.0 and 0.0 <= metrics["mAP"] <= 1.0
