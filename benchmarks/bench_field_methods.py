@@ -1,14 +1,19 @@
 """Training and embedding throughput of the field's learned methods (CPU, and CUDA if present).
 
-For each of lstm-1, lstm-m, posegait, age and sgela, in a fresh process (so that the peak memory
-is that method's), it times the model's own ``fit`` for one epoch on synth-gait's fold A training
-windows (f = 6, kinect-v1-20) at the method's default settings (the paper's batch and sizes),
-then ``embed`` on the same windows, and prints: training windows/s, embedding windows/s, the
-time the method's default budget would take on that fold (its default epochs, and its
-recognition network where it has one, not included), and peak memory (CPU: peak RSS of the
-process; CUDA: peak allocated tensors). The anchor row, measured in the same run, is a plain
-2 x 256 ``torch.nn.LSTM`` forward + backward + Adam step on the same windows and batch 128: a
-reference whose cost does not depend on this project's code, for comparing machines.
+For each of lstm-1, lstm-m, posegait, age, sgela, simmc, spc-mgr and hi-mpc, in a fresh
+process (so that the peak memory is that method's), it times the model's own ``fit`` for one
+epoch on synth-gait's fold A training windows (f = 6, kinect-v1-20) at the method's default
+settings (the paper's batch and sizes), then ``embed`` on the same windows, and prints:
+training windows/s, embedding windows/s, the time the method's default budget would take on
+that fold (its default epochs, and its recognition network where it has one, not included),
+and peak memory (CPU: peak RSS of the process; CUDA: peak allocated tensors). The anchor row,
+measured in the same run, is a plain 2 x 256 ``torch.nn.LSTM`` forward + backward + Adam step
+on the same windows and batch 128: a reference whose cost does not depend on this project's
+code, for comparing machines.
+
+Windows/s counts the fold's training windows per second of an epoch, whatever the method does
+with them in that epoch (the prototype learners' epochs include clustering every view or level
+and train on their class-balanced resampled sets).
 
     python benchmarks/bench_field_methods.py [--methods lstm-1 age] [--epochs 1] [--threads 1]
 """
@@ -23,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-METHODS = ("lstm-1", "lstm-m", "posegait", "age", "sgela")
+METHODS = ("lstm-1", "lstm-m", "posegait", "age", "sgela", "simmc", "spc-mgr", "hi-mpc")
 REPO = Path(__file__).resolve().parent.parent
 
 
