@@ -44,7 +44,9 @@ def test_control_rows_are_recognised():
     assert control_kind("control-chance", {}) == "chance"
     assert control_kind("control-raw", {}) == "probe on raw windows"
     assert control_kind("smsge", {"epochs": "0"}) == "untrained encoder"
-    assert control_kind("smsge", {"epochs": "0", "lr": "0.1"}) is None and control_kind("smsge", {}) is None
+    assert control_kind("smsge", {}) is None and control_kind("smsge", {"epochs": "3"}) is None
+    # an untrained encoder of another recipe or variant is still untrained: never ranked
+    assert control_kind("smsge", {"epochs": "0", "recipe": "harness", "probe": "harness"}) == "untrained encoder"
     assert control_kind("smsge", {"epochs": "0", "data.identities": "6"}) == "untrained encoder"  # on other data too
 
 
