@@ -186,3 +186,19 @@ def ray_start_head(env: dict[str, str], num_cpus: int = 0):
         yield line.split("--address=")[1].strip().strip("'\"")
     finally:
         _kill_session(proc)
+
+
+@pytest.fixture(scope="session")
+def tiny_fold():
+    """Four synthetic walkers: training windows (stride 3) and session-A test windows, for the
+    sequence models' short fits."""
+    from reid_bench.layouts import KINECT_V1_20
+    from reid_bench.samples import label_map, windows_from_sequences
+    from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
+
+    recs = generate_walkers(WalkerOptions(identities=4, train_sequences=2, test_sequences=1, min_frames=30, max_frames=36))
+    train_recs = [r for r in recs if r.session == "train"]
+    labels = label_map(r.person for r in train_recs)
+    train = windows_from_sequences(train_recs, 6, 3, KINECT_V1_20, labels)
+    test = windows_from_sequences([r for r in recs if r.session == "A"], 6, 6, KINECT_V1_20, labels)
+    return train, test

@@ -17,8 +17,6 @@ import torch
 from conftest import trial_context
 from reid_bench.api import DataSpec, SampleSet
 from reid_bench.layouts import CASIA_14, COCO_17, KINECT_V1_20, KINECT_V2_25, Layout
-from reid_bench.samples import label_map, windows_from_sequences
-from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
 
 # A Kinect v1 skeleton with round coordinates (metres, y up), asymmetric on purpose: the right
 # arm is held out sideways, the right knee sits lower than the left.
@@ -289,16 +287,6 @@ def test_tf_forget_bias_is_a_frozen_constant():
 
 
 # ------------------------------------------------------------------------------ learning
-
-
-@pytest.fixture(scope="module")
-def tiny_fold():
-    recs = generate_walkers(WalkerOptions(identities=4, train_sequences=2, test_sequences=1, min_frames=30, max_frames=36))
-    train_recs = [r for r in recs if r.session == "train"]
-    labels = label_map(r.person for r in train_recs)
-    train = windows_from_sequences(train_recs, 6, 3, KINECT_V1_20, labels)
-    test = windows_from_sequences([r for r in recs if r.session == "A"], 6, 6, KINECT_V1_20, labels)
-    return train, test
 
 
 LEARNED = {

@@ -18,8 +18,6 @@ import torch
 from conftest import trial_context
 from reid_bench.api import DataSpec
 from reid_bench.layouts import KINECT_V1_20, KINECT_V2_25
-from reid_bench.samples import label_map, windows_from_sequences
-from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
 from reid_bench_prototypes.hi_mpc import (LEVELS, HiMPC, HiMPCConfig, hi_mpc_loss, meta_prototype_losses,
                                           mining_weights)
 
@@ -130,16 +128,6 @@ def test_parameter_count_matches_the_release():
     # 296-305: 8 heads x 3 levels of 256 x 256, query and key one variable
     assert HiMPC(HiMPCConfig(), _spec()).num_parameters() == 1_797_888
     assert HiMPC(HiMPCConfig(), _spec(KINECT_V2_25)).num_parameters() == 1_801_728
-
-
-@pytest.fixture(scope="module")
-def tiny_fold():
-    recs = generate_walkers(WalkerOptions(identities=4, train_sequences=2, test_sequences=1, min_frames=30, max_frames=36))
-    train_recs = [r for r in recs if r.session == "train"]
-    labels = label_map(r.person for r in train_recs)
-    train = windows_from_sequences(train_recs, 6, 3, KINECT_V1_20, labels)
-    test = windows_from_sequences([r for r in recs if r.session == "A"], 6, 6, KINECT_V1_20, labels)
-    return train, test
 
 
 def test_the_objective_falls_for_fixed_pseudo_labels(tiny_fold):

@@ -15,8 +15,6 @@ import torch
 from conftest import trial_context
 from reid_bench.api import DataSpec
 from reid_bench.layouts import KINECT_V1_20, KINECT_V2_25
-from reid_bench.samples import label_map, windows_from_sequences
-from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
 from reid_bench_smsge.graphs import build_graphs
 from reid_bench_smsge.mg_scr import (MGSCR, MGSCRConfig, MultiLevelGraphEncoder, membership, sparse_frames, ssp_loss,
                                      summed_logits)
@@ -191,16 +189,6 @@ def test_probe_and_overrides_follow_the_release():
     assert MGSCR.probe_defaults(MGSCRConfig(probe="harness"), registry.protocol("ias")()) == {}
     assert set(MGSCR.protocol_overrides) <= set(registry.names("protocols"))
     assert set(MGSCR.protocol_notes) == {"synth-gait", "synth-gait-dev", "synth-gait-retrieval"}
-
-
-@pytest.fixture(scope="module")
-def tiny_fold():
-    recs = generate_walkers(WalkerOptions(identities=4, train_sequences=2, test_sequences=1, min_frames=30, max_frames=36))
-    train_recs = [r for r in recs if r.session == "train"]
-    labels = label_map(r.person for r in train_recs)
-    train = windows_from_sequences(train_recs, 6, 3, KINECT_V1_20, labels)
-    test = windows_from_sequences([r for r in recs if r.session == "A"], 6, 6, KINECT_V1_20, labels)
-    return train, test
 
 
 def test_short_optimisation_lowers_both_objectives(tiny_fold):

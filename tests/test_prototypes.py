@@ -15,8 +15,6 @@ import torch
 from conftest import trial_context
 from reid_bench.api import DataSpec
 from reid_bench.layouts import KINECT_V1_20, KINECT_V2_25
-from reid_bench.samples import label_map, windows_from_sequences
-from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
 from reid_bench_prototypes.clustering import dbscan_labels, jaccard_distance, prototypes
 from reid_bench_prototypes.simmc import SimMC, SimMCConfig, mic_loss, mpc_loss
 
@@ -115,16 +113,6 @@ def test_masks_drop_whole_frames_and_too_many_are_refused():
         assert keep.dtype == torch.bool and int(keep.sum()) == 4
     with pytest.raises(ValueError, match="masked_frames=6"):
         SimMC(SimMCConfig(masked_frames=6), _spec())
-
-
-@pytest.fixture(scope="module")
-def tiny_fold():
-    recs = generate_walkers(WalkerOptions(identities=4, train_sequences=2, test_sequences=1, min_frames=30, max_frames=36))
-    train_recs = [r for r in recs if r.session == "train"]
-    labels = label_map(r.person for r in train_recs)
-    train = windows_from_sequences(train_recs, 6, 3, KINECT_V1_20, labels)
-    test = windows_from_sequences([r for r in recs if r.session == "A"], 6, 6, KINECT_V1_20, labels)
-    return train, test
 
 
 def test_the_objective_falls_for_fixed_pseudo_labels(tiny_fold):

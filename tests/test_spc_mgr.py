@@ -16,8 +16,6 @@ import torch
 from conftest import trial_context
 from reid_bench.api import DataSpec
 from reid_bench.layouts import CASIA_14, KINECT_V1_20, KINECT_V2_25
-from reid_bench.samples import label_map, windows_from_sequences
-from reid_bench.synthetic.skeletons import WalkerOptions, generate_walkers
 from reid_bench_prototypes.spc_mgr import (SPCMGR, LevelAttention, SPCMGRConfig, level_groups, neighbour_mask,
                                            pooling_matrix, prototype_contrastive_loss, relation_context)
 
@@ -150,16 +148,6 @@ def test_protocol_overrides_name_real_protocols():
     known = set(get_registry().names("protocols"))
     assert set(SPCMGR.protocol_overrides) <= known
     assert set(SPCMGR.protocol_notes) <= set(SPCMGR.protocol_overrides)
-
-
-@pytest.fixture(scope="module")
-def tiny_fold():
-    recs = generate_walkers(WalkerOptions(identities=4, train_sequences=2, test_sequences=1, min_frames=30, max_frames=36))
-    train_recs = [r for r in recs if r.session == "train"]
-    labels = label_map(r.person for r in train_recs)
-    train = windows_from_sequences(train_recs, 6, 3, KINECT_V1_20, labels)
-    test = windows_from_sequences([r for r in recs if r.session == "A"], 6, 6, KINECT_V1_20, labels)
-    return train, test
 
 
 def test_the_objective_falls_for_fixed_pseudo_labels(tiny_fold):
