@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from reid_bench.api import DataSpec, Model, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TrialContext
-from reid_bench.torchutil import cpu_threads, save_weights
+from reid_bench.torchutil import cpu_threads, save_weights, train_classifier
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
 
@@ -100,29 +100,8 @@ class SingleLayerLSTM(Model):
         gen = torch.Generator().manual_seed(ctx.seed)
         self.device = ctx.device
         self.net = _Net(self.in_dim, cfg.hidden, cfg.layers, train.num_classes).to(self.device)
-        x_all = _flatten(train.data)
-        labels = torch.as_tensor(train.labels, dtype=torch.int64)
-        if (labels < 0).any():
-            raise ValueError(f"{type(self).__name__}.fit: training labels must be class indices >= 0")
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        n = len(labels)
-        for epoch in range(cfg.epochs):
-            self.net.train()
-            perm = torch.randperm(n, generator=gen)
-            total, correct = 0.0, 0
-            for s in range(0, n, cfg.batch_size):
-                idx = perm[s : s + cfg.batch_size]
-                x, y = x_all[idx].to(self.device), labels[idx].to(self.device)
-                logits = self.net(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-            ctx.report(epoch=epoch, loss=total / n, train_acc=correct / n)
-            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
-        self.net.eval()
+        train_classifier(self.net, _flatten(train.data), train.labels, ctx, epochs=cfg.epochs,
+                         batch_size=cfg.batch_size, lr=cfg.lr, generator=gen)
         if cfg.save_checkpoint:
             save_weights(self.net, ctx.checkpoint_dir, "lstm.pt")
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
                             TrialContext)
-from reid_bench.torchutil import cpu_threads, save_weights
+from reid_bench.torchutil import cpu_threads, save_weights, train_classifier
 from reid_bench_posegait.features import FEATURES_PER_FRAME, JOINTS, body_joints, normalise, pose_features
 
 RELEASE_ROWS = 126
@@ -167,30 +167,8 @@ class PoseGait(Model):
         gen = torch.Generator().manual_seed(ctx.seed)
         self.device = ctx.device
         self.net = PoseGaitNet(self.rows, cfg.frames, cfg.embed_dim, cfg.dropout, train.num_classes).to(self.device)
-        x_all = self._matrices(train.data)
-        labels = torch.as_tensor(train.labels, dtype=torch.int64)
-        if (labels < 0).any():
-            raise ValueError("posegait.fit: training labels must be class indices >= 0")
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        n = len(labels)
-        for epoch in range(cfg.epochs):
-            self.net.train()
-            perm = torch.randperm(n, generator=gen)
-            total, correct = 0.0, 0
-            for s in range(0, n, cfg.batch_size):
-                idx = perm[s : s + cfg.batch_size]
-                x = self._crop(x_all[idx], gen).to(self.device)
-                y = labels[idx].to(self.device)
-                logits = self.net(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-            ctx.report(epoch=epoch, loss=total / n, train_acc=correct / n)
-            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {total / n:.3f}")
-        self.net.eval()
+        train_classifier(self.net, self._matrices(train.data), train.labels, ctx, epochs=cfg.epochs,
+                         batch_size=cfg.batch_size, lr=cfg.lr, generator=gen, batch_inputs=self._crop)
         if cfg.save_checkpoint:
             save_weights(self.net, ctx.checkpoint_dir, "posegait.pt")
 

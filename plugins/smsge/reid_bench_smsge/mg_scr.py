@@ -39,7 +39,7 @@ from reid_bench.samples import class_balanced_order
 from reid_bench.torchutil import cpu_threads, save_weights
 
 from .graphs import ScaleGraph, build_graphs
-from .model import SMSGEConfig, StructuralRelations, collaborative_relations
+from .model import SMSGEConfig, StructuralRelations, collaborative_relations, pool_states
 
 LEVELS: tuple[str, ...] = ("joint", "part", "body")
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -389,13 +389,7 @@ class MGSCR(Model):
             out = []
             for s in range(0, len(data), self.cfg.embed_batch):
                 states = self.net.prefix_states(torch.from_numpy(data[s:s + self.cfg.embed_batch]).to(self.device))
-                if self.cfg.pool == "mean":
-                    z = states.mean(1)
-                elif self.cfg.pool == "last":
-                    z = states[:, -1]
-                else:
-                    z = states.reshape(states.shape[0], -1)
-                out.append(z.cpu())
+                out.append(pool_states(states, self.cfg.pool).cpu())
             return torch.cat(out).numpy().astype(np.float32)
 
     def num_parameters(self) -> int:

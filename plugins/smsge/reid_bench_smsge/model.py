@@ -417,6 +417,16 @@ def canonical_yaw(data: np.ndarray, layout: Any) -> np.ndarray:
     return np.stack([c * x + s * z, y, -s * x + c * z], axis=-1).astype(np.float32)
 
 
+def pool_states(states: torch.Tensor, pool: str) -> torch.Tensor:
+    """One vector per window from per-step states ``[B, T, D]``: their mean, the last step, or
+    all steps concatenated (SM-SGE and MG-SCR expose the same three choices as ``pool``)."""
+    if pool == "mean":
+        return states.mean(1)
+    if pool == "last":
+        return states[:, -1]
+    return states.reshape(states.shape[0], -1)
+
+
 def sample_subsequences(lengths: list[int], f: int, rounds: int, gen: torch.Generator) -> list[torch.Tensor]:
     """Sorted frame indices: for each round and length k, k of the f frames kept at random."""
     out = []
@@ -609,13 +619,7 @@ class SMSGE(Model):
         for s in range(0, len(data), self.cfg.embed_batch):
             x = torch.from_numpy(data[s : s + self.cfg.embed_batch]).to(self.device)
             h = self.net.states(x, self.cfg.zero_pad_step)  # frozen: no_grad, eval
-            if self.cfg.pool == "mean":
-                z = h.mean(1)
-            elif self.cfg.pool == "last":
-                z = h[:, -1]
-            else:
-                z = h.reshape(h.shape[0], -1)
-            out.append(z.cpu())
+            out.append(pool_states(h, self.cfg.pool).cpu())
         return torch.cat(out).numpy().astype(np.float32)
 
     def num_parameters(self) -> int:
