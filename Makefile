@@ -17,7 +17,7 @@ FIELD_LEARNED := lstm-1 lstm-m posegait age sgela
 PROTOTYPE_MODELS := simmc spc-mgr hi-mpc transg mg-scr
 CLOUD_MODELS := cloud-hist pointnet-lite ognet ognet-small ognet-deep pointnet2-ssg pointnet2-msg dgcnn
 
-.PHONY: setup demo test bench ablation field prototypes clouds clean
+.PHONY: setup demo test bench gpu-check ablation field prototypes clouds clean
 
 setup: $(VENV)/.installed
 
@@ -82,6 +82,10 @@ clouds: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_metrics.py
+
+# On a machine with a CUDA GPU (see docs/clusters-and-gpus.md); prints one line and exits 0 without.
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 clean:
 	rm -rf $(VENV) $(DEMO) mlflow.db mlartifacts reid-bench-results

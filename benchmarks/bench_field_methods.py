@@ -15,7 +15,7 @@ Windows/s counts the fold's training windows per second of an epoch, whatever th
 with them in that epoch (the prototype learners' epochs include clustering every view or level
 and train on their class-balanced resampled sets).
 
-    python benchmarks/bench_field_methods.py [--methods lstm-1 age] [--epochs 1] [--threads 1]
+    python benchmarks/bench_field_methods.py [--methods lstm-1 age] [--epochs 1] [--threads 1] [--devices cuda]
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
+    parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda when torch sees a GPU")
     args = parser.parse_args()
     if args.one:
         row = (measure_anchor(args.device, args.threads) if args.one == "anchor"
@@ -132,7 +133,7 @@ def main() -> None:
 
     import torch
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for device in devices:
         for name in ["anchor", *args.methods]:

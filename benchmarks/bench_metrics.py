@@ -85,14 +85,21 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     p.add_argument("--skip-reference", action="store_true", help="do not time the numpy loop")
+    p.add_argument("--device", default="cpu", help="where the distance matrix lives and the ranking runs")
+    p.add_argument("--compare-cpu", action="store_true",
+                   help="also rank the same matrix on CPU and print the difference (always on for a GPU device)")
     args = p.parse_args()
+    cuda = args.device.startswith("cuda")
 
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     qf, gf, q_pids, g_pids, q_cams, g_cams = make_problem(args, rng)
 
     t0 = time.perf_counter()
-    distmat = (1.0 - torch.from_numpy(qf) @ torch.from_numpy(gf).T).numpy()  # cosine distance
+    dist_t = 1.0 - torch.from_numpy(qf).to(args.device) @ torch.from_numpy(gf).to(args.device).T  # cosine
+    distmat = dist_t if cuda else dist_t.numpy()
+    if cuda:
+        torch.cuda.synchronize()
     t_dist = time.perf_counter() - t0
 
     def run_torch():
@@ -109,11 +116,15 @@ def main() -> None:
         return min(times), float(np.median(times)), out
 
     run_torch()  # warm-up (thread pool, allocator)
-    t_best, t_med, res = best_of(run_torch, args.repeat)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    t_best, t_med, res = best_of(run_torch, args.repeat)  # the metrics are Python floats: synchronised
+    peak = f", peak {(torch.cuda.max_memory_allocated() - base) / 2**20:.0f} MB above the distance matrix" if cuda else ""
 
     print(
         f"problem: {args.queries} queries x {args.gallery} gallery, dim {args.dim}, "
-        f"{args.cameras} cameras, {args.ids} ids, torch threads {torch.get_num_threads()}"
+        f"{args.cameras} cameras, {args.ids} ids, device {args.device}, torch threads {torch.get_num_threads()}{peak}"
     )
     print(
         f"result: R1 {res.rank(1):.4f}  mAP {res.mAP:.4f}  mINP {res.mINP:.4f}  "
@@ -123,7 +134,16 @@ def main() -> None:
     print()
     print(f"{'implementation':<28}{'best s':>10}{'median s':>10}{'speed-up':>10}")
     print(f"{'evaluate_retrieval (torch)':<28}{t_best:>10.3f}{t_med:>10.3f}{'':>10}")
+    if cuda or args.compare_cpu:
+        on_cpu = dist_t.cpu().numpy()
+        c_best, _, cpu_res = best_of(
+            lambda: evaluate_retrieval(on_cpu, q_pids, g_pids, q_cams, g_cams, max_rank=args.max_rank,
+                                       chunk_size=args.chunk_size), 1)
+        print(f"{'evaluate_retrieval on CPU':<28}{c_best:>10.3f}{c_best:>10.3f}{c_best / t_best:>9.1f}x")
+        print(f"  vs {args.device}: max |diff| cmc {float(np.abs(res.cmc - cpu_res.cmc).max()):.2e}  "
+              f"mAP {abs(res.mAP - cpu_res.mAP):.2e}  mINP {abs(res.mINP - cpu_res.mINP):.2e}")
     if not args.skip_reference:
+        distmat = distmat.cpu().numpy() if cuda else distmat
         r_best, r_med, ref = best_of(
             lambda: reference_market1501(distmat, q_pids, g_pids, q_cams, g_cams, args.max_rank),
             args.repeat,

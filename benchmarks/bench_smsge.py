@@ -8,6 +8,13 @@ epochs), embedding windows/s, and peak memory (CPU: the process's peak RSS; CUDA
 ``torch.cuda.max_memory_allocated``).
 
     python benchmarks/bench_smsge.py [--threads 1 2] [--steps 6] [--train-windows 1800]
+
+``--paper-budget`` instead trains the whole thing once per device: SM-SGE's ``fit`` with the
+configuration a run on ``ias`` resolves to (the released recipe, 120 epochs), on IAS-sized
+synthetic windows (``--train-windows`` windows of 11 identities), and prints its minutes, the
+first and last epoch's loss and peak memory. ``--epochs`` shortens it (a smoke test);
+``--max-minutes`` stops the fit after the epoch that crosses that time and projects the whole
+budget from the epochs done (so a time-limited GPU check still gets a figure).
 """
 
 from __future__ import annotations
@@ -92,17 +99,87 @@ def bench(device: str, threads: int, steps: int, train_windows: int, variant: st
     }
 
 
+class _OutOfTime(Exception):
+    pass
+
+
+def paper_budget(device: str, threads: int, train_windows: int, epochs: int | None,
+                 max_minutes: float | None = None) -> dict:
+    """One full ``fit`` at the ias protocol's resolved defaults on synthetic IAS-sized windows."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from reid_bench.api import SampleSet, TrialContext
+    from reid_bench.config import Overrides
+    from reid_bench.layouts import KINECT_V1_20
+    from reid_bench.trial import resolve_config
+
+    M = _plugin()
+    torch.set_num_threads(threads)
+    cfg = resolve_config("smsge", "ias", Overrides()).model
+    cfg = dataclasses.replace(cfg, save_checkpoint=False, cpu_threads=threads,
+                              **({} if epochs is None else {"epochs": epochs}))
+    rng = np.random.default_rng(0)
+    labels = np.arange(train_windows) % 11
+    centres = rng.normal(0, 0.3, (11, 1, KINECT_V1_20.num_joints, 3))
+    data = (centres[labels] + rng.normal(0, 0.05, (train_windows, 6, KINECT_V1_20.num_joints, 3))).astype(np.float32)
+    train = SampleSet("skeleton", data, labels, labels, np.zeros(train_windows), np.arange(train_windows) // 10,
+                      layout=KINECT_V1_20)
+    model = M.SMSGE(cfg, M.DataSpec("skeleton", num_classes=11, layout=KINECT_V1_20, window=6))
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    losses: list[float] = []
+
+    def report(epoch: int, loss: float, **_) -> None:
+        losses.append(loss)
+        if max_minutes is not None and time.perf_counter() - t0 > 60 * max_minutes and epoch + 1 < cfg.epochs:
+            raise _OutOfTime
+
+    t0 = time.perf_counter()
+    try:
+        model.fit(train, TrialContext(device=device, seed=0, checkpoint_dir=None, report=report))
+    except _OutOfTime:
+        pass
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    minutes = (time.perf_counter() - t0) / 60
+    return {"device": device, "threads": threads, "epochs": cfg.epochs, "done": len(losses), "recipe": cfg.recipe,
+            "minutes": minutes, "projected": minutes * cfg.epochs / len(losses), "first_loss": losses[0],
+            "last_loss": losses[-1], "peak_mb": peak}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--steps", type=int, default=6, help="timed training steps (batches of 64)")
     parser.add_argument("--train-windows", type=int, default=1800)
     parser.add_argument("--variants", nargs="+", default=["full", "baseline"])
+    parser.add_argument("--devices", nargs="+", help="default: cpu, and cuda when torch sees a GPU")
+    parser.add_argument("--paper-budget", action="store_true", help="time one whole fit at the ias defaults")
+    parser.add_argument("--epochs", type=int, help="with --paper-budget: fewer epochs than the protocol's")
+    parser.add_argument("--max-minutes", type=float, help="with --paper-budget: stop early and project the rest")
     args = parser.parse_args()
 
     import torch
 
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    devices = args.devices or ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if args.paper_budget:
+        print(f"SM-SGE, one fit at the ias protocol's defaults on {args.train_windows} synthetic windows "
+              f"(11 identities, f = 6); torch {torch.__version__}")
+        print(f"{'device':<7}{'threads':>8}{'recipe':>10}{'epochs run':>12}{'minutes':>9}{'all epochs, min':>17}"
+              f"{'first loss':>12}{'last loss':>11}{'peak MB':>9}")
+        for device in devices:
+            r = paper_budget(device, args.threads[-1] if device == "cpu" else 1, args.train_windows, args.epochs,
+                             args.max_minutes)
+            print(f"{r['device']:<7}{r['threads']:>8}{r['recipe']:>10}{r['done']:>6} / {r['epochs']:<3}"
+                  f"{r['minutes']:>9.2f}{r['projected']:>17.2f}{r['first_loss']:>12.4f}{r['last_loss']:>11.4f}"
+                  f"{r['peak_mb']:>9.0f}")
+        return
     rows = []
     for device in devices:
         for threads in args.threads if device == "cpu" else [1]:
