@@ -584,7 +584,7 @@ def run_benchmark(
         TrialSpec(model=model, protocol=protocol, fold=f, seed=s,
                   overrides={"model": overrides.model, "probe": overrides.probe, "data": overrides.data},
                   data_root=str(Path(data_root).resolve()) if data_root else None, device=device, work_dir=str(work_dir),
-                  threads=max(1, int(cpus_per_trial)) if use_ray else None,
+                  threads=max(1, int(cpus_per_trial)),
                   cache_dir=cache_dir)
         for f in fold_list for s in seed_list
     ]

@@ -331,7 +331,25 @@ def execute_trial(
     registry: Registry | None = None,
 ) -> dict[str, Any]:
     """Run one trial and return its final result. ``report`` receives intermediate results
-    (per-epoch metrics and progress) as plain dicts; the caller decides where they go."""
+    (per-epoch metrics and progress) as plain dicts; the caller decides where they go.
+
+    With ``spec.threads`` torch runs that many threads during the trial, under Ray or in
+    process alike (Ray gives a trial N CPUs; more torch threads than that oversubscribe the cores
+    and make the small networks here several times slower); the caller's setting is restored."""
+    if not spec.threads:
+        return _execute_trial(spec, report, registry)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(spec.threads)
+    try:
+        return _execute_trial(spec, report, registry)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _execute_trial(spec: TrialSpec, report: Callable[[dict[str, Any]], None] | None,
+                   registry: Registry | None) -> dict[str, Any]:
     registry = registry or get_registry()
     emit = report or (lambda payload: None)
     t0 = time.perf_counter()
@@ -344,12 +362,6 @@ def execute_trial(
     overrides = Overrides(**{k: dict(v) for k, v in spec.overrides.items()})
     resolved = resolve_config(spec.model, spec.protocol, overrides, registry)
     device = pick_device(spec.device)
-    if spec.threads:
-        # Ray gives a trial N CPUs; more torch threads than that oversubscribe the cores and make
-        # the small networks here several times slower.
-        import torch
-
-        torch.set_num_threads(spec.threads)
     seed_everything(spec.seed)
 
     emit({"phase": "data", "progress": 0.0})
