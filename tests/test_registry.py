@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -146,3 +147,19 @@ def test_info_pages(cli):
     assert retrieval["mode"] == "retrieval" and "mAP" in retrieval["metrics"]
     layout = json.loads(cli("info", "kinect-v1-20", "--json").stdout)
     assert layout["nodes_per_scale"] == {"hyper-joint": 39, "joint": 20, "part": 10, "body": 5}
+
+
+def _info_text(name: str, columns: int) -> str:
+    proc = subprocess.run([sys.executable, "-m", "reid_bench.cli", "info", name], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": str(columns)}, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_info_prints_spaces_and_mappings_as_text_within_the_terminal_width():
+    text = _info_text("smsge", 100)
+    assert "loguniform(0.0003, 0.005)" in text and "choice(1, 2)" in text  # the search space, one line each
+    assert "lr=0.0025, batch_size=64, epochs=120" in text  # a protocol's overrides on its line
+    assert "object at 0x" not in text and "{" not in text
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "A: rank1=59.4, roc_auc_micro=86.7; B: rank1=69.8" in _info_text("ias", 100)

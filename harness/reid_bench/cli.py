@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,7 +19,8 @@ from rich.table import Table
 from reid_bench.registry import KINDS, PluginError, get_registry
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark harness for 3D person re-identification.")
-out = Console(width=None if sys.stdout.isatty() else 160)
+# A terminal or an explicit COLUMNS sets the width; a pipe or a log gets 160 columns.
+out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
 err = Console(stderr=True)
 
 
@@ -208,9 +210,37 @@ def info_cmd(name: str = typer.Argument(..., help="a model, dataset, protocol or
         for key, value in info.items():
             if key in ("kind", "name"):
                 continue
-            text = json.dumps(value, indent=1) if isinstance(value, (dict, list)) else str(value)
-            table.add_row(key, escape(text))
+            table.add_row(key, escape(readable(value)))
         out.print(table)
+
+
+def _scalar(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _compact(value: Any) -> str:
+    """One line: a search distribution as ``name(args)``, a mapping as ``k=v, ...``, a list as ``a, b``."""
+    if isinstance(value, dict):
+        if len(value) == 1 and isinstance(next(iter(value.values())), list):
+            (dist, args), = value.items()
+            return f"{dist}({', '.join(_compact(a) for a in args)})"
+        if any(isinstance(v, dict) for v in value.values()):  # e.g. references per fold
+            return "; ".join(f"{k}: {_compact(v)}" for k, v in value.items())
+        return ", ".join(f"{k}={_compact(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_compact(v) for v in value)
+    return _scalar(value)
+
+
+def readable(value: Any) -> str:
+    """How ``info`` prints a value: one ``key: value`` line per entry of a mapping (nested ones
+    compacted onto their line), lists comma-separated; ``--json`` keeps the structure."""
+    if isinstance(value, dict):
+        if not value:
+            return "-"
+        width = max(len(str(k)) for k in value)
+        return "\n".join(f"{str(k) + ':':<{width + 1}} {_compact(v)}" for k, v in value.items())
+    return _compact(value)
 
 
 # ----------------------------------------------------------------------------------------- run
