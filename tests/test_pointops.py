@@ -99,6 +99,23 @@ def test_ball_query_empty_ball_takes_nearest():
     assert pointops.ball_query(q, r, 5.0, 5).tolist() == [[[0, 1, 2, 0, 0]]]
 
 
+def test_ball_query_multi_computes_distances_once_for_every_radius(monkeypatch):
+    x = _cloud(2, 80, 3, 11)
+    q = x[:, :20]
+    radii, ks = (0.1, 0.2, 0.4), (4, 8, 100)  # the last asks for more points than the cloud has
+    separate = [pointops.ball_query(q, x, r, k, chunk=7) for r, k in zip(radii, ks)]
+    calls = []
+    real = pointops.square_distance
+    monkeypatch.setattr(pointops, "square_distance", lambda a, b: calls.append(a.shape[1]) or real(a, b))
+    together = pointops.ball_query_multi(q, x, radii, ks, chunk=7)
+    assert calls == [7, 7, 6]  # one distance block per chunk of queries, shared by the three radii
+    assert [t.shape for t in together] == [(2, 20, 4), (2, 20, 8), (2, 20, 100)]
+    for a, b in zip(together, separate):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="3 radii but 2 sizes"):
+        pointops.ball_query_multi(q, x, radii, ks[:2])
+
+
 def test_edge_features():
     x = _cloud(2, 12, 3, 10)
     idx = pointops.knn(x, x, 4)

@@ -7,6 +7,8 @@ a 1024-query chunk is a quarter of that and is freed before the next one).
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 import torch
 
@@ -17,6 +19,7 @@ __all__ = [
     "farthest_point_sample",
     "gather",
     "ball_query",
+    "ball_query_multi",
     "edge_features",
 ]
 
@@ -107,27 +110,39 @@ def ball_query(
     Slots beyond the points found repeat the first one found; a query with no point in the ball
     gets its nearest point (the CUDA original would return index 0 there, a silent bug).
     """
-    b, n, _ = ref.shape
+    return ball_query_multi(query, ref, [radius], [k], chunk)[0]
+
+
+@torch.no_grad()  # indices only: no graph kept for the distances
+def ball_query_multi(
+    query: torch.Tensor, ref: torch.Tensor, radii: Sequence[float], ks: Sequence[int], chunk: int = 1024
+) -> list[torch.Tensor]:
+    """``ball_query`` for several (radius, k) pairs at once, as multi-scale grouping needs:
+    the distances of each chunk of queries are computed once and serve every radius."""
+    if len(radii) != len(ks):
+        raise ValueError(f"ball_query_multi: {len(radii)} radii but {len(ks)} sizes")
+    n = ref.shape[1]
     m = query.shape[1]
-    k_eff = min(k, n)
     ar = torch.arange(n, device=ref.device)
-    out = []
+    out: list[list[torch.Tensor]] = [[] for _ in radii]
     for start in range(0, m, chunk):
         d = square_distance(query[:, start : start + chunk], ref)  # [B, c, N]
-        inside = d <= radius * radius
-        # index order of points inside the ball: outside points get key n (sorted last); float
-        # keys (exact below 2**24 points) because integer topk is not available on every backend
-        key = torch.where(inside, ar.to(d.dtype).expand_as(d), torch.full_like(d, float(n)))
-        first = key.topk(k_eff, dim=-1, largest=False, sorted=True).values.long()  # [B, c, k]
         nearest = d.argmin(-1, keepdim=True)
-        head = torch.where(first[..., :1] >= n, nearest, first[..., :1])
-        first = torch.where(first >= n, head.expand_as(first), first)
-        out.append(first)
-        del d, key, inside
-    idx = torch.cat(out, dim=1)
-    if k_eff < k:
-        idx = torch.cat([idx, idx[..., :1].expand(-1, -1, k - k_eff)], dim=-1)
-    return idx
+        index_keys = ar.to(d.dtype).expand_as(d)
+        for branch, (radius, k) in enumerate(zip(radii, ks)):
+            k_eff = min(k, n)
+            # index order of points inside the ball: outside points get key n (sorted last); float
+            # keys (exact below 2**24 points) because integer topk is not available on every backend
+            key = torch.where(d <= radius * radius, index_keys, torch.full_like(d, float(n)))
+            first = key.topk(k_eff, dim=-1, largest=False, sorted=True).values.long()  # [B, c, k]
+            del key
+            head = torch.where(first[..., :1] >= n, nearest, first[..., :1])
+            first = torch.where(first >= n, head.expand_as(first), first)
+            if k_eff < k:
+                first = torch.cat([first, first[..., :1].expand(-1, -1, k - k_eff)], dim=-1)
+            out[branch].append(first)
+        del d
+    return [torch.cat(parts, dim=1) for parts in out]
 
 
 def edge_features(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

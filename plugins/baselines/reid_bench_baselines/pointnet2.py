@@ -269,8 +269,8 @@ class _SetAbstraction(nn.Module):
         centres = pointops.farthest_point_sample(xyz, m)
         new_xyz = pointops.gather(xyz, centres)  # [B, M, 3]
         out = []
-        for radius, k, branch in zip(self.radii, self.nsamples, self.branches):
-            idx = pointops.ball_query(new_xyz, xyz, radius, k)  # [B, M, k]
+        groups = pointops.ball_query_multi(new_xyz, xyz, self.radii, self.nsamples)  # [B, M, k] each
+        for idx, branch in zip(groups, self.branches):
             parts = []
             if self.use_xyz:
                 parts.append(pointops.gather(xyz, idx) - new_xyz.unsqueeze(2))

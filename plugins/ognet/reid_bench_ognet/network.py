@@ -197,12 +197,12 @@ class MultiScaleGrouping(nn.Module):
         if self.grouping == "knn":
             with TIMERS("knn"):
                 big = pointops.knn(new_xyz, xyz, min(max(self.sizes), xyz.shape[1]), self.chunk)
+            groups = [big[..., :size] for size in self.sizes]
+        else:
+            with TIMERS("grouping"):  # one distance computation for every radius
+                groups = pointops.ball_query_multi(new_xyz, xyz, self.radii, self.sizes, self.chunk)
         for i, branch in enumerate(self.branches):
-            with TIMERS("grouping"):
-                if self.grouping == "knn":
-                    idx = big[..., : self.sizes[i]]
-                else:
-                    idx = pointops.ball_query(new_xyz, xyz, self.radii[i], self.sizes[i], self.chunk)
+            idx = groups[i]
             if self.factorised:
                 with TIMERS("dense"):
                     proj = branch.project(xyz, h)
