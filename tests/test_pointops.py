@@ -20,10 +20,10 @@ def test_square_distance_matches_cdist():
     assert torch.allclose(pointops.square_distance(a, r).double(), ref, atol=1e-5)
 
 
-@pytest.mark.parametrize("chunk", [1024, 7])
-def test_knn_brute_force(chunk):
+@pytest.mark.parametrize("chunk, method", [(1024, "brute"), (7, "brute"), (1024, "kdtree"), (7, "auto")])
+def test_knn_brute_force(chunk, method):
     x = _cloud(2, 40, 3, 3)
-    idx = pointops.knn(x, x, 5, chunk=chunk)
+    idx = pointops.knn(x, x, 5, chunk=chunk, method=method)
     assert idx.shape == (2, 40, 5) and idx.dtype == torch.long
     for bi in range(2):
         d = ((x[bi, :, None] - x[bi, None]) ** 2).sum(-1).numpy()
@@ -34,11 +34,27 @@ def test_knn_brute_force(chunk):
             assert np.all(np.diff(d[i, idx[bi, i].numpy()]) >= -1e-6)  # nearest first
 
 
-def test_knn_query_differs_from_ref():
+@pytest.mark.parametrize("method", ["brute", "kdtree"])
+def test_knn_query_differs_from_ref(method):
     q, r = _cloud(1, 9, 3, 4), _cloud(1, 30, 3, 5)
-    idx = pointops.knn(q, r, 3, chunk=4)
+    idx = pointops.knn(q, r, 3, chunk=4, method=method)
     d = torch.cdist(q, r)
     assert torch.equal(idx, d.topk(3, largest=False).indices)
+
+
+def test_knn_takes_the_kdtree_for_xyz_on_cpu_and_distances_for_features(monkeypatch):
+    calls = []
+    real = pointops.square_distance
+    monkeypatch.setattr(pointops, "square_distance", lambda a, b: calls.append(a.shape) or real(a, b))
+    xyz, feats = _cloud(2, 64, 3, 6), _cloud(2, 64, 8, 7)
+    tree = pointops.knn(xyz, xyz, 6)
+    assert calls == []  # no distance matrix for 3-D points on CPU
+    assert torch.equal(tree, pointops.knn(xyz, xyz, 6, method="brute"))
+    calls.clear()
+    pointops.knn(feats, feats, 6)
+    assert calls == [(2, 64, 8)]  # features: the distances
+    with pytest.raises(ValueError, match="method must be auto, brute or kdtree"):
+        pointops.knn(xyz, xyz, 6, method="ball")
 
 
 def _fps_reference(pts: np.ndarray, m: int, start: int) -> list[int]:
@@ -131,7 +147,7 @@ def test_edge_features():
 def test_cuda_matches_cpu():
     x = _cloud(2, 300, 3, 11)
     xc = x.cuda()
-    assert torch.equal(pointops.knn(xc, xc, 8, chunk=64).cpu(), pointops.knn(x, x, 8, chunk=64))
+    assert torch.equal(pointops.knn(xc, xc, 8, chunk=64).cpu(), pointops.knn(x, x, 8, chunk=64, method="brute"))
     assert torch.equal(pointops.farthest_point_sample(xc, 20).cpu(), pointops.farthest_point_sample(x, 20))
     assert torch.equal(pointops.ball_query(xc[:, :50], xc, 0.2, 8).cpu(), pointops.ball_query(x[:, :50], x, 0.2, 8))
 
