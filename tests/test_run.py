@@ -98,6 +98,22 @@ def test_learned_model_reports_training_curves(cli, tracking_uri):
     assert child.data.metrics["num_parameters"] > 0
 
 
+def test_log_mode_prints_a_line_per_epoch_with_an_eta(cli, tracking_uri):
+    """Without a terminal (CI, nohup) each trial says where it is once an epoch, with an ETA."""
+    import re
+
+    result = cli("run", "--model", "gait-lstm", "--protocol", "synth-gait", "--seeds", "1", "--fold", "A", "--no-ray",
+                 "--tracking-uri", tracking_uri, "--set", "epochs=3", *TINY_GAIT)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[trial A/seed0] epoch")]
+    assert len(lines) == 3, result.stderr
+    for n, line in enumerate(lines, 1):
+        assert re.fullmatch(rf"\[trial A/seed0\] epoch {n}/3 loss \d+\.\d{{3}}  \[{round(100 * n / 3)}%, \d+s in"
+                            r"(, ETA \d+s)?\]", line), line
+    assert "ETA" in lines[0] and "ETA" not in lines[-1]  # nothing left to wait for after the last epoch
+    assert result.stderr.index(lines[-1]) < result.stderr.index("[trial A/seed0] finished")
+
+
 def test_point_cloud_run(cli, tracking_uri):
     result = cli("run", "--model", "cloud-hist", "--protocol", "synth-market", "--seeds", "1", "--no-ray",
                  "--tracking-uri", tracking_uri, "--json", *TINY_MARKET)

@@ -34,6 +34,8 @@ class TrialState:
     ended: float | None = None
     run_id: str = ""
     attempts: int = 0
+    fit_started: float | None = None
+    message: str = ""
 
 
 @dataclass
@@ -92,6 +94,26 @@ def summarise(trials: list[TrialState], metrics: tuple[str, ...]) -> dict[str, d
     return out
 
 
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def _eta(state: TrialState) -> str:
+    """``  [37%, 2m10s in, ETA 3m40s]`` from the time spent fitting and the fraction done."""
+    if state.fit_started is None:
+        return ""
+    spent = time.time() - state.fit_started
+    text = f"  [{100 * state.progress:.0f}%, {_duration(spent)} in"
+    if 0.0 < state.progress < 1.0:
+        text += f", ETA {_duration(spent * (1.0 - state.progress) / state.progress)}"
+    return text + "]"
+
+
 class LiveView:
     """A rich table of trials on a terminal; one line per event elsewhere (CI logs)."""
 
@@ -129,6 +151,9 @@ class LiveView:
                 self._last_refresh = now
             return
         if event == "progress":
+            return
+        if event == "message":
+            self.console.print(f"[trial {state.spec.key}] {state.message}{_eta(state)}", highlight=False, markup=False)
             return
         line = f"[trial {state.spec.key}] {state.status.lower()}"
         if state.result:
@@ -199,12 +224,18 @@ class Coordinator:
         if state.status != "RUNNING":
             self.started(key)
         state.phase = str(payload.get("phase", state.phase))
+        if state.phase == "fit" and state.fit_started is None:
+            state.fit_started = time.time()
         if "epoch" in payload:
             state.epoch = int(payload["epoch"])
         if "progress" in payload:
             state.progress = float(payload["progress"])
         self.recorder.log_progress(key, payload)
-        self.view.update(state, "progress")
+        if payload.get("message"):
+            state.message = str(payload["message"])
+            self.view.update(state, "message")
+        else:
+            self.view.update(state, "progress")
 
     def finished(self, key: str, result: dict[str, Any]) -> None:
         state = self.trials[key]

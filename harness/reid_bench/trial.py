@@ -394,6 +394,8 @@ def _execute_trial(spec: TrialSpec, report: Callable[[dict[str, Any]], None] | N
 
     def on_progress(fraction: float, message: str = "") -> None:
         state["progress"] = float(min(max(fraction, 0.0), 1.0))
+        if message:  # a model says where it is (once an epoch): log mode prints it with an ETA
+            emit({"phase": "fit", "progress": state["progress"], "message": str(message)})
 
     ctx = TrialContext(device=device, seed=spec.seed, checkpoint_dir=ckpt, report=on_epoch,
                        progress=on_progress, validation=fold.validation)
