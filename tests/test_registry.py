@@ -163,3 +163,18 @@ def test_info_prints_spaces_and_mappings_as_text_within_the_terminal_width():
     assert "object at 0x" not in text and "{" not in text
     assert max(len(line) for line in text.splitlines()) <= 100
     assert "A: rank1=59.4, roc_auc_micro=86.7; B: rank1=69.8" in _info_text("ias", 100)
+
+
+@pytest.mark.parametrize("command", [["run"], ["tune"], ["leaderboard"], ["list"], ["data", "list"]])
+def test_flags_show_no_value_placeholder_in_help(cli, command):
+    text = cli(*command, "--help").output
+    assert "--json" in text or "--no-store" in text or "--help" in text
+    assert "<bool>" not in text
+
+
+def test_data_info_says_how_to_set_a_data_root(cli, monkeypatch):
+    monkeypatch.delenv("REID_BENCH_DATA", raising=False)
+    info = json.loads(cli("data", "info", "ias-lab", "--json").stdout)
+    assert info["status"] == "no data root" and info["folder"] == "<data root>/ias-lab"
+    assert "--data-root DIR" in info["data_root"] and "REID_BENCH_DATA" in info["data_root"]
+    assert "REID_BENCH_DATA" in cli("data", "list").output

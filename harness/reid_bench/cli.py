@@ -18,6 +18,17 @@ from rich.table import Table
 
 from reid_bench.registry import KINDS, PluginError, get_registry
 
+class _Command(typer.core.TyperCommand):
+    """A flag takes no value, so its help line shows none (Typer prints ``<bool>`` by default)."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Benchmark harness for 3D person re-identification.")
 # A terminal or an explicit COLUMNS sets the width; a pipe or a log gets 160 columns.
 out = Console(width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160)
@@ -58,7 +69,7 @@ def print_json(payload: Any) -> None:
 # ----------------------------------------------------------------------------------------- list
 
 
-@app.command("list")
+@app.command("list", cls=_Command)
 def list_cmd(
     kind: Optional[str] = typer.Argument(None, help="models, datasets, protocols or layouts (default: all)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
@@ -90,7 +101,7 @@ def list_cmd(
         out.print(table)
 
 
-@app.command("plugins")
+@app.command("plugins", cls=_Command)
 def plugins_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
     """Load every plugin and show each entry point: kind, distribution, loaded or the error."""
     statuses = get_registry().status()
@@ -172,7 +183,7 @@ def _layout_info(name: str, layout: Any) -> dict[str, Any]:
                                 "part": len(layout.parts), "body": len(layout.bodies)}}
 
 
-@app.command("info")
+@app.command("info", cls=_Command)
 def info_cmd(name: str = typer.Argument(..., help="a model, dataset, protocol or layout name"),
              protocol: Optional[str] = typer.Option(None, "--protocol", "-p",
                                                     help="a model's configuration as it runs on this protocol"),
@@ -262,7 +273,7 @@ def _fmt_summary(result: Any, metrics: tuple[str, ...]) -> Table:
     return table
 
 
-@app.command("run")
+@app.command("run", cls=_Command)
 def run_cmd(
     model: str = typer.Option(..., "--model", "-m", help="model plugin name"),
     protocol: str = typer.Option(..., "--protocol", "-p", help="protocol plugin name"),
@@ -272,8 +283,8 @@ def run_cmd(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: MLFLOW_TRACKING_URI or sqlite:///$PWD/mlflow.db)"),
     address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="join this Ray cluster"),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs per trial (fractions allowed)"),
-    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPUs per trial"),
-    no_ray: bool = typer.Option(False, "--no-ray", help="run trials in this process, one after another (debugging)"),
+    cpus_per_trial: float = typer.Option(1.0, "--cpus-per-trial", help="CPUs per trial, and its torch threads"),
+    no_ray: bool = typer.Option(False, "--no-ray", help="run trials in this process, one after another, with --cpus-per-trial torch threads (debugging)"),
     data_root: Optional[str] = typer.Option(None, "--data-root", envvar="REID_BENCH_DATA", help="folder with one sub-folder per dataset"),
     device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]"),
     results_dir: Optional[str] = typer.Option(None, "--results-dir", help="checkpoints and Ray state (default ./reid-bench-results)"),
@@ -323,7 +334,7 @@ def run_cmd(
 # ----------------------------------------------------------------------------------------- tune
 
 
-@app.command("tune")
+@app.command("tune", cls=_Command)
 def tune_cmd(
     model: str = typer.Option(..., "--model", "-m"),
     protocol: str = typer.Option(..., "--protocol", "-p"),
@@ -380,7 +391,7 @@ def tune_cmd(
 # ----------------------------------------------------------------------------------------- leaderboard
 
 
-@app.command("leaderboard")
+@app.command("leaderboard", cls=_Command)
 def leaderboard_cmd(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow store to export (default: as run; skipped when the default sqlite file does not exist)"),
     results_dir: str = typer.Option("results", "--results", help="results folder: one JSON per (protocol, model, config)"),
@@ -421,6 +432,9 @@ app.add_typer(data_app, name="data")
 DataRootOption = typer.Option(None, "--data-root", envvar="REID_BENCH_DATA", help="folder with one sub-folder per dataset")
 
 
+NO_DATA_ROOT = "not set: pass --data-root DIR or set REID_BENCH_DATA=DIR (one sub-folder per dataset)"
+
+
 def _dataset_status(name: str, cls: Any, data_root: Optional[str]) -> dict[str, Any]:
     from reid_bench.datasets import FileDataset
 
@@ -431,13 +445,16 @@ def _dataset_status(name: str, cls: Any, data_root: Optional[str]) -> dict[str, 
     fields = {f.name for f in dataclasses.fields(cls.options_class)} if cls.options_class else set()
     if "name" in fields:  # generic datasets: one folder per imported dataset, chosen with data.name
         return {"name": name, "modality": cls.modality, "status": "folder chosen with --set data.name", "folder": None}
-    folder = dataset_root(cls, Path(data_root).resolve(), name) if data_root else None
+    if not data_root:
+        return {"name": name, "modality": cls.modality, "status": "no data root", "folder": f"<data root>/{name}",
+                "obtain": cls.obtain, "data_root": NO_DATA_ROOT}
+    folder = dataset_root(cls, Path(data_root).resolve(), name)
     present = bool(folder and folder.is_dir())
     return {"name": name, "modality": cls.modality, "status": "present" if present else "missing",
             "folder": str(folder) if folder else None, "obtain": cls.obtain}
 
 
-@data_app.command("list")
+@data_app.command("list", cls=_Command)
 def data_list(data_root: Optional[str] = DataRootOption, as_json: bool = typer.Option(False, "--json")) -> None:
     """Every dataset plugin and whether its folder exists under the data root."""
     registry = get_registry()
@@ -450,7 +467,7 @@ def data_list(data_root: Optional[str] = DataRootOption, as_json: bool = typer.O
     if as_json:
         print_json(rows)
         return
-    table = Table(title=f"datasets (data root: {data_root or 'not set'})", title_justify="left")
+    table = Table(title=f"datasets (data root: {data_root or NO_DATA_ROOT})", title_justify="left")
     for col in ("name", "modality", "status", "folder"):
         table.add_column(col, overflow="fold")
     for r in rows:
@@ -458,7 +475,7 @@ def data_list(data_root: Optional[str] = DataRootOption, as_json: bool = typer.O
     out.print(table)
 
 
-@data_app.command("info")
+@data_app.command("info", cls=_Command)
 def data_info(name: str, data_root: Optional[str] = DataRootOption, as_json: bool = typer.Option(False, "--json")) -> None:
     """Format, license, citation, where to obtain, and the folder reid-bench expects."""
     registry = get_registry()
@@ -476,11 +493,11 @@ def data_info(name: str, data_root: Optional[str] = DataRootOption, as_json: boo
     table.add_column("value", overflow="fold")
     for key, value in info.items():
         if key not in ("kind", "name"):
-            table.add_row(key, escape(json.dumps(value, indent=1) if isinstance(value, (dict, list)) else str(value)))
+            table.add_row(key, escape(readable(value)))
     out.print(table)
 
 
-@data_app.command("verify")
+@data_app.command("verify", cls=_Command)
 def data_verify(
     name: str,
     data_root: Optional[str] = DataRootOption,
@@ -541,7 +558,7 @@ def data_verify(
         raise typer.Exit(1)
 
 
-@data_app.command("import")
+@data_app.command("import", cls=_Command)
 def data_import(
     source: str = typer.Argument(..., help="a folder with manifest.csv (and dataset.toml), or the manifest itself"),
     name: str = typer.Option(..., "--name", help="the new dataset's folder name under the data root"),
