@@ -34,6 +34,11 @@ def test_run_in_process_records_parent_and_children(cli, tracking_uri, tmp_path)
     assert len(parents) == 1 and len(children) == 4
     parent = parents[0]
     assert parent.info.run_id == payload["parent_run_id"] and parent.info.status == "FINISHED"
+    for fold in ("A", "B"):  # the scores on the parent itself, as fractions like the children's
+        scores = [c.data.metrics["rank1"] for c in children if c.data.params["fold"] == fold]
+        assert parent.data.metrics[f"rank1/{fold}/mean"] == pytest.approx(sum(scores) / 2)
+        assert parent.data.metrics[f"rank1/{fold}/std"] == pytest.approx(payload["summary"][fold]["rank1"]["std"])
+        assert 0.0 <= parent.data.metrics[f"nAUC/{fold}/mean"] <= 1.0
     for tag in ("reid_bench.git_commit", "reid_bench.version", "reid_bench.torch_version",
                 "reid_bench.ray_version", "reid_bench.mlflow_version"):
         assert parent.data.tags[tag]

@@ -114,6 +114,20 @@ def _eta(state: TrialState) -> str:
     return text + "]"
 
 
+def summary_metrics(summary: dict[str, dict[str, dict[str, float]]]) -> dict[str, float]:
+    """The parent run's scores: ``<metric>/<fold>/mean`` and ``/std`` over seeds, on the trials'
+    scale (fractions in [0, 1], as every metric reid-bench stores), so that MLflow's run table
+    shows them without opening the children."""
+    from reid_bench.tracking import metric_name
+
+    out: dict[str, float] = {}
+    for fold, values in summary.items():
+        for metric, stats in values.items():
+            for stat in ("mean", "std"):
+                out[metric_name(f"{metric}/{fold}/{stat}")] = float(stats[stat])
+    return out
+
+
 class LiveView:
     """A rich table of trials on a terminal; one line per event elsewhere (CI logs)."""
 
@@ -688,7 +702,8 @@ def run_benchmark(
             "wall_s": time.perf_counter() - t_start,
         }
         try:
-            recorder.end_parent(status, summary, {f"time/{k}": v for k, v in overhead.items()})
+            recorder.end_parent(status, summary, {**summary_metrics(summary),
+                                                  **{f"time/{k}": v for k, v in overhead.items()}})
         finally:
             recorder.terminate_open("KILLED" if status == "KILLED" else "FAILED")
     return InvocationResult(parent_id, experiment_id, uri, list(trials.values()), summary, overhead["wall_s"], overhead)
