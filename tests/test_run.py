@@ -39,6 +39,7 @@ def test_run_in_process_records_parent_and_children(cli, tracking_uri, tmp_path)
         assert parent.data.metrics[f"rank1/{fold}/mean"] == pytest.approx(sum(scores) / 2)
         assert parent.data.metrics[f"rank1/{fold}/std"] == pytest.approx(payload["summary"][fold]["rank1"]["std"])
         assert 0.0 <= parent.data.metrics[f"nAUC/{fold}/mean"] <= 1.0
+    assert {"cmc.png", "summary.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     for tag in ("reid_bench.git_commit", "reid_bench.version", "reid_bench.torch_version",
                 "reid_bench.ray_version", "reid_bench.mlflow_version"):
         assert parent.data.tags[tag]
@@ -90,6 +91,24 @@ def test_in_process_trials_take_the_thread_count_ray_would_give_them(cli, tracki
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_cmc_plots_have_integer_ranks_and_a_thick_mean_per_fold():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from reid_bench.tracking import cmc_figure
+
+    seeds_a = [[0.2, 0.5, 0.7, 0.9, 1.0], [0.4, 0.5, 0.9, 1.0, 1.0]]
+    fig = cmc_figure({"fold A": seeds_a, "fold B": [[0.1, 0.3, 0.6, 0.6, 0.8]]}, "title")
+    ax = fig.axes[0]
+    ticks = [t for t in ax.get_xticks() if 1 <= t <= 5]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    thick = [line for line in ax.get_lines() if line.get_linewidth() == 2]
+    assert [line.get_label() for line in thick] == ["fold A: mean of 2", "fold B"]
+    np.testing.assert_allclose(thick[0].get_ydata(), [30, 50, 80, 95, 100])  # percent, mean over seeds
+    assert len(ax.get_lines()) == 2 + 2  # two thin seed curves of fold A, one mean each
+    plt.close(fig)
 
 
 def test_learned_model_reports_training_curves(cli, tracking_uri):

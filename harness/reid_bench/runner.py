@@ -702,8 +702,13 @@ def run_benchmark(
             "wall_s": time.perf_counter() - t_start,
         }
         try:
+            curves: dict[str, list[list[float]]] = {}
+            for state in trials.values():
+                if state.result and state.result.get("cmc"):
+                    curves.setdefault(f"fold {state.spec.fold}", []).append(state.result["cmc"])
             recorder.end_parent(status, summary, {**summary_metrics(summary),
-                                                  **{f"time/{k}": v for k, v in overhead.items()}})
+                                                  **{f"time/{k}": v for k, v in overhead.items()}},
+                                cmc_curves=curves, title=f"{model} on {protocol}")
         finally:
             recorder.terminate_open("KILLED" if status == "KILLED" else "FAILED")
     return InvocationResult(parent_id, experiment_id, uri, list(trials.values()), summary, overhead["wall_s"], overhead)

@@ -252,13 +252,20 @@ class Recorder:
         self.client.update_run(run_id, status="RUNNING")
         self.client.set_tag(run_id, "reid_bench.resumed", "true")
 
-    def end_parent(self, status: str, summary: dict[str, Any] | None = None, metrics: dict[str, float] | None = None) -> None:
+    def end_parent(self, status: str, summary: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
+                   cmc_curves: dict[str, list[list[float]]] | None = None, title: str = "") -> None:
+        """Close the invocation's run with its scores, its summary and, given the finished trials'
+        CMC curves per fold, one plot of them all (each fold's mean over seeds drawn thick)."""
         if self.parent_id is None:
             return
         for k, v in (metrics or {}).items():
             self.client.log_metric(self.parent_id, k, float(v))
         if summary is not None:
             self._log_json(self.parent_id, "summary.json", summary)
+        if cmc_curves:
+            with tempfile.TemporaryDirectory() as tmp:
+                plot_cmc(Path(tmp) / "cmc.png", cmc_curves, title)
+                self.client.log_artifacts(self.parent_id, tmp)
         self.client.set_tag(self.parent_id, "reid_bench.status", status)
         self.client.set_terminated(self.parent_id, status=status)
 
@@ -386,18 +393,46 @@ def write_cmc(folder: Path, cmc: Iterable[float], title: str) -> None:
         writer.writerow(["rank", "rate"])
         for i, v in enumerate(cmc, start=1):
             writer.writerow([i, f"{v:.6f}"])
+    plot_cmc(folder / "cmc.png", {"": [cmc]}, title)
+
+
+def plot_cmc(path: Path, curves: dict[str, list[list[float]]], title: str) -> None:
+    """CMC curves (percent against integer ranks): per group (a fold), each seed's curve thin and
+    their mean thick; a single curve is drawn as its own mean."""
+    import matplotlib.pyplot as plt
+
+    fig = cmc_figure(curves, title)
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def cmc_figure(curves: dict[str, list[list[float]]], title: str):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
-    ax.plot(range(1, len(cmc) + 1), [100 * v for v in cmc], marker=".")
+    for i, (label, group) in enumerate(curves.items()):
+        length = min(len(c) for c in group)
+        rows = np.asarray([c[:length] for c in group], dtype=float) * 100
+        ranks = np.arange(1, length + 1)
+        colour = f"C{i}"
+        if len(rows) > 1:
+            for row in rows:
+                ax.plot(ranks, row, color=colour, alpha=0.3, linewidth=0.8)
+        mean_label = (f"{label}: mean of {len(rows)}" if len(rows) > 1 else label) or None
+        ax.plot(ranks, rows.mean(0), color=colour, linewidth=2, marker="." if length <= 20 else None,
+                label=mean_label)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("rank")
     ax.set_ylabel("identification rate (%)")
     ax.set_ylim(0, 100)
     ax.set_title(title, fontsize=8)
     ax.grid(alpha=0.3)
+    if any(curves):
+        ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(folder / "cmc.png")
-    plt.close(fig)
+    return fig
