@@ -59,7 +59,7 @@ def test_run_in_process_records_parent_and_children(cli, tracking_uri, tmp_path)
         assert {"cmc.csv", "cmc.png", "config.json", "result.json"} <= artifacts
     # same seed, same numbers: trials are deterministic on CPU
     again = cli("run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "1", "--fold", "A", "--no-ray",
-                "--tracking-uri", tracking_uri, "--json", *TINY_GAIT)
+                "--tracking-uri", tracking_uri, "--json", "--rerun", *TINY_GAIT)
     first = [t for t in payload["trials"] if (t["fold"], t["seed"]) == ("A", 0)][0]
     assert json.loads(again.stdout)["trials"][0]["metrics"] == first["metrics"]
 
@@ -109,6 +109,35 @@ def test_cmc_plots_have_integer_ranks_and_a_thick_mean_per_fold():
     np.testing.assert_allclose(thick[0].get_ydata(), [30, 50, 80, 95, 100])  # percent, mean over seeds
     assert len(ax.get_lines()) == 2 + 2  # two thin seed curves of fold A, one mean each
     plt.close(fig)
+
+
+def test_a_finished_configuration_is_skipped_unless_rerun(cli, tracking_uri):
+    """As in MTEB and lm-eval: asking again for what the store already holds costs nothing."""
+    args = ("run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "1", "--no-ray",
+            "--tracking-uri", tracking_uri, *TINY_GAIT)
+    first = json.loads(cli(*args, "--fold", "A", "--json").stdout)
+    assert first["skipped"] == [] and first["ok"]
+
+    both = json.loads(cli(*args, "--json").stdout)  # fold A finished earlier; only B runs
+    assert both["skipped"] == ["A/seed0"] and both["ok"]
+    by_fold = {t["fold"]: t for t in both["trials"]}
+    assert by_fold["A"]["run_id"] == first["trials"][0]["run_id"]
+    assert by_fold["A"]["metrics"]["rank1"] == first["trials"][0]["metrics"]["rank1"]
+    client, runs = mlflow_runs(tracking_uri)
+    assert sum(r.data.tags.get("reid_bench.kind") == "trial" for r in runs) == 2
+
+    again = cli(*args)  # everything finished: nothing starts, nothing is written
+    assert again.exit_code == 0, again.output
+    assert "skipped all 2 of 2 trials" in again.output and "--rerun" in again.output
+    _, runs_after = mlflow_runs(tracking_uri)
+    assert len(runs_after) == len(runs)
+
+    rerun = json.loads(cli(*args, "--rerun", "--json").stdout)
+    assert rerun["skipped"] == [] and {t["run_id"] for t in rerun["trials"]}.isdisjoint(
+        {t["run_id"] for t in both["trials"]})
+    other = json.loads(cli(*args, "--set", "data.identities=5", "--json").stdout)  # another configuration
+    assert other["skipped"] == []
+    _no_running(tracking_uri)
 
 
 def test_learned_model_reports_training_curves(cli, tracking_uri):

@@ -275,11 +275,12 @@ def _fmt_summary(result: Any, metrics: tuple[str, ...]) -> Table:
 
 @app.command("run", cls=_Command)
 def run_cmd(
-    model: str = typer.Option(..., "--model", "-m", help="model plugin name"),
-    protocol: str = typer.Option(..., "--protocol", "-p", help="protocol plugin name"),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="model plugin name"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="protocol plugin name"),
     sets: Optional[list[str]] = typer.Option(None, "--set", "-s", help="override: key=value (model), probe.key=value, data.key=value"),
     seeds: Optional[int] = typer.Option(None, "--seeds", help="number of seeds (default: the protocol's)"),
     folds: Optional[list[str]] = typer.Option(None, "--fold", help="run only these folds (default: all)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="an experiment file (.toml) or a folder of them, instead of --model/--protocol/--set/--seeds/--fold"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: MLFLOW_TRACKING_URI or sqlite:///$PWD/mlflow.db)"),
     address: Optional[str] = typer.Option(None, "--address", envvar="RAY_ADDRESS", help="join this Ray cluster"),
     gpus_per_trial: float = typer.Option(0.0, "--gpus-per-trial", help="GPUs per trial (fractions allowed)"),
@@ -294,41 +295,102 @@ def run_cmd(
     resume: bool = typer.Option(False, "--resume", help="continue the latest unfinished invocation of this model, protocol and config: re-run only its missing or failed trials"),
     resume_run: Optional[str] = typer.Option(None, "--resume-run", help="continue this MLflow parent run id"),
     storage: Optional[str] = typer.Option(None, "--storage", help="Ray trial storage shared by all nodes (path or URI); default: under --results-dir"),
+    rerun: bool = typer.Option(False, "--rerun", help="run every trial again, even those whose identical configuration already finished in the store"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
-    """Run a model on a protocol: folds x seeds as trials; results to MLflow."""
+    """Run a model on a protocol: folds x seeds as trials; results to MLflow. A (fold, seed)
+    whose identical configuration already finished in the store is skipped unless --rerun."""
     from reid_bench.config import ConfigError, parse_sets
+    from reid_bench.experiments import Experiment, ExperimentError, load
     from reid_bench.runner import RunError, run_benchmark
     from reid_bench.tracking import TrackingError
 
-    try:
-        overrides = parse_sets(sets)
-        result = run_benchmark(
-            model, protocol, overrides, seeds=seeds, tracking_uri=tracking_uri, address=address,
-            gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, use_ray=not no_ray, data_root=data_root,
-            device=device, results_dir=results_dir, show_progress=not as_json, folds=folds, max_failures=max_failures,
-            cache_dir=None if no_cache else (cache_dir or "default"), resume=resume_run or resume, storage=storage,
-        )
-    except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        err.print("[bold red]interrupted[/]: runs marked KILLED in MLflow")
-        raise typer.Exit(130)
-    protocol_cls = get_registry().protocol(protocol)
-    if as_json:
-        print_json(result.as_json())
+    if config is not None:
+        given = [flag for flag, value in (("--model", model), ("--protocol", protocol), ("--set", sets),
+                                          ("--seeds", seeds), ("--fold", folds)) if value]
+        if given:
+            fail(f"--config {config}: {given[0]} belongs in the experiment file, not on the command line")
+        try:
+            experiments = load(config)
+        except ExperimentError as exc:
+            fail(str(exc))
+    elif not model or not protocol:
+        fail("give --model and --protocol, or --config with an experiment file")
     else:
-        out.print(_fmt_summary(result, protocol_cls().metrics))
-        o = result.overhead
-        out.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}", highlight=False, markup=False, soft_wrap=True)
-        out.print(f"wall {o['wall_s']:.1f}s: trial compute {o['trial_compute_s']:.1f}s, Ray start {o['ray_start_s']:.1f}s, "
-                  f"MLflow setup {o['mlflow_setup_s']:.2f}s", highlight=False)
-        for t in result.trials:
-            if t.status != "FINISHED":
-                last = t.error.strip().splitlines()[-1] if t.error.strip() else "no result"
-                err.print(f"[red]trial {t.spec.key} {t.status}[/]: {last}", highlight=False, soft_wrap=True)
-    if not result.ok:
+        experiments = [Experiment(model, protocol, tuple(sets or ()), seeds, tuple(folds) if folds else None)]
+    try:  # every run of the file is checked before the first one starts
+        for exp in experiments:
+            _check_experiment(exp)
+    except (PluginError, ConfigError, RunError, ValueError) as exc:
+        fail(f"{exp.source}: {exc}" if exp.source else str(exc))
+    results = []
+    for i, exp in enumerate(experiments, 1):
+        if len(experiments) > 1 and not as_json:
+            out.print(f"[{i}/{len(experiments)}] {exp.command()}  ({exp.source})", highlight=False, markup=False,
+                      soft_wrap=True)
+        try:
+            result = run_benchmark(
+                exp.model, exp.protocol, parse_sets(list(exp.sets)), seeds=exp.seeds, tracking_uri=tracking_uri,
+                address=address, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, use_ray=not no_ray,
+                data_root=data_root, device=device, results_dir=results_dir, show_progress=not as_json,
+                folds=list(exp.folds) if exp.folds else None, max_failures=max_failures,
+                cache_dir=None if no_cache else (cache_dir or "default"), resume=resume_run or resume, storage=storage,
+                rerun=rerun,
+            )
+        except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
+            fail(f"{exp.source}: {exc}" if exp.source else str(exc))
+        except KeyboardInterrupt:
+            err.print("[bold red]interrupted[/]: runs marked KILLED in MLflow")
+            raise typer.Exit(130)
+        results.append(result)
+        if not as_json:
+            _print_run(result, exp.protocol)
+    if as_json:
+        print_json(results[0].as_json() if config is None else
+                   [dict(r.as_json(), model=e.model, protocol=e.protocol, source=e.source)
+                    for e, r in zip(experiments, results)])
+    if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+def _check_experiment(exp: Any) -> None:
+    """What run_benchmark would refuse, found before any run of a file starts."""
+    from reid_bench.api import seeds_for
+    from reid_bench.config import parse_sets
+    from reid_bench.runner import RunError
+    from reid_bench.trial import resolve_config
+
+    registry = get_registry()
+    model_cls, protocol_cls = registry.model(exp.model), registry.protocol(exp.protocol)
+    if model_cls.modality != protocol_cls.modality:
+        raise RunError(f"model {exp.model!r} works on {model_cls.modality} data; protocol {exp.protocol!r} is "
+                       f"{protocol_cls.modality}")
+    resolve_config(exp.model, exp.protocol, parse_sets(list(exp.sets)), registry)
+    unknown = [f for f in exp.folds or () if f not in protocol_cls.folds]
+    if unknown:
+        raise RunError(f"protocol {exp.protocol!r} has no fold {unknown[0]!r}; folds: {', '.join(protocol_cls.folds)}")
+    try:
+        seeds_for(protocol_cls, exp.seeds)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+
+
+def _print_run(result: Any, protocol: str) -> None:
+    protocol_cls = get_registry().protocol(protocol)
+    if result.skipped:
+        every = len(result.skipped) == len(result.trials)
+        out.print(f"skipped {'all ' if every else ''}{len(result.skipped)} of {len(result.trials)} trials: the same "
+                  f"configuration already finished in the store ({', '.join(result.skipped)}); --rerun runs them again",
+                  highlight=False, markup=False, soft_wrap=True)
+    out.print(_fmt_summary(result, protocol_cls().metrics))
+    o = result.overhead
+    out.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}", highlight=False, markup=False, soft_wrap=True)
+    out.print(f"wall {o['wall_s']:.1f}s: trial compute {o['trial_compute_s']:.1f}s, Ray start {o['ray_start_s']:.1f}s, "
+              f"MLflow setup {o['mlflow_setup_s']:.2f}s", highlight=False)
+    for t in result.trials:
+        if t.status != "FINISHED":
+            last = t.error.strip().splitlines()[-1] if t.error.strip() else "no result"
+            err.print(f"[red]trial {t.spec.key} {t.status}[/]: {last}", highlight=False, soft_wrap=True)
 
 
 # ----------------------------------------------------------------------------------------- tune

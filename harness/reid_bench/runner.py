@@ -47,6 +47,7 @@ class InvocationResult:
     summary: dict[str, dict[str, dict[str, float]]]
     wall_s: float
     overhead: dict[str, float] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -58,6 +59,7 @@ class InvocationResult:
             "experiment_id": self.experiment_id,
             "tracking_uri": self.tracking_uri,
             "ok": self.ok,
+            "skipped": self.skipped,
             "wall_s": round(self.wall_s, 3),
             "overhead": {k: round(v, 3) for k, v in self.overhead.items()},
             "trials": [
@@ -517,6 +519,41 @@ def check_folder(folder: str | Path, flag: str) -> Path:
     return path
 
 
+def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str, fingerprint: str,
+                     keys: list[str]) -> dict[str, Any]:
+    """The trials of this exact request (model, protocol version, resolved configuration, fold,
+    seed) that already finished in the store, by key; the latest where there are several. Reads
+    only: an absent store or experiment means nothing finished."""
+    from reid_bench import tracking
+
+    db = tracking.sqlite_path(uri)
+    if db is not None and not db.exists():
+        return {}
+    client, experiment_id = tracking.connect(uri, create=False)
+    if experiment_id is None:
+        return {}
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(f"tags.`reid_bench.kind` = 'trial' and tags.`reid_bench.model` = '{model}' and "
+                       f"tags.`reid_bench.protocol` = '{protocol}' and "
+                       f"tags.`reid_bench.protocol_version` = '{protocol_version}' and "
+                       f"tags.`reid_bench.config_fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'"),
+        order_by=["attributes.start_time DESC"], max_results=10000,
+    )
+    found: dict[str, Any] = {}
+    for run in runs:
+        key = f"{run.data.tags.get('reid_bench.fold')}/seed{run.data.tags.get('reid_bench.seed')}"
+        if key in keys and key not in found:
+            found[key] = run
+    return found
+
+
+def _earlier_state(state: TrialState, run: Any, metrics: tuple[str, ...]) -> None:
+    """A trial that finished in an earlier invocation: its run and its scores, as if run now."""
+    state.status, state.run_id, state.phase, state.progress = "FINISHED", run.info.run_id, "done (earlier)", 1.0
+    state.result = {"metrics": {m: run.data.metrics[m] for m in metrics if m in run.data.metrics}, "timings": {}}
+
+
 def find_resumable(client: Any, experiment_id: str, model: str, protocol: str, fingerprint: str,
                    run_id: str | None = None) -> Any:
     """The invocation ``--resume`` continues: the given parent run, or the latest one of the same
@@ -564,13 +601,18 @@ def run_benchmark(
     resume: bool | str = False,
     storage: str | None = None,
     extra_tags: dict[str, str] | None = None,
+    rerun: bool = False,
 ) -> InvocationResult:
     """Validate, record, dispatch, summarise. Raises RunError/ConfigError/TrackingError before
     anything is written when the request itself is wrong.
 
     ``resume`` (True or a parent run id) continues an earlier invocation: only its trials that are
     missing or failed run again, under the same parent run; orphaned RUNNING trials of a killed
-    driver are marked KILLED first."""
+    driver are marked KILLED first.
+
+    Without ``rerun``, a (fold, seed) whose identical request already finished in the store is
+    not run again: its earlier result counts (``skipped`` lists them); when every one finished,
+    nothing is started or written and the earlier results are returned at once."""
     from reid_bench import tracking
 
     t_start = time.perf_counter()
@@ -598,6 +640,22 @@ def run_benchmark(
     check_data(protocol_cls, resolved, data_root, cache_dir)
     uri = tracking_uri or tracking.default_tracking_uri()
     tracking.check_uri(uri, must_exist=bool(resume))
+    requested = [TrialSpec(model=model, protocol=protocol, fold=f, seed=s).key for f in fold_list for s in seed_list]
+    earlier = {} if resume or rerun else finished_earlier(uri, model, protocol, str(protocol_cls.version),
+                                                          fingerprint, requested)
+    if requested and len(earlier) == len(requested):
+        states = []
+        for f in fold_list:
+            for s in seed_list:
+                state = TrialState(TrialSpec(model=model, protocol=protocol, fold=f, seed=s))
+                _earlier_state(state, earlier[state.spec.key], protocol_cls().metrics)
+                states.append(state)
+        parents = {r.data.tags.get("mlflow.parentRunId", "") for r in earlier.values()}
+        wall = time.perf_counter() - t_start
+        return InvocationResult(", ".join(sorted(parents)), next(iter(earlier.values())).info.experiment_id, uri, states,
+                                summarise(states, protocol_cls().metrics), wall,
+                                {"ray_start_s": 0.0, "mlflow_setup_s": 0.0, "dispatch_s": 0.0, "trial_compute_s": 0.0,
+                                 "wall_s": wall}, skipped=list(requested))
 
     t_ray = time.perf_counter()
     if use_ray:
@@ -669,6 +727,8 @@ def run_benchmark(
                                "reid_bench.folds": json.dumps(fold_list),
                                "reid_bench.invocation": invocation}, **(extra_tags or {})),
         )
+    for key, run in earlier.items():
+        _earlier_state(trials[key], run, protocol_cls().metrics)
     specs = [s for s in all_specs if trials[s.key].status != "FINISHED"]
     mlflow_setup_s = time.perf_counter() - t_mlflow
     view = LiveView(f"{model} on {protocol}  (MLflow run {parent_id[:8]})", list(trials.values()),
@@ -711,4 +771,5 @@ def run_benchmark(
                                 cmc_curves=curves, title=f"{model} on {protocol}")
         finally:
             recorder.terminate_open("KILLED" if status == "KILLED" else "FAILED")
-    return InvocationResult(parent_id, experiment_id, uri, list(trials.values()), summary, overhead["wall_s"], overhead)
+    return InvocationResult(parent_id, experiment_id, uri, list(trials.values()), summary, overhead["wall_s"], overhead,
+                            skipped=sorted(earlier))
