@@ -63,6 +63,12 @@ def test_mean_std_ranking_and_incomplete_rows(tmp_path, tracking_uri):
     assert [r["complete"] for r in rows] == [True, False]
     assert rows[1]["metrics"]["rank1"]["mean"] is None
     assert rows[0]["per_seed"]["1"]["rank1"] == 50.0  # per-seed values, percent
+    # the bootstrap resamples the recorded per-query outcomes (the same two queries for both rows
+    # here, so weak ties with strong on them); an incomplete row gets none
+    rows_a = data["protocols"]["synth-gait"]["versions"]["1"]["A"]
+    assert rows_a[1]["bootstrap"]["vs_top"] == {"difference": 0.0, "ci95": [0.0, 0.0], "tied": True}
+    assert rows[1]["bootstrap"] is None
+    assert "| 2 | weak | lr=0.1 | 30.0 ± 0.0 | 50.0 ± 0.0 | 80.0 ± 0.0 | +0.0 [+0.0, +0.0] tied |" in fold_a
     assert "<table>" in (out / "index.html").read_text()
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reid_bench.bootstrap import query_matrix
 from reid_bench.controls import control_kind
 from reid_bench.results import Key, ResultsError, export_store, load_results, render_results, write_files
 
@@ -69,6 +70,8 @@ class Row:
     tuned: str = ""
     rank: int | None = None
     control: str | None = None  # chance, probe on raw windows, untrained encoder
+    queries: Any = None  # [seeds, queries] of the main score's per-query values (reid_bench.bootstrap)
+    bootstrap: dict[str, Any] | None = None  # vs the top row and vs the paper, 95% intervals
 
     @property
     def complete(self) -> bool:
@@ -172,7 +175,21 @@ def collect(documents: dict[Key, dict[str, Any]]) -> dict[str, ProtocolBoard]:
                 if row.complete and row.control is None:
                     rank += 1
                     row.rank = rank
+        for (version, fold), rows in board.rows.items():
+            _bootstrap(board, f"{board.name}/v{version}/{fold}", rows)
     return boards
+
+
+def _bootstrap(board: ProtocolBoard, section: str, rows: list[Row]) -> None:
+    """Each complete row's main-score difference to the top row, and to its paper value, with a
+    paired bootstrap interval over test queries and seeds (``reid_bench.bootstrap``)."""
+    from reid_bench.bootstrap import compare
+
+    top = next((i for i, r in enumerate(rows) if r.rank == 1), -1)
+    matrices = [r.queries if r.complete else None for r in rows]
+    papers = [r.paper if board.reference_score == board.main_score else None for r in rows]
+    for row, result in zip(rows, compare(section, matrices, top, papers)):
+        row.bootstrap = result
 
 
 def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: str, expected: list[int],
@@ -199,7 +216,8 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
                per_seed={t["seed"]: dict(t["metrics"]) for t in trials}, params=params, paper=paper,
                paper_status=status, run_id=latest["invocation"], commit=latest.get("commit", "unknown"),
                date=latest.get("date", ""), tuned=doc.get("tuned") or "",
-               control=control_kind(doc["model"], doc["config_diff"]))
+               control=control_kind(doc["model"], doc["config_diff"]),
+               queries=query_matrix(trials, board.main_score))
 
 
 # ------------------------------------------------------------------------------------- rendering
@@ -230,15 +248,31 @@ def _cells(board: ProtocolBoard, r: Row) -> list[str]:
     model = r.model + (f" (tuned: {r.tuned})" if r.tuned else "") + (f" ({r.control})" if r.control else "")
     cells = [str(r.rank) if r.rank else "—", model, r.config]
     cells += [r.cells[c].fmt(c in PERCENT_METRICS) for c in board.columns]
+    cells.append(_vs_top(r))
     diff = _difference(board, r)
+    vs_paper = (r.bootstrap or {}).get("vs_paper")
+    diff_text = "—" if diff is None else f"{diff:+.1f}"
+    if diff is not None and vs_paper:
+        diff_text += " [{:+.1f}, {:+.1f}]".format(*vs_paper["ci95"])
     cells += [n, _fmt_params(r.params), "—" if r.paper is None else f"{r.paper:.1f}",
-              "—" if diff is None else f"{diff:+.1f}", r.paper_status or "—", r.run_id[:8], r.commit, r.date]
+              diff_text, r.paper_status or "—", r.run_id[:8], r.commit, r.date]
     return cells
+
+
+def _vs_top(r: Row) -> str:
+    """``-2.4 [-6.1, +1.3] tied`` (points, 95% interval); ``top`` on the first row."""
+    if r.rank == 1:
+        return "top"
+    if not r.bootstrap:
+        return "—"
+    top = r.bootstrap["vs_top"]
+    text = "{:+.1f} [{:+.1f}, {:+.1f}]".format(top["difference"], *top["ci95"])
+    return text + (" tied" if top["tied"] else "")
 
 
 def _header(board: ProtocolBoard) -> list[str]:
     return (["#", "Model", "Config"] + [LABELS[c] for c in board.columns]
-            + ["n", "Params", f"Paper {LABELS.get(board.reference_score, board.reference_score)}", "Δ",
+            + [f"Δ #1 {LABELS.get(board.main_score, board.main_score)} [95% CI]", "n", "Params", f"Paper {LABELS.get(board.reference_score, board.reference_score)}", "Δ",
                "Reproduction", "Run", "Commit", "Date"])
 
 
@@ -254,7 +288,11 @@ def render_markdown(board: ProtocolBoard) -> str:
            "over seeds (one seed: no spread); n = finished seeds / expected, over every invocation of the "
            "configuration. Rows with missing seeds are marked incomplete and not averaged. The paper's value "
            "and the difference (measured minus published, points) stand only on rows with the paper's "
-           f"configuration; on the others the Reproduction column says which settings differ.", ""]
+           f"configuration; on the others the Reproduction column says which settings differ. "
+           f"Δ #1: the row's {LABELS.get(board.main_score, board.main_score)} minus the first row's, in points, "
+           "with a 95% paired-bootstrap interval over the test queries (shared by both rows) and each row's "
+           "seeds; a row whose interval contains 0 is tied with the first (the same bootstrap gives the "
+           "interval beside the paper difference).", ""]
     if board.reference_source:
         out += [f"Paper values: {board.reference_source}", ""]
     header = _header(board)
@@ -302,6 +340,7 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
                           for s, vals in sorted(r.per_seed.items())},
              "num_parameters": r.params, "paper": r.paper, "paper_status": r.paper_status,
              "paper_difference": None if _difference(board, r) is None else round(_difference(board, r), 4),
+             "bootstrap": r.bootstrap,
              "run_id": r.run_id,
              "commit": r.commit, "date": r.date, "tuned": r.tuned or None, "control": r.control}
             for r in board.rows[(version, fold)]
