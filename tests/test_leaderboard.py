@@ -69,7 +69,7 @@ def test_mean_std_ranking_and_incomplete_rows(tmp_path, tracking_uri):
     assert rows_a[1]["bootstrap"]["vs_top"] == {"difference": 0.0, "ci95": [0.0, 0.0], "tied": True}
     assert rows[1]["bootstrap"] is None
     assert "| 2 | weak | lr=0.1 | 30.0 ± 0.0 | 50.0 ± 0.0 | 80.0 ± 0.0 | +0.0 [+0.0, +0.0] tied |" in fold_a
-    assert "<table>" in (out / "index.html").read_text()
+    assert "synth-gait.html" in (out / "index.html").read_text() and (out / "synth-gait.html").exists()
 
 
 def test_a_row_aggregates_every_invocation_of_its_config(tmp_path, tracking_uri):
@@ -102,7 +102,7 @@ def test_results_are_data_and_boards_rebuild_from_them_alone(tmp_path, tracking_
         ("A", 0, 0.4, "abc123"), ("A", 1, 0.5, "abc123")]
     assert doc["trials"][0]["cmc"] == [0.4, 1.0] and doc["trials"][0]["per_query"] == {"true_class_rank": [1, 2]}
     build_leaderboards(second, results, None)  # the results alone
-    for name in ("synth-gait.md", "leaderboard.json", "index.html"):
+    for name in ("synth-gait.md", "leaderboard.json", "index.html", "synth-gait.html", "site.js"):
         assert (first / name).read_bytes() == (second / name).read_bytes()
     before = {p: p.stat().st_mtime_ns for p in results.rglob("*.json")}
     again = build_leaderboards(first, results, tracking_uri)  # nothing new: nothing rewritten
@@ -186,3 +186,19 @@ def test_leaderboard_without_a_store_reads_results_only(cli, tmp_path, monkeypat
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "mlflow.db").exists()  # the default store was not created
     assert os.listdir(tmp_path / "lb")
+
+
+def test_rows_link_to_their_mlflow_runs_when_the_store_is_a_server(tmp_path, tracking_uri):
+    from reid_bench.leaderboard import collect
+    from reid_bench.results import export_store
+    from reid_bench.site import render_site
+
+    _record_invocation(tracking_uri, "m", "f1", [("A", 0, 0.40)], ["A/seed0"])
+    client, exp = tracking.connect(tracking_uri, create=False)
+    docs = export_store(client, exp, {}, server_url="http://mlflow.lab:5000/").documents
+    trial = next(iter(docs.values()))["trials"][0]
+    assert trial["mlflow_url"] == f"http://mlflow.lab:5000/#/experiments/{exp}/runs/{trial['run_id']}"
+    page = render_site(collect(docs))["synth-gait.html"]
+    assert json.dumps(trial["mlflow_url"]) in page  # the row's seed 0 links there
+    plain = export_store(client, exp, {}).documents  # a sqlite store has no pages to link to
+    assert "mlflow_url" not in next(iter(plain.values()))["trials"][0]

@@ -11,7 +11,6 @@ always produce byte-identical files: nothing depends on the time of generation.
 
 from __future__ import annotations
 
-import html
 import json
 import os
 import statistics
@@ -22,6 +21,7 @@ from typing import Any
 from reid_bench.bootstrap import query_matrix
 from reid_bench.controls import control_kind
 from reid_bench.results import Key, ResultsError, export_store, load_results, render_results, write_files
+from reid_bench.site import render_site
 
 PERCENT_METRICS = {"rank1", "rank5", "rank10", "nAUC", "mAP", "mINP", "roc_auc_micro", "sequence_accuracy",
                    "map_trapz"}
@@ -71,6 +71,9 @@ class Row:
     rank: int | None = None
     control: str | None = None  # chance, probe on raw windows, untrained encoder
     queries: Any = None  # [seeds, queries] of the main score's per-query values (reid_bench.bootstrap)
+    cmc: dict[int, list[float]] = field(default_factory=dict)  # per seed, for the site's CMC plots
+    versions: dict[str, str] = field(default_factory=dict)  # reid-bench, torch, Ray, MLflow of the latest trial
+    links: dict[int, str] = field(default_factory=dict)  # per seed: the trial's MLflow page, for a server store
     bootstrap: dict[str, Any] | None = None  # vs the top row and vs the paper, 95% intervals
 
     @property
@@ -217,7 +220,10 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
                paper_status=status, run_id=latest["invocation"], commit=latest.get("commit", "unknown"),
                date=latest.get("date", ""), tuned=doc.get("tuned") or "",
                control=control_kind(doc["model"], doc["config_diff"]),
-               queries=query_matrix(trials, board.main_score))
+               queries=query_matrix(trials, board.main_score),
+               cmc={t["seed"]: [round(float(v), 4) for v in t.get("cmc", [])] for t in trials},
+               versions=dict(latest.get("versions", {})),
+               links={t["seed"]: t["mlflow_url"] for t in trials if t.get("mlflow_url")})
 
 
 # ------------------------------------------------------------------------------------- rendering
@@ -349,34 +355,12 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
             "reference_score": board.reference_score, "versions": sections, "notes": dict(_notes(board))}
 
 
-def render_html(boards: dict[str, ProtocolBoard]) -> str:
-    esc = html.escape
-    parts = ["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\"><title>reid-bench leaderboards</title>",
-             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse;margin-bottom:1.5em}"
-             "td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}td:nth-child(2),td:nth-child(3),th{text-align:left}"
-             ".incomplete{color:#999}</style></head><body>", "<h1>reid-bench leaderboards</h1>"]
-    parts.append("<ul>" + "".join(f"<li><a href=\"#{esc(n)}\">{esc(n)}</a></li>" for n in sorted(boards)) + "</ul>")
-    for name in sorted(boards):
-        board = boards[name]
-        parts.append(f"<h2 id=\"{esc(name)}\">{esc(name)} <small>{esc(board.mode)}, main score "
-                     f"{esc(LABELS.get(board.main_score, board.main_score))}</small></h2>")
-        for version, fold in board.sections():
-            parts.append(f"<h3>{esc(_section_title(board, version, fold))}</h3><table><tr>"
-                         + "".join(f"<th>{esc(h)}</th>" for h in _header(board)) + "</tr>")
-            for r in board.rows[(version, fold)]:
-                cls = "" if r.complete else " class=\"incomplete\""
-                parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in _cells(board, r)) + "</tr>")
-            parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
 def render_boards(boards: dict[str, ProtocolBoard], protocols: list[str] | None = None) -> dict[str, str]:
     files = {f"{name}.md": render_markdown(board) + "\n" for name, board in sorted(boards.items())
              if not protocols or name in protocols}
     payload = {"protocols": {name: board_json(board) for name, board in sorted(boards.items())}}
     files["leaderboard.json"] = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-    files["index.html"] = render_html(boards)
+    files.update(render_site(boards))
     return files
 
 
@@ -407,7 +391,8 @@ def build_leaderboards(out_dir: str | Path, results_dir: str | Path, tracking_ur
 
         client, experiment_id = connect(tracking_uri, EXPERIMENT, create=False)
         if experiment_id is not None:
-            exported = export_store(client, experiment_id, documents)
+            server = tracking_uri if tracking_uri.startswith(("http://", "https://")) else None
+            exported = export_store(client, experiment_id, documents, server_url=server)
             documents, new_trials = exported.documents, exported.new_trials
     if not documents:
         where = f"{tracking_uri!r} or " if tracking_uri else ""

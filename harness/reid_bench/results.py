@@ -131,9 +131,11 @@ def _latest(doc: dict[str, Any]) -> int:
 # ------------------------------------------------------------------------------------- the store
 
 
-def export_store(client: Any, experiment_id: str, known: dict[Key, dict[str, Any]]) -> StoreExport:
+def export_store(client: Any, experiment_id: str, known: dict[Key, dict[str, Any]],
+                 server_url: str | None = None) -> StoreExport:
     """Documents for every configuration with a finished trial in the store, merged with
-    ``known``. A trial already in ``known`` (same run id) is not read again."""
+    ``known``. A trial already in ``known`` (same run id) is not read again. With the URL of an
+    MLflow server, each new trial keeps the address of its run's page (``mlflow_url``)."""
     from reid_bench.tracking import KIND_TAG
 
     parents = {p.info.run_id: p for p in client.search_runs(
@@ -160,6 +162,8 @@ def export_store(client: Any, experiment_id: str, known: dict[Key, dict[str, Any
         trial = known_trials.get(child.info.run_id)
         if trial is None:
             trial = _trial_from_run(client, child, parent)
+            if server_url:
+                trial["mlflow_url"] = f"{server_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{child.info.run_id}"
             new_trials += 1
             config = trial.pop("config")
             if config:

@@ -1,0 +1,77 @@
+"""The leaderboard site, opened in headless Chromium from the file system (no server, no CDN)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from reid_bench.leaderboard import build_leaderboards
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _browser() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def _dom(browser: str, url: str, tmp_path: Path) -> str:
+    proc = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", url],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    build_leaderboards(out, REPO / "results")  # the committed results alone
+    return out
+
+
+def test_every_protocol_has_a_page_that_needs_nothing_online(site):
+    data = json.loads((site / "leaderboard.json").read_text())
+    index = (site / "index.html").read_text()
+    for name in data["protocols"]:
+        page = (site / f"{name}.html").read_text()
+        assert f'href="{name}.html"' in index
+        assert 'src="site.js"' in page and 'id="board-data"' in page
+        assert "http://" not in page and "https://" not in page  # nothing fetched from a CDN
+    assert (site / "site.js").stat().st_size < 40_000 and (site / "site.css").exists()
+
+
+@pytest.mark.skipif(os.environ.get("REID_BENCH_NO_BROWSER") == "1", reason="CI could not install Chromium")
+def test_a_page_sorts_by_a_column_and_draws_its_plots_in_chromium(site, tmp_path):
+    browser = _browser()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("no Chromium on this machine (.ci/run installs it)")
+    board = json.loads((site / "leaderboard.json").read_text())["protocols"]["synth-gait-retrieval"]
+    dom = _dom(browser, (site / "synth-gait-retrieval.html").as_uri() + "#sort=mAP&dir=asc", tmp_path)
+    tables = dict(re.findall(r'<table class="board" data-fold="([^"]+)">(.*?)</table>', dom, re.S))
+    assert set(tables) == set(board["versions"]["1"])
+    for fold, rows in board["versions"]["1"].items():
+        shown = re.findall(r'<tr data-model="([^"]+)"', tables[fold])
+        by_map = sorted(rows, key=lambda r: r["metrics"]["mAP"]["mean"])  # ascending, ties in table order
+        assert shown == [r["model"] for r in by_map]
+        assert re.search(r'<th data-key="mAP" class="sorted-asc">mAP</th>', tables[fold])
+        ranked = [r for r in rows if r["rank"] is not None and r["rank"] <= 3]
+        cmc = re.search(rf'<svg [^>]*class="cmc" data-fold="{fold}">(.*?)</svg>', dom, re.S).group(1)
+        assert cmc.count('class="mean"') == len(ranked)  # the first three rows, one mean curve each
+        scatter = re.search(rf'<svg [^>]*class="scatter" data-fold="{fold}">(.*?)</svg>', dom, re.S).group(1)
+        assert scatter.count('class="seed"') == sum(len(r["seeds"]) for r in rows)
+    first = board["versions"]["1"]["A-B"][0]
+    assert "top</td>" in tables["A-B"] and f'{first["metrics"]["mAP"]["mean"]:.1f} ±' in tables["A-B"]
+    filtered = _dom(browser, (site / "synth-gait-retrieval.html").as_uri() + "#filter=lstm", tmp_path)
+    assert set(re.findall(r'<tr data-model="([^"]+)"', filtered)) == {"lstm-1", "lstm-m"}
