@@ -178,3 +178,15 @@ def test_data_info_says_how_to_set_a_data_root(cli, monkeypatch):
     assert info["status"] == "no data root" and info["folder"] == "<data root>/ias-lab"
     assert "--data-root DIR" in info["data_root"] and "REID_BENCH_DATA" in info["data_root"]
     assert "REID_BENCH_DATA" in cli("data", "list").output
+
+
+def test_list_long_gives_each_plugin_its_modality_and_a_line_of_description(cli):
+    listed = json.loads(cli("list", "--long", "--json").stdout)
+    models = {m["name"]: m for m in listed["models"]}
+    assert models["smsge"]["modality"] == "skeleton" and models["ognet"]["modality"] == "pointcloud"
+    assert models["smsge"]["description"].startswith("SM-SGE") and "\n" not in models["smsge"]["description"]
+    layouts = {m["name"]: m for m in listed["layouts"]}
+    assert layouts["coco-17"]["description"].startswith("COCO-17") and "e.g" not in layouts["coco-17"]["description"][-4:]
+    assert all(row["description"] for rows in listed.values() for row in rows)
+    plain = json.loads(cli("list", "--json").stdout)  # without --long: metadata only
+    assert set(plain["models"][0]) == {"name", "distribution"}

@@ -72,9 +72,11 @@ def print_json(payload: Any) -> None:
 @app.command("list", cls=_Command)
 def list_cmd(
     kind: Optional[str] = typer.Argument(None, help="models, datasets, protocols or layouts (default: all)"),
+    long: bool = typer.Option(False, "--long", "-l", help="also each plugin's modality and one-line description (imports the plugins)"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
-    """List registered plugins (reads entry-point metadata only; nothing is imported)."""
+    """List registered plugins. Plain, it reads entry-point metadata only (nothing is imported,
+    so it answers at once); --long loads each plugin for its modality and description."""
     registry = get_registry()
     kinds = list(KINDS)
     if kind is not None:
@@ -88,17 +90,36 @@ def list_cmd(
                 except PluginError as exc:
                     fail(str(exc))
         kinds = [kind]
-    data = {k: {name: e.label for name, e in registry.entries(k).items()} for k in kinds}
+    data = {k: {name: {"name": name, "distribution": e.label} for name, e in registry.entries(k).items()} for k in kinds}
+    if long:
+        for k in kinds:
+            for name, row in data[k].items():
+                row.update(_described(registry, k, name))
     if as_json:
-        print_json({k: [{"name": n, "distribution": d} for n, d in v.items()] for k, v in data.items()})
+        print_json({k: list(v.values()) for k, v in data.items()})
         return
     for k in kinds:
         table = Table(title=k, title_justify="left")
-        table.add_column("name")
-        table.add_column("distribution")
-        for name, label in data[k].items():
-            table.add_row(name, label)
+        columns = ["name", "distribution"] + (["modality", "description"] if long else [])
+        for col in columns:
+            table.add_column(col, overflow="fold")
+        for row in data[k].values():
+            table.add_row(*[escape(str(row.get(col) or "")) for col in columns])
         out.print(table)
+
+
+def _described(registry: Any, kind: str, name: str) -> dict[str, str]:
+    """Modality and the first sentence of the description (a plugin that fails to load says why)."""
+    try:
+        obj = registry.load(kind, name)
+    except PluginError as exc:
+        return {"modality": "?", "description": f"cannot load: {str(exc).splitlines()[0]}"}
+    import re
+
+    text = " ".join(str(getattr(obj, "description", "") or (obj.__doc__ or "")).split())
+    first = re.split(r"(?<=[a-z0-9)])\. (?=[A-Z])", text)[0].rstrip(".")  # not at "e.g. pixels"
+    modality = getattr(obj, "modality", None) or ("skeleton" if kind == "layouts" else "")
+    return {"modality": str(modality), "description": first[:160]}
 
 
 @app.command("plugins", cls=_Command)
