@@ -139,6 +139,18 @@ def test_a_finished_configuration_is_skipped_unless_rerun(cli, tracking_uri):
     assert other["skipped"] == []
     _no_running(tracking_uri)
 
+    # the lookup reads the sqlite file directly (no MLflow import); it finds what MLflow finds
+    from reid_bench import tracking
+
+    want = {"reid_bench.kind": "trial", "reid_bench.model": "d13", "reid_bench.protocol": "synth-gait"}
+    fast = tracking.finished_runs_in_sqlite(tracking.sqlite_path(tracking_uri), want)
+    slow = client.search_runs([client.get_experiment_by_name(tracking.EXPERIMENT).experiment_id],
+                              filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in want.items())
+                              + " and attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"])
+    assert [r.info.run_id for r in fast] == [r.info.run_id for r in slow] and len(fast) == 6
+    assert [r.data.metrics["rank1"] for r in fast] == [r.data.metrics["rank1"] for r in slow]
+    assert fast[0].data.tags == slow[0].data.tags
+
 
 def test_learned_model_reports_training_curves(cli, tracking_uri):
     result = cli("run", "--model", "gait-lstm", "--protocol", "synth-gait", "--seeds", "1", "--fold", "A", "--no-ray",

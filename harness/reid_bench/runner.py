@@ -529,6 +529,12 @@ def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str,
     db = tracking.sqlite_path(uri)
     if db is not None and not db.exists():
         return {}
+    tags = {"reid_bench.kind": "trial", "reid_bench.model": model, "reid_bench.protocol": protocol,
+            "reid_bench.protocol_version": protocol_version, "reid_bench.config_fingerprint": fingerprint}
+    if db is not None:
+        fast = tracking.finished_runs_in_sqlite(db, tags)
+        if fast is not None:
+            return _latest_per_key(fast, keys)
     client, experiment_id = tracking.connect(uri, create=False)
     if experiment_id is None:
         return {}
@@ -540,6 +546,11 @@ def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str,
                        f"tags.`reid_bench.config_fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'"),
         order_by=["attributes.start_time DESC"], max_results=10000,
     )
+    return _latest_per_key(runs, keys)
+
+
+def _latest_per_key(runs: list[Any], keys: list[str]) -> dict[str, Any]:
+    """``runs`` newest first: the first one of each requested (fold, seed)."""
     found: dict[str, Any] = {}
     for run in runs:
         key = f"{run.data.tags.get('reid_bench.fold')}/seed{run.data.tags.get('reid_bench.seed')}"

@@ -1,0 +1,271 @@
+"""`make bench`: every performance target of the project in one table, anchors measured in the same run.
+
+Each row runs in a fresh process (so that its peak memory is its own) and prints: the figure, the
+value measured, its anchor (a reference measured here and now, whose cost does not depend on this
+project's code), the ratio value / anchor, the target, and the process's peak memory. The first
+line says which machine and how loaded it was: on a shared machine absolute times move, the
+ratios much less.
+
+    python benchmarks/bench_all.py [--only smsge eval-market ...] [--skip eval-msmt] [--methods age transg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+FIELD = ("lstm-1", "lstm-m", "posegait", "age", "sgela", "mg-scr", "simmc", "spc-mgr", "hi-mpc", "transg")
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _best(fn, repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def _lstm_anchor(threads: int) -> float:
+    """Training windows/s of a plain 2 x 256 nn.LSTM with Adam on f = 6 windows, batch 128."""
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    x = torch.randn(1536, 6, 60)
+    net = torch.nn.LSTM(60, 256, num_layers=2, batch_first=True)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-4)
+
+    def epoch():
+        for s in range(0, len(x), 128):
+            out, _ = net(x[s : s + 128])
+            loss = out[:, -1].pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    return len(x) / _best(epoch, 2)
+
+
+# ------------------------------------------------------------------------------ rows (one process each)
+
+
+def row_smsge() -> dict:
+    import bench_smsge
+
+    r = bench_smsge.bench("cpu", 2, 6, 1800, "full")
+    anchor = _lstm_anchor(2)
+    return {"figure": "SM-SGE, IAS configuration, paper budget (120 epochs of 1,800 windows), 2 threads",
+            "value": f"{r['epoch_s'] * 120 / 60:.1f} min per fold ({r['train_wps']:.0f} win/s)",
+            "anchor": f"nn.LSTM 2x256: {anchor:.0f} win/s", "ratio": r["train_wps"] / anchor,
+            "target": "< 10 min per fold", "peak_mb": _peak_mb()}
+
+
+def row_method(name: str) -> dict:
+    import bench_field_methods
+
+    r = bench_field_methods.measure_method(name, "cpu", 2, 1)
+    anchor = _lstm_anchor(2)
+    return {"figure": f"{name}: its default (paper) budget on synth-gait fold A ({r['windows']} windows), 2 threads",
+            "value": f"{r['default_h'] * 60:.0f} min ({r['default_epochs']} ep., {r['train_wps']:.0f} win/s)",
+            "anchor": f"nn.LSTM 2x256: {anchor:.0f} win/s", "ratio": r["train_wps"] / anchor,
+            "target": "in the table, with where the time goes", "peak_mb": _peak_mb()}
+
+
+def _problem(queries: int, gallery: int, ids: int, cameras: int):
+    import numpy as np
+    import torch
+
+    import bench_metrics
+
+    args = argparse.Namespace(queries=queries, gallery=gallery, ids=ids, cameras=cameras, dim=256, noise=2.0)
+    qf, gf, qp, gp, qc, gc = bench_metrics.make_problem(args, np.random.default_rng(0))
+    dist = (1.0 - torch.from_numpy(qf) @ torch.from_numpy(gf).T).numpy()
+    return dist, qp, gp, qc, gc
+
+
+def row_eval_market() -> dict:
+    import numpy as np
+
+    from reid_bench.metrics import evaluate_retrieval
+
+    dist, qp, gp, qc, gc = _problem(3368, 19732, 750, 6)
+    took = _best(lambda: evaluate_retrieval(dist, qp, gp, qc, gc), 3)
+    anchor = _best(lambda: np.argsort(dist, axis=1), 1)
+    return {"figure": "evaluate_retrieval, Market-1501 scale (3,368 x 19,732), CPU", "value": f"{took:.2f} s",
+            "anchor": f"one np.argsort of the matrix: {anchor:.2f} s", "ratio": took / anchor,
+            "target": "<= 0.2 s", "peak_mb": _peak_mb()}
+
+
+def row_eval_msmt() -> dict:
+    from reid_bench.metrics import evaluate_retrieval
+
+    dist, qp, gp, qc, gc = _problem(11659, 82161, 1041, 15)
+    before = _peak_mb()
+    t0 = time.perf_counter()
+    evaluate_retrieval(dist, qp, gp, qc, gc)
+    took = time.perf_counter() - t0
+    matrix_mb = dist.nbytes / 2**20
+    return {"figure": "evaluate_retrieval, MSMT17 scale (11,659 x 82,161), CPU", "value": f"{took:.1f} s",
+            "anchor": f"the distance matrix itself: {matrix_mb:.0f} MB", "ratio": None,
+            "target": "< 5 s, memory bounded by chunking",
+            "peak_mb": _peak_mb(), "note": f"+{max(0.0, _peak_mb() - before):.0f} MB above the matrix"}
+
+
+def row_knn() -> dict:
+    import numpy as np
+    import torch
+    from scipy.spatial import cKDTree
+
+    from reid_bench import pointops
+
+    torch.set_num_threads(1)
+    x = torch.rand(4, 4096, 3)
+    ours = _best(lambda: pointops.knn(x, x, 16), 3)
+    pts = x.numpy()
+    tree = _best(lambda: [cKDTree(p).query(p, 16, workers=1) for p in pts], 3)
+    brute = _best(lambda: pointops.knn(x, x, 16, method="brute"), 2)
+    same = float(np.mean(pointops.knn(x, x, 16).numpy() == pointops.knn(x, x, 16, method="brute").numpy()))
+    return {"figure": "kNN over xyz (OG-Net), 4 clouds x 4,096 points, k = 16, 1 thread",
+            "value": f"{ours * 1000:.0f} ms (brute force {brute * 1000:.0f} ms)", "anchor": f"scipy cKDTree: {tree * 1000:.0f} ms",
+            "ratio": ours / tree, "target": "within 2x of cKDTree", "peak_mb": _peak_mb(),
+            "note": f"{100 * same:.2f}% of indices equal to brute force (the rest: near-ties)"}
+
+
+def row_ball() -> dict:
+    import torch
+
+    from reid_bench import pointops
+
+    torch.set_num_threads(1)
+    x = torch.rand(4, 4096, 3)
+    q = x[:, :1024]
+    radii, ks = (0.05, 0.1, 0.2), (16, 32, 64)
+    together = _best(lambda: pointops.ball_query_multi(q, x, radii, ks), 3)
+    apart = _best(lambda: [pointops.ball_query(q, x, r, k) for r, k in zip(radii, ks)], 3)
+    return {"figure": "multi-scale ball grouping, 3 radii, 1,024 centres of 4,096 points, 4 clouds, 1 thread",
+            "value": f"{together * 1000:.0f} ms", "anchor": f"one ball query per radius: {apart * 1000:.0f} ms",
+            "ratio": together / apart, "target": "one distance computation per grouping", "peak_mb": _peak_mb()}
+
+
+def _cpu_seconds(cmd: list[str]) -> float:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
+def row_info() -> dict:
+    cli = [sys.executable, "-m", "reid_bench.cli"]
+    info = _median([_cpu_seconds(cli + ["info", "smsge"]) for _ in range(3)])
+    torch = _median([_cpu_seconds([sys.executable, "-c", "import torch"]) for _ in range(3)])
+    return {"figure": "reid-bench info smsge, CPU time", "value": f"{info:.2f} s", "anchor": f"import torch: {torch:.2f} s",
+            "ratio": info / torch, "target": "<= 1.2x", "peak_mb": None}
+
+
+def row_list() -> dict:
+    cli = [sys.executable, "-m", "reid_bench.cli"]
+    listed = _median([_cpu_seconds(cli + ["list"]) for _ in range(3)])
+    scan = _median([_cpu_seconds([sys.executable, "-c", "import importlib.metadata as m; m.entry_points()"])
+                    for _ in range(3)])
+    return {"figure": "reid-bench list, CPU time", "value": f"{listed:.2f} s",
+            "anchor": f"python + one entry-point scan: {scan:.2f} s", "ratio": listed / scan, "target": "one scan",
+            "peak_mb": None}
+
+
+def row_run_fixed() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+        cmd = [sys.executable, "-m", "reid_bench.cli", "run", "--model", "d13", "--protocol", "synth-gait", "--seeds",
+               "1", "--fold", "A", "--no-ray", "--rerun", "--tracking-uri", uri, "--results-dir", tmp, "--json",
+               "--set", "data.identities=6"]
+        subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)  # creates the store
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp)
+        wall = time.perf_counter() - t0
+        payload = json.loads(out.stdout)
+        t1 = time.perf_counter()  # the same request without --rerun: everything finished, nothing runs
+        subprocess.run([c for c in cmd if c != "--rerun"], check=True, capture_output=True, cwd=tmp)
+        skipped = time.perf_counter() - t1
+    compute = payload["overhead"]["trial_compute_s"]
+    t2 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "import torch"], check=True)
+    torch_wall = time.perf_counter() - t2
+    return {"figure": "run: fixed cost of a small run (existing store, --no-ray), process start to exit",
+            "value": f"{wall - compute:.1f} s (trial {compute:.1f} s; a finished one skipped: {skipped:.1f} s)",
+            "anchor": f"python -c 'import torch': {torch_wall:.1f} s", "ratio": (wall - compute) / torch_wall,
+            "target": "< 5 s, in the run's timing line", "peak_mb": None}
+
+
+ROWS = {"smsge": row_smsge, "eval-market": row_eval_market, "eval-msmt": row_eval_msmt, "knn": row_knn,
+        "ball": row_ball, "info": row_info, "list": row_list, "run-fixed": row_run_fixed}
+
+
+def _machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return f"{cpu}, {os.cpu_count()} cores, load average {load}; Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", help=f"rows: {', '.join(ROWS)}, field")
+    parser.add_argument("--skip", nargs="+", default=[])
+    parser.add_argument("--methods", nargs="+", default=list(FIELD), help="the field rows' methods")
+    parser.add_argument("--one", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        name, _, method = args.one.partition(":")
+        print(json.dumps(row_method(method) if name == "field" else ROWS[name]()))
+        return
+    wanted = args.only or [*ROWS, "field"]
+    jobs = [n for n in ROWS if n in wanted and n not in args.skip]
+    if "field" in wanted and "field" not in args.skip:
+        jobs += [f"field:{m}" for m in args.methods]
+    print(f"machine: {_machine()}")
+    header = f"{'figure':<92} {'value':<52} {'anchor':<44} {'ratio':>7} {'peak MB':>8}  target"
+    print(header)
+    print("-" * len(header))
+    for job in jobs:
+        proc = subprocess.run([sys.executable, __file__, "--one", job], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(f"{job:<92} failed: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else proc.returncode}")
+            continue
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        ratio = "—" if r["ratio"] is None else f"{r['ratio']:.2f}"
+        peak = "—" if r["peak_mb"] is None else f"{r['peak_mb']:.0f}"
+        print(f"{r['figure']:<92} {r['value']:<52} {r['anchor']:<44} {ratio:>7} {peak:>8}  {r['target']}"
+              + (f"  ({r['note']})" if r.get("note") else ""), flush=True)
+    print("ratio: value / anchor (for throughput rows: this project's windows/s over the anchor's); peak MB: the "
+          "row's own process (the MSMT row holds its 3.6 GB distance matrix)")
+
+
+if __name__ == "__main__":
+    main()
