@@ -189,7 +189,7 @@ def test_leaderboard_without_a_store_reads_results_only(cli, tmp_path, monkeypat
 
 
 def test_rows_link_to_their_mlflow_runs_when_the_store_is_a_server(tmp_path, tracking_uri):
-    from reid_bench.leaderboard import collect
+    from reid_bench.leaderboard import collect, site_data
     from reid_bench.results import export_store
     from reid_bench.site import render_site
 
@@ -198,7 +198,7 @@ def test_rows_link_to_their_mlflow_runs_when_the_store_is_a_server(tmp_path, tra
     docs = export_store(client, exp, {}, server_url="http://mlflow.lab:5000/").documents
     trial = next(iter(docs.values()))["trials"][0]
     assert trial["mlflow_url"] == f"http://mlflow.lab:5000/#/experiments/{exp}/runs/{trial['run_id']}"
-    page = render_site(collect(docs))["synth-gait.html"]
+    page = render_site({name: site_data(board) for name, board in collect(docs).items()})["synth-gait.html"]
     assert json.dumps(trial["mlflow_url"]) in page  # the row's seed 0 links there
     plain = export_store(client, exp, {}).documents  # a sqlite store has no pages to link to
     assert "mlflow_url" not in next(iter(plain.values()))["trials"][0]

@@ -355,12 +355,46 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
             "reference_score": board.reference_score, "versions": sections, "notes": dict(_notes(board))}
 
 
+SITE_METRICS = ["rank1", "rank5", "rank10", "mAP", "map_trapz", "mINP", "nAUC", "roc_auc_micro", "sequence_accuracy"]
+
+
+def _site_row(board: ProtocolBoard, r: Row) -> dict[str, Any]:
+    metrics = {}
+    for m in SITE_METRICS:
+        cell = r.cells.get(m)
+        if cell is None:
+            continue
+        scale = 100.0 if m in PERCENT_METRICS else 1.0
+        metrics[m] = {"mean": None if cell.mean is None else round(scale * cell.mean, 2),
+                      "std": None if cell.std is None else round(scale * cell.std, 2),
+                      "seeds": {str(s): round(scale * vals[m], 2) for s, vals in sorted(r.per_seed.items()) if m in vals}}
+    diff = _difference(board, r)
+    return {"rank": r.rank, "model": r.model, "config": r.config, "complete": r.complete, "control": r.control,
+            "tuned": r.tuned or None, "n": f"{len(r.seeds)}/{len(r.expected_seeds)}", "params": r.params,
+            "metrics": metrics, "paper": r.paper, "paper_status": r.paper_status,
+            "paper_difference": None if diff is None else round(diff, 2), "bootstrap": r.bootstrap,
+            "cmc": {str(s): c for s, c in sorted(r.cmc.items())}, "commit": r.commit, "date": r.date,
+            "versions": r.versions, "run_id": r.run_id, "links": {str(s): u for s, u in sorted(r.links.items())}}
+
+
+def site_data(board: ProtocolBoard) -> dict[str, Any]:
+    """What the board's page of the site (``reid_bench.site``) draws: plain data, as JSON."""
+    sections = [{"title": _section_title(board, version, fold), "fold": fold, "version": version,
+                 "rows": [_site_row(board, r) for r in board.rows[(version, fold)]]}
+                for version, fold in board.sections()]
+    present = [m for m in SITE_METRICS if any(m in row["metrics"] for s in sections for row in s["rows"])]
+    return {"name": board.name, "mode": board.mode, "main_score": board.main_score,
+            "higher_is_better": board.higher_is_better, "reference_score": board.reference_score,
+            "reference_source": board.reference_source, "columns": board.columns, "metrics": present,
+            "labels": {m: LABELS.get(m, m) for m in present}, "sections": sections}
+
+
 def render_boards(boards: dict[str, ProtocolBoard], protocols: list[str] | None = None) -> dict[str, str]:
     files = {f"{name}.md": render_markdown(board) + "\n" for name, board in sorted(boards.items())
              if not protocols or name in protocols}
     payload = {"protocols": {name: board_json(board) for name, board in sorted(boards.items())}}
     files["leaderboard.json"] = json.dumps(payload, indent=2, sort_keys=True) + "\n"
-    files.update(render_site(boards))
+    files.update(render_site({name: site_data(board) for name, board in boards.items()}))
     return files
 
 

@@ -16,42 +16,6 @@ import html
 import json
 from typing import Any
 
-METRIC_ORDER = ["rank1", "rank5", "rank10", "mAP", "map_trapz", "mINP", "nAUC", "roc_auc_micro", "sequence_accuracy"]
-
-
-def _row_data(board: Any, r: Any) -> dict[str, Any]:
-    from reid_bench.leaderboard import PERCENT_METRICS, _difference
-
-    metrics = {}
-    for m in METRIC_ORDER:
-        cell = r.cells.get(m)
-        if cell is None:
-            continue
-        scale = 100.0 if m in PERCENT_METRICS else 1.0
-        metrics[m] = {"mean": None if cell.mean is None else round(scale * cell.mean, 2),
-                      "std": None if cell.std is None else round(scale * cell.std, 2),
-                      "seeds": {str(s): round(scale * vals[m], 2) for s, vals in sorted(r.per_seed.items()) if m in vals}}
-    diff = _difference(board, r)
-    return {"rank": r.rank, "model": r.model, "config": r.config, "complete": r.complete, "control": r.control,
-            "tuned": r.tuned or None, "n": f"{len(r.seeds)}/{len(r.expected_seeds)}", "params": r.params,
-            "metrics": metrics, "paper": r.paper, "paper_status": r.paper_status,
-            "paper_difference": None if diff is None else round(diff, 2), "bootstrap": r.bootstrap,
-            "cmc": {str(s): c for s, c in sorted(r.cmc.items())}, "commit": r.commit, "date": r.date,
-            "versions": r.versions, "run_id": r.run_id, "links": {str(s): u for s, u in sorted(r.links.items())}}
-
-
-def board_page_data(board: Any) -> dict[str, Any]:
-    from reid_bench.leaderboard import LABELS, _section_title
-
-    sections = [{"title": _section_title(board, version, fold), "fold": fold, "version": version,
-                 "rows": [_row_data(board, r) for r in board.rows[(version, fold)]]}
-                for version, fold in board.sections()]
-    present = [m for m in METRIC_ORDER if any(m in row["metrics"] for s in sections for row in s["rows"])]
-    return {"name": board.name, "mode": board.mode, "main_score": board.main_score,
-            "higher_is_better": board.higher_is_better, "reference_score": board.reference_score,
-            "reference_source": board.reference_source, "columns": board.columns, "metrics": present,
-            "labels": {m: LABELS.get(m, m) for m in present}, "sections": sections}
-
 
 def _static(name: str) -> str:
     """The page script and style sheet, shipped in ``reid_bench/site_static`` and copied beside the pages."""
@@ -71,30 +35,31 @@ def _page(title: str, body: str, data: dict[str, Any] | None = None) -> str:
             f'<script src="site.js"></script></body></html>\n')
 
 
-def render_site(boards: dict[str, Any]) -> dict[str, str]:
-    from reid_bench.leaderboard import LABELS
-
+def render_site(pages: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The files of the site from each protocol's page data (``reid_bench.leaderboard.site_data``)."""
     esc = html.escape
     items = []
-    for name in sorted(boards):
-        board = boards[name]
+    for name in sorted(pages):
+        data = pages[name]
+        label = data["labels"].get(data["main_score"], data["main_score"])
         tops = []
-        for version, fold in board.sections():
-            top = next((r for r in board.rows[(version, fold)] if r.rank == 1), None)
-            if top is not None:
-                cell = top.cells[board.main_score]
-                tops.append(f"{esc(fold)}: {esc(top.model)} ({cell.fmt(True)})")
-        items.append(f'<li><a href="{esc(name)}.html">{esc(name)}</a> <span class="meta">{esc(board.mode)}, '
-                     f'{esc(LABELS.get(board.main_score, board.main_score))}; first: {"; ".join(tops) or "—"}</span></li>')
+        for section in data["sections"]:
+            top = next((r for r in section["rows"] if r["rank"] == 1), None)
+            cell = top and top["metrics"].get(data["main_score"])
+            if cell and cell["mean"] is not None:
+                spread = f" ± {cell['std']:.1f}" if len(cell["seeds"]) > 1 else ""
+                tops.append(f"{esc(section['fold'])}: {esc(top['model'])} ({cell['mean']:.1f}{spread})")
+        items.append(f'<li><a href="{esc(name)}.html">{esc(name)}</a> <span class="meta">{esc(data["mode"])}, '
+                     f'{esc(label)}; first: {"; ".join(tops) or "—"}</span></li>')
     index = _page("reid-bench leaderboards",
                   "<h1>reid-bench leaderboards</h1>\n<p>One page per protocol: sort, filter, compare CMC curves "
                   "and seeds. Built from <code>results/</code> by <code>reid-bench leaderboard</code>; the same "
                   "tables are in the Markdown files beside this one.</p>\n<ul class=\"boards\">" + "".join(items)
                   + "</ul>")
     files = {"index.html": index, **{name: _static(name) for name in ("site.js", "site.css")}}
-    for name, board in sorted(boards.items()):
+    for name, data in sorted(pages.items()):
         body = (f'<p><a href="index.html">all boards</a></p><h1>{esc(name)}</h1>\n<div id="app">'
                 '<p class="noscript">This page draws its tables with JavaScript; the same board is in '
                 f'<a href="{esc(name)}.md">{esc(name)}.md</a>.</p></div>')
-        files[f"{name}.html"] = _page(f"{name} - reid-bench", body, board_page_data(board))
+        files[f"{name}.html"] = _page(f"{name} - reid-bench", body, data)
     return files
