@@ -52,9 +52,17 @@
       if (x < y) return -sign; if (x > y) return sign; return a[1] - b[1];
     }).map(function (p) { return p[0]; });
   }
+  function rowText(row) {  // every column's text, so the filter reaches any of them
+    var parts = [row.model, row.config, row.control || "", row.tuned || "", row.n, row.paper_status || "",
+                 row.commit, row.date, row.rank === null ? "" : "#" + row.rank];
+    Object.keys(row.metrics).forEach(function (m) { if (row.metrics[m].mean !== null) parts.push(fmt(row.metrics[m].mean)); });
+    return parts.join(" ").toLowerCase();
+  }
   function visible(row) {
-    var q = state.filter.toLowerCase();
-    return !q || (row.model + " " + row.config + " " + (row.control || "")).toLowerCase().indexOf(q) >= 0;
+    var q = state.filter.toLowerCase().trim();
+    if (!q) return true;
+    var text = rowText(row);
+    return q.split(/\s+/).every(function (word) { return text.indexOf(word) >= 0; });
   }
   function setHash() {
     var parts = ["sort=" + encodeURIComponent(state.sort), "dir=" + state.dir, "metrics=" + state.shown.join(",")];
@@ -66,7 +74,7 @@
 
   function controls() {
     var box = el("div", {"class": "controls"});
-    var filter = el("input", {type: "search", id: "filter", placeholder: "filter model or config"});
+    var filter = el("input", {type: "search", id: "filter", placeholder: "filter: words in any column"});
     filter.value = state.filter;
     filter.addEventListener("input", function () { state.filter = filter.value; render(); });
     box.appendChild(filter);

@@ -75,3 +75,9 @@ def test_a_page_sorts_by_a_column_and_draws_its_plots_in_chromium(site, tmp_path
     assert "top</td>" in tables["A-B"] and f'{first["metrics"]["mAP"]["mean"]:.1f} ±' in tables["A-B"]
     filtered = _dom(browser, (site / "synth-gait-retrieval.html").as_uri() + "#filter=lstm", tmp_path)
     assert set(re.findall(r'<tr data-model="([^"]+)"', filtered)) == {"lstm-1", "lstm-m"}
+    rows_ab = board["versions"]["1"]["A-B"]
+    commit = next(r["commit"] for r in rows_ab if r["model"] == "mg-scr")  # any column filters: the commit
+    by_commit = _dom(browser, (site / "synth-gait-retrieval.html").as_uri() + f"#filter={commit}", tmp_path)
+    expected = {r["model"] for r in rows_ab if r["commit"] == commit}
+    assert "mg-scr" in expected and len(expected) < len(rows_ab)
+    assert set(re.findall(r'<tr data-model="([^"]+)"', by_commit.split('data-fold="B-A"')[0])) == expected
