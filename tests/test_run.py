@@ -111,7 +111,7 @@ def test_cmc_plots_have_integer_ranks_and_a_thick_mean_per_fold():
     plt.close(fig)
 
 
-def test_a_finished_configuration_is_skipped_unless_rerun(cli, tracking_uri):
+def test_a_finished_configuration_is_skipped_unless_rerun(cli, tracking_uri, monkeypatch):
     """As in MTEB and lm-eval: asking again for what the store already holds costs nothing."""
     args = ("run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "1", "--no-ray",
             "--tracking-uri", tracking_uri, *TINY_GAIT)
@@ -150,6 +150,18 @@ def test_a_finished_configuration_is_skipped_unless_rerun(cli, tracking_uri):
     assert [r.info.run_id for r in fast] == [r.info.run_id for r in slow] and len(fast) == 6
     assert [r.data.metrics["rank1"] for r in fast] == [r.data.metrics["rank1"] for r in slow]
     assert fast[0].data.tags == slow[0].data.tags
+
+    # the runner's lookup by fingerprint, through the sqlite fast path and through MLflow's search
+    from reid_bench import runner
+
+    tags = fast[0].data.tags
+    lookup = ("d13", "synth-gait", tags["reid_bench.protocol_version"], tags["reid_bench.config_fingerprint"],
+              ["A/seed0", "B/seed0", "C/seed0"])
+    direct = runner.finished_earlier(tracking_uri, *lookup)
+    monkeypatch.setattr(tracking, "finished_runs_in_sqlite", lambda *a: None)
+    searched = runner.finished_earlier(tracking_uri, *lookup)
+    assert sorted(direct) == sorted(searched) == ["A/seed0", "B/seed0"]
+    assert {k: r.info.run_id for k, r in direct.items()} == {k: r.info.run_id for k, r in searched.items()}
 
 
 def test_learned_model_reports_training_curves(cli, tracking_uri):

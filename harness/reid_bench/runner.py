@@ -540,10 +540,7 @@ def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str,
         return {}
     runs = client.search_runs(
         [experiment_id],
-        filter_string=(f"tags.`reid_bench.kind` = 'trial' and tags.`reid_bench.model` = '{model}' and "
-                       f"tags.`reid_bench.protocol` = '{protocol}' and "
-                       f"tags.`reid_bench.protocol_version` = '{protocol_version}' and "
-                       f"tags.`reid_bench.config_fingerprint` = '{fingerprint}' and attributes.status = 'FINISHED'"),
+        filter_string=" and ".join([*(f"tags.`{k}` = '{v}'" for k, v in tags.items()), "attributes.status = 'FINISHED'"]),
         order_by=["attributes.start_time DESC"], max_results=10000,
     )
     return _latest_per_key(runs, keys)
@@ -727,9 +724,7 @@ def run_benchmark(
                                         max_results=10000):
             key = f"{child.data.tags.get('reid_bench.fold')}/seed{child.data.tags.get('reid_bench.seed')}"
             if child.info.status == "FINISHED" and key in trials:
-                state = trials[key]
-                state.status, state.run_id, state.phase, state.progress = "FINISHED", child.info.run_id, "done (earlier)", 1.0
-                state.result = {"metrics": dict(child.data.metrics), "timings": {}}
+                _earlier_state(trials[key], child, protocol_cls().metrics)
     else:
         parent_id = recorder.start_parent(
             f"{model}@{protocol}",
