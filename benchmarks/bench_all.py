@@ -7,6 +7,7 @@ line says which machine and how loaded it was: on a shared machine absolute time
 ratios much less.
 
     python benchmarks/bench_all.py [--only smsge eval-market ...] [--skip eval-msmt] [--methods age transg]
+                                   [--torchreid-src DIR]   # a deep-person-reid checkout: the Cython anchor row
 """
 
 from __future__ import annotations
@@ -114,6 +115,30 @@ def row_eval_market() -> dict:
             "target": "<= 0.2 s", "peak_mb": _peak_mb()}
 
 
+def row_eval_market_cython() -> dict:
+    """Against torchreid's compiled ``evaluate_cy`` (built from a checkout), at equal results."""
+    import numpy as np
+
+    import torchreid_cython
+    from reid_bench.metrics import evaluate_retrieval
+
+    figure = "evaluate_retrieval vs torchreid's Cython evaluate_cy, Market scale, CPU"
+    src = torchreid_cython.source_from(None)
+    if src is None:
+        return {"figure": figure, "value": "not run: pass --torchreid-src (a deep-person-reid checkout)",
+                "anchor": "—", "ratio": None, "target": "faster at equal results", "peak_mb": None}
+    evaluate_cy = torchreid_cython.load(src)
+    dist, qp, gp, qc, gc = _problem(3368, 19732, 750, 6)
+    ours = evaluate_retrieval(dist, qp, gp, qc, gc)
+    cmc_cy, map_cy = evaluate_cy(dist, qp, gp, qc, gc, 50)
+    diff = max(abs(ours.mAP - float(map_cy)), float(np.abs(ours.cmc - cmc_cy).max()))
+    took = _best(lambda: evaluate_retrieval(dist, qp, gp, qc, gc), 3)
+    anchor = _best(lambda: evaluate_cy(dist, qp, gp, qc, gc, 50), 2)
+    return {"figure": figure, "value": f"{took:.2f} s", "anchor": f"evaluate_cy: {anchor:.2f} s", "ratio": took / anchor,
+            "target": "faster at equal results", "peak_mb": _peak_mb(),
+            "note": f"mAP {ours.mAP:.6f} vs {float(map_cy):.6f}; largest mAP/CMC difference {diff:.1e} (float32 sums)"}
+
+
 def row_eval_msmt() -> dict:
     from reid_bench.metrics import evaluate_retrieval
 
@@ -218,7 +243,8 @@ def row_run_fixed() -> dict:
             "target": "< 5 s, in the run's timing line", "peak_mb": None}
 
 
-ROWS = {"smsge": row_smsge, "eval-market": row_eval_market, "eval-msmt": row_eval_msmt, "knn": row_knn,
+ROWS = {"smsge": row_smsge, "eval-market": row_eval_market, "eval-market-cython": row_eval_market_cython,
+        "eval-msmt": row_eval_msmt, "knn": row_knn,
         "ball": row_ball, "info": row_info, "list": row_list, "run-fixed": row_run_fixed}
 
 
@@ -242,8 +268,12 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help=f"rows: {', '.join(ROWS)}, field")
     parser.add_argument("--skip", nargs="+", default=[])
     parser.add_argument("--methods", nargs="+", default=list(FIELD), help="the field rows' methods")
+    parser.add_argument("--torchreid-src", help="a deep-person-reid checkout: its Cython evaluate_cy becomes the "
+                        "anchor of the eval-market-cython row (default: $TORCHREID_SRC; without one the row is not run)")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.torchreid_src:
+        os.environ["TORCHREID_SRC"] = str(Path(args.torchreid_src).resolve())
     if args.one:
         name, _, method = args.one.partition(":")
         print(json.dumps(row_method(method) if name == "field" else ROWS[name]()))
