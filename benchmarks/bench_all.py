@@ -84,10 +84,12 @@ def row_method(name: str) -> dict:
 
     r = bench_field_methods.measure_method(name, "cpu", 2, 1)
     anchor = _lstm_anchor(2)
+    profile = bench_field_methods.where_time_goes(name, "cpu", 2)
     return {"figure": f"{name}: its default (paper) budget on synth-gait fold A ({r['windows']} windows), 2 threads",
             "value": f"{r['default_h'] * 60:.0f} min ({r['default_epochs']} ep., {r['train_wps']:.0f} win/s)",
             "anchor": f"nn.LSTM 2x256: {anchor:.0f} win/s", "ratio": r["train_wps"] / anchor,
-            "target": "in the table, with where the time goes", "peak_mb": _peak_mb()}
+            "target": "in the table, with where the time goes", "peak_mb": _peak_mb(),
+            "note": f"one profiled epoch: {profile}"}
 
 
 def _problem(queries: int, gallery: int, ids: int, cameras: int):

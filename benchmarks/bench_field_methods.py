@@ -92,6 +92,37 @@ def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
             "default_h": default_epochs * n / train_wps / 3600, "peak_mb": _peak_mb(device)}
 
 
+def where_time_goes(name: str, device: str, threads: int, top: int = 3) -> str:
+    """One more epoch of ``fit`` under torch's profiler: the largest torch ops' shares of its wall
+    time, and the share spent outside torch ops (clustering in scikit-learn/scipy, numpy, Python)."""
+    import dataclasses
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from reid_bench.api import DataSpec, TrialContext
+    from reid_bench.registry import get_registry
+
+    torch.set_num_threads(threads)
+    fold = _fold()
+    cls = get_registry().model(name)
+    defaults = cls.config_class()
+    settings = {"pretrain_epochs": 1} if hasattr(defaults, "pretrain_epochs") else {}
+    cfg = dataclasses.replace(defaults, epochs=1, cpu_threads=threads, save_checkpoint=False, **settings)
+    model = cls(cfg, DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
+    t0 = time.perf_counter()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model.fit(fold.train, TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp")))
+        _sync(device)
+    wall_us = (time.perf_counter() - t0) * 1e6
+    ops = [e for e in prof.key_averages() if e.key.startswith("aten::") or e.key.startswith("mkldnn")]
+    in_ops = sum(e.self_cpu_time_total for e in ops)
+    largest = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    parts = [f"{e.key.removeprefix('aten::')} {100 * e.self_cpu_time_total / wall_us:.0f}%" for e in largest]
+    parts.append(f"outside torch ops {100 * max(0.0, wall_us - in_ops) / wall_us:.0f}%")
+    return ", ".join(parts)
+
+
 def measure_anchor(device: str, threads: int) -> dict:
     import torch
 

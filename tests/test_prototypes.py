@@ -63,6 +63,26 @@ def test_jaccard_distance_equals_the_released_loops(n, k1, k2):
     assert got.shape == (n, n) and np.allclose(np.diag(got), 0, atol=1e-6)
 
 
+def test_jaccard_distance_with_tied_distances_equals_the_released_loops():
+    """Coordinates on a coarse grid make many neighbours tie; the kNN lists must break ties by
+    index as the release's stable argsort does."""
+    rng = np.random.default_rng(5)
+    x = np.round(rng.normal(size=(70, 3)) * 2) / 2
+    got = jaccard_distance(x, 20, 6)
+    np.testing.assert_allclose(got, _jaccard_row_by_row(x, 20, 6), atol=2e-6)
+
+
+@pytest.mark.parametrize("k", [1, 7, 30])
+def test_first_k_of_a_stable_argsort_without_sorting_rows(k):
+    from reid_bench_prototypes.clustering import _stable_first_k
+
+    rng = np.random.default_rng(k)
+    d = np.round(rng.random((50, 30)) * 6)  # a handful of values: ties everywhere, also at the k-th
+    np.testing.assert_array_equal(_stable_first_k(d, k), np.argsort(d, axis=1, kind="stable")[:, :k])
+    d[3, 4] = np.nan  # not finite: the plain sort decides, as it did
+    np.testing.assert_array_equal(_stable_first_k(d, k), np.argsort(d, axis=1, kind="stable")[:, :k])
+
+
 def test_dbscan_marks_the_stray_point_and_prototypes_are_cluster_means():
     rng = np.random.default_rng(0)
     a = np.array([1.0, 0, 0, 0]) + 0.02 * rng.normal(size=(10, 4))
