@@ -34,8 +34,11 @@ def _wait_until_training(proc: subprocess.Popen, db, timeout: float = 300.0) -> 
 
 
 def _interrupt(args, cwd, db) -> subprocess.CompletedProcess:
+    # The child starts with SIGINT at its default, as from an interactive shell: a suite launched as a
+    # background job (`cmd &` without job control) inherits SIGINT ignored, and Python then keeps it so.
     proc = subprocess.Popen([sys.executable, "-m", "reid_bench.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_until_training(proc, db)
         proc.send_signal(signal.SIGINT)
