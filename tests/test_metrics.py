@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -201,6 +202,44 @@ def test_torch_inputs_match_numpy_inputs():
     assert torch.get_num_threads() == threads  # CPU path restores the thread count
     assert a.mAP == pytest.approx(b.mAP, abs=1e-6)
     assert a.mINP == pytest.approx(b.mINP, abs=1e-6)
+
+
+def test_worker_threads_do_not_change_results():
+    rng = np.random.default_rng(5)
+    d, qp, gp, qc, gc = random_problem(rng, "structured_ties")
+    while loop_reference(d, qp, gp, qc, gc, 5) is None:
+        d, qp, gp, qc, gc = random_problem(rng, "structured_ties")
+    threads = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):  # blocks of 2 queries in one thread, then spread over three
+            torch.set_num_threads(n)
+            results.append(evaluate_retrieval(d, qp, gp, qc, gc, max_rank=5, chunk_size=2))
+    finally:
+        torch.set_num_threads(threads)
+    a, b = results
+    np.testing.assert_array_equal(a.cmc, b.cmc)
+    np.testing.assert_array_equal(a.query_ap, b.query_ap)
+    assert (a.mAP, a.mINP, a.map_trapz) == (b.mAP, b.mINP, b.map_trapz)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "ties"])
+def test_candidate_sort_equals_whole_row_sort(kind):
+    """The CPU path (sort only each row's candidates) agrees with the GPU path (sort whole rows)."""
+    from reid_bench.metrics import _count_below
+
+    rng = np.random.default_rng(7)
+    d = torch.from_numpy(rng.integers(0, 9, (6, 40)).astype(np.float32) if kind == "ties" else rng.random((6, 40)))
+    t = d.gather(1, torch.from_numpy(rng.integers(0, 40, (6, 5))))
+    t_max = t.max(1).values
+    t_max[2] = -math.inf  # a query without candidates
+    placed = t <= t_max[:, None]
+    cpu_lt, cpu_le = _count_below(d, t, t_max, compact=True)
+    all_lt, all_le = _count_below(d, t, t_max, compact=False)
+    assert placed.sum() > 10
+    assert torch.equal(cpu_lt[placed], all_lt[placed]) and torch.equal(cpu_le[placed], all_le[placed])
+    brute_lt = (d[:, None, :] < t[:, :, None]).sum(-1)
+    assert torch.equal(all_lt, brute_lt)
 
 
 def test_infinite_and_half_precision_distances():

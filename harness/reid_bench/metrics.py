@@ -141,13 +141,6 @@ class _Rows:
             t = self.t[start:stop]
         return _float_rows(t.to(self.device))
 
-    def take(self, rows: np.ndarray) -> torch.Tensor:
-        if self.np is not None:
-            t = self._from_np(self.np[rows])
-        else:
-            t = self.t.index_select(0, torch.as_tensor(rows, device=self.t.device))
-        return _float_rows(t.to(self.device))
-
 
 def evaluate_retrieval(
     distmat,
@@ -178,15 +171,14 @@ def evaluate_retrieval(
     the two only differ when equal distances straddle a true match.
 
     Speed: only the gallery items ranked at or before a query's hardest true
-    match can influence its CMC/AP/INP. A first pass finds that cut-off with
-    one comparison per distance. The second pass (queries grouped by cut-off
-    so padding stays small) sorts just those candidates' *values* and places
-    each same-pid item by binary search, correcting the rare exact ties by
-    index; no argsort of the full gallery is needed. Memory is
-    O(chunk_size x G) on ``device`` (default: the distmat tensor's device, or
-    CPU). ``chunk_size`` changes memory use, not results (up to rounding).
-    On CPU, torch runs single-threaded during the call (restored afterwards)
-    and the sorts are spread over ``torch.get_num_threads()`` threads instead.
+    match can influence its CMC/AP/INP. Per query those candidates' *values*
+    are copied out and sorted, and each same-pid item is placed by binary
+    search, the rare exact ties corrected by index; no argsort of the gallery
+    is needed and the matrix is read twice. Memory is O(chunk_size x G) per
+    worker on ``device`` (default: the distmat tensor's device, or CPU).
+    ``chunk_size`` changes memory use, not results (up to rounding). On CPU,
+    torch runs single-threaded during the call (restored afterwards) and the
+    blocks of queries are spread over ``torch.get_num_threads()`` threads.
     """
     if device is None:
         device = distmat.device if isinstance(distmat, torch.Tensor) else torch.device("cpu")
@@ -246,8 +238,13 @@ def evaluate_retrieval(
     )
 
 
-def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, sort_threads):
-    """Per query: 1-based kept rank of the first true match, AP, INP, validity, trapezoid AP."""
+def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, threads):
+    """Per query: 1-based kept rank of the first true match, AP, INP, validity, trapezoid AP.
+
+    Blocks of ``chunk_size`` queries are independent; on CPU they are spread
+    over ``threads`` Python threads (numpy and torch release the GIL in the
+    steps that matter).
+    """
     num_q, num_g = rows.shape
     # Gallery indices of every pid, contiguous after a stable sort by pid, so
     # each query's same-pid items (true matches + junk) are one slice.
@@ -255,122 +252,84 @@ def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, 
     gp_sorted = gp[g_order]
     grp_lo = torch.searchsorted(gp_sorted, qp, right=False)
     grp_cnt = torch.searchsorted(gp_sorted, qp, right=True) - grp_lo
+    cols = torch.arange(num_g, device=device)
 
-    def same_pid(qi: torch.Tensor):
-        """[B, M] gallery indices sharing the query's pid, plus good/junk flags."""
-        cnt = grp_cnt[qi]
-        m = max(int(cnt.max()), 1)
-        ar = torch.arange(m, device=device)
-        in_grp = ar[None, :] < cnt[:, None]
-        gi = g_order[(grp_lo[qi, None] + ar[None, :]).clamp_(max=num_g - 1)]
-        if filter_same_camera:
-            junk = in_grp & (gc[gi] == qc[qi, None])
-        else:
-            junk = torch.zeros_like(in_grp)
-        return gi, in_grp & ~junk, junk
-
-    # ---- pass 1: hardest true match of each query -------------------------
-    # Items ranked after a query's last true match cannot change its CMC, AP
-    # or INP, so only the n_cand items with distance <= that match's distance
-    # need ordering.
-    t_max = torch.empty(num_q, dtype=torch.float64, device=device)
-    n_cand = torch.zeros(num_q, dtype=torch.int64, device=device)
+    first_rank = torch.zeros(num_q, dtype=torch.int64, device=device)
     n_good = torch.zeros(num_q, dtype=torch.int64, device=device)
-    for s in range(0, num_q, chunk_size):
+    ap = torch.zeros(num_q, dtype=torch.float64, device=device)
+    ap_trapz = torch.zeros(num_q, dtype=torch.float64, device=device)
+    inp = torch.zeros(num_q, dtype=torch.float64, device=device)
+
+    def rank_block(s: int) -> None:
         e = min(s + chunk_size, num_q)
         d = rows.slice(s, e)
         if _has_nan(d):
             raise ValueError("distmat contains NaN")
+        b = e - s
         qi = torch.arange(s, e, device=device)
-        gi, good, _ = same_pid(qi)
-        tm = d.gather(1, gi).masked_fill_(~good, -math.inf).max(1).values
-        n_good[s:e] = good.sum(1)
-        t_max[s:e] = tm.double()
-        n_cand[s:e] = _count_le(d, tm).to(device)
+        # [b, M] gallery indices sharing the query's pid, and which are true matches / junk
+        cnt = grp_cnt[qi]
+        ar = torch.arange(max(int(cnt.max()), 1), device=device)
+        in_grp = ar[None, :] < cnt[:, None]
+        gi = g_order[(grp_lo[qi, None] + ar[None, :]).clamp_(max=num_g - 1)]
+        junk = in_grp & (gc[gi] == qc[qi, None]) if filter_same_camera else torch.zeros_like(in_grp)
+        good = in_grp & ~junk
+        t = d.gather(1, gi)
+        # Items ranked after a query's hardest true match cannot change its
+        # CMC, AP or INP: only the candidates with distance <= t_max count.
+        t_max = t.masked_fill(~good, -math.inf).max(1).values
+        placed = (good | junk) & (t <= t_max[:, None])
+        # Position of item j in the stable order = #{d_i < d_j} + #{i < j: d_i == d_j}.
+        lt, le = _count_below(d, t, t_max)
+        tied = placed & (le - lt > 1)
+        n_tied = int(tied.sum())
+        if n_tied > 4 * b:
+            # heavy ties: a stable argsort of the rows is cheaper than fixing
+            # every tie one row-scan at a time
+            order = torch.sort(d, dim=1, stable=True).indices
+            inv = torch.empty_like(order).scatter_(1, order, cols.expand(b, -1))
+            p = inv.gather(1, gi)
+        else:
+            p = lt
+            if n_tied:
+                tr, tj = torch.nonzero(tied, as_tuple=True)
+                for u in range(0, n_tied, chunk_size):
+                    pr, pj = tr[u : u + chunk_size], tj[u : u + chunk_size]
+                    before = (d[pr] == t[pr, pj, None]) & (cols[None, :] < gi[pr, pj, None])
+                    p[pr, pj] += before.sum(1)
+        # walk the same-pid items in rank order; everything else is a
+        # non-match ranked somewhere in between
+        p, o = torch.sort(p.masked_fill(~placed, num_g), dim=1)
+        g_s = good.gather(1, o) & placed.gather(1, o)
+        j_s = junk.gather(1, o) & placed.gather(1, o)
+        kept_rank = p + 1 - (torch.cumsum(j_s, 1) - j_s.long())  # 1-based, junk removed
+        hits = torch.cumsum(g_s, 1)
+        prec = torch.where(g_s, hits.double() / kept_rank.double(), 0.0)
+        ng = good.sum(1)
+        per_good = 1.0 / ng.clamp(min=1).double()  # queries without a true match stay at 0
+        n_good[s:e] = ng
+        ap[s:e] = prec.sum(1) * per_good
+        # OG-Net's evaluate_gpu.py: the mean of the precision at this hit and just before it
+        before = torch.where(kept_rank > 1, (hits - 1).double() / (kept_rank - 1).clamp(min=1).double(), 1.0)
+        ap_trapz[s:e] = torch.where(g_s, (prec + before) / 2, 0.0).sum(1) * per_good
+        first_rank[s:e] = kept_rank.masked_fill(~g_s, torch.iinfo(torch.int64).max).min(1).values
+        inp[s:e] = ng.double() / kept_rank.masked_fill(~g_s, 0).max(1).values.clamp(min=1).double()
+
+    starts = range(0, num_q, chunk_size)
+    workers = min(threads, len(starts)) if device.type == "cpu" else 1
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(rank_block, starts))
+    else:
+        for s in starts:
+            rank_block(s)
 
     valid = n_good > 0
-    num_valid = int(valid.sum())
-    if num_valid == 0:
+    if not bool(valid.any()):
         raise ValueError(
             "no query has a true match in the gallery (after removing same-pid, "
             "same-camera items); cannot compute CMC/mAP"
         )
-
-    # ---- pass 2: exact stable positions of the same-pid items -------------
-    # Position of item j in the stable order = #{d_i < d_j} + #{i < j: d_i == d_j}.
-    # The first term is a searchsorted into the row's sorted *values* (no
-    # argsort needed, so an unstable SIMD value sort will do); the second is
-    # only evaluated for the rare items whose distance is tied.
-    first_rank = torch.zeros(num_q, dtype=torch.int64, device=device)
-    ap = torch.zeros(num_q, dtype=torch.float64, device=device)
-    ap_trapz = torch.zeros(num_q, dtype=torch.float64, device=device)
-    inp = torch.zeros(num_q, dtype=torch.float64, device=device)
-    vq = torch.nonzero(valid).squeeze(1)
-    vq = vq[torch.sort(n_cand[vq], stable=True).indices]  # similar sizes share a chunk
-    vq_np = vq.cpu().numpy()
-    cols = torch.arange(num_g, device=device)
-    with _ValueSorter(sort_threads) as sort_values:
-        for s in range(0, num_valid, chunk_size):
-            qi = vq[s : s + chunk_size]
-            d = rows.take(vq_np[s : s + chunk_size])
-            b = d.shape[0]
-            gi, good, junk = same_pid(qi)
-            t = d.gather(1, gi)
-            placed = (good | junk) & (t <= t_max[qi, None].to(d.dtype))
-            k_max = int(n_cand[qi].max())
-            if 4 * k_max <= num_g:
-                # compact the candidates (order irrelevant, values only). The
-                # +inf padding never counts as "< t"; for t = +inf it only
-                # flags a tie, which is then counted exactly on the real row.
-                thr = t_max[qi].to(d.dtype)
-                slots = torch.arange(k_max, device=device)[None, :] < n_cand[qi, None]
-                if device.type == "cpu":
-                    dn = d.numpy()
-                    cand = np.full((b, k_max), np.inf, dtype=dn.dtype)
-                    cand[slots.numpy()] = dn[dn <= thr.numpy()[:, None]]
-                    cand = torch.from_numpy(cand)
-                else:
-                    cand = torch.full((b, k_max), math.inf, dtype=d.dtype, device=device)
-                    cand[slots] = d[d <= thr[:, None]]
-                sv = sort_values(cand)
-            else:
-                sv = sort_values(d)
-            lt = _searchsorted_rows(sv, t, right=False)
-            tied = placed & (_searchsorted_rows(sv, t, right=True) - lt > 1)
-            n_tied = int(tied.sum())
-            if n_tied > 4 * b:
-                # heavy ties: a stable argsort of the rows is cheaper than fixing
-                # every tie one row-scan at a time
-                order = torch.sort(d, dim=1, stable=True).indices
-                inv = torch.empty_like(order).scatter_(1, order, cols.expand(b, -1))
-                p = inv.gather(1, gi)
-            else:
-                p = lt
-                if n_tied:
-                    tr, tj = torch.nonzero(tied, as_tuple=True)
-                    for u in range(0, n_tied, chunk_size):
-                        pr, pj = tr[u : u + chunk_size], tj[u : u + chunk_size]
-                        gj = gi[pr, pj]
-                        before = (d[pr] == t[pr, pj, None]) & (cols[None, :] < gj[:, None])
-                        p[pr, pj] += before.sum(1)
-            # walk the same-pid items in rank order; everything else is a
-            # non-match ranked somewhere in between
-            p = p.masked_fill(~placed, num_g)
-            p, o = torch.sort(p, dim=1)
-            g_s = good.gather(1, o) & placed.gather(1, o)
-            j_s = junk.gather(1, o) & placed.gather(1, o)
-            junk_before = torch.cumsum(j_s, 1) - j_s.long()
-            kept_rank = p + 1 - junk_before  # 1-based rank once junk is removed
-            hits = torch.cumsum(g_s, 1)
-            prec = torch.where(g_s, hits.double() / kept_rank.double(), 0.0)
-            ng = n_good[qi].double()
-            ap[qi] = prec.sum(1) / ng
-            # OG-Net's evaluate_gpu.py: the mean of the precision at this hit and just before it
-            before = torch.where(kept_rank > 1, (hits - 1).double() / (kept_rank - 1).clamp(min=1).double(), 1.0)
-            ap_trapz[qi] = torch.where(g_s, (prec + before) / 2, 0.0).sum(1) / ng
-            first_rank[qi] = kept_rank.masked_fill(~g_s, torch.iinfo(torch.int64).max).min(1).values
-            inp[qi] = ng / kept_rank.masked_fill(~g_s, 0).max(1).values.double()
-
     return first_rank, ap, inp, valid, ap_trapz
 
 
@@ -379,8 +338,8 @@ def _serial_torch(device: torch.device):
     """Run torch's CPU ops on one thread for the duration.
 
     The CPU path issues many small ops; with several OpenMP threads each one
-    pays a barrier, which costs milliseconds when the machine is busy. The one
-    expensive step (sorting) is parallelised separately by ``_ValueSorter``.
+    pays a barrier, which costs milliseconds when the machine is busy. The
+    query blocks are spread over Python threads instead.
     """
     n = torch.get_num_threads()
     if device.type != "cpu" or n == 1:
@@ -393,11 +352,6 @@ def _serial_torch(device: torch.device):
         torch.set_num_threads(n)
 
 
-# The [chunk, G]-sized steps below use numpy on CPU: its single-threaded
-# compare/count/sort beat torch's here, and they avoid torch's OpenMP barriers,
-# which cost milliseconds per op when the machine is oversubscribed.
-
-
 def _has_nan(d: torch.Tensor) -> bool:
     """NaN always survives a sum, so the full scan only runs on suspicion."""
     if d.device.type == "cpu":
@@ -407,64 +361,37 @@ def _has_nan(d: torch.Tensor) -> bool:
     return bool(torch.isnan(d.sum()) and torch.isnan(d).any())
 
 
-def _count_le(d: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
-    """Per row, how many entries are <= that row's threshold."""
-    if d.device.type == "cpu":
-        mask = d.numpy() <= thr.numpy()[:, None]
-        return torch.from_numpy(mask.view(np.uint8).sum(1, dtype=np.int64))
-    # summing the bytes is far cheaper than a bool sum
-    return (d <= thr[:, None]).view(torch.uint8).sum(1, dtype=torch.int32).long()
+def _count_below(
+    d: torch.Tensor, t: torch.Tensor, t_max: torch.Tensor, compact: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of d [B, G] and each t [B, M] <= that row's t_max: #{d < t} and #{d <= t}.
 
-
-def _searchsorted_rows(sv: torch.Tensor, t: torch.Tensor, right: bool) -> torch.Tensor:
-    """Row-wise searchsorted of t [B, M] into the sorted rows of sv [B, K]."""
-    if sv.device.type != "cpu":
-        return torch.searchsorted(sv, t.contiguous(), right=right)
-    a, v = sv.numpy(), t.numpy()
-    side = "right" if right else "left"
-    out = np.empty(v.shape, dtype=np.int64)
-    for i in range(a.shape[0]):
-        out[i] = np.searchsorted(a[i], v[i], side=side)
-    return torch.from_numpy(out)
-
-
-class _ValueSorter:
-    """Row-wise ascending sort of values only.
-
-    On CPU numpy's SIMD quicksort beats ``torch.sort`` (which always builds
-    indices); rows are split over a thread pool sized
-    like torch's, since numpy releases the GIL while sorting.
+    On CPU only the candidates (values <= the row's t_max, on average 14 % of
+    a Market gallery) are copied out, for the whole block at once (per-row
+    calls hold the GIL too long for the worker threads to scale), and each
+    row's segment is sorted in place by numpy's SIMD value sort: no argsort,
+    no padding. Elsewhere (``compact=False``) whole rows are sorted, which
+    GPUs do fast.
     """
-
-    def __init__(self, threads: int):
-        self.threads = threads
-        self.pool = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        if self.pool is not None:
-            self.pool.shutdown()
-        return False
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu":
-            return torch.sort(x, dim=1).values
-        a = x.contiguous().numpy()
-        n_thr = min(self.threads, a.shape[0])
-        if n_thr <= 1 or a.size < (1 << 18):
-            return torch.from_numpy(np.sort(a, axis=1))
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(max_workers=n_thr)
-        out = np.empty_like(a)
-        bounds = np.linspace(0, a.shape[0], n_thr + 1).astype(int)
-
-        def work(i: int) -> None:
-            out[bounds[i] : bounds[i + 1]] = np.sort(a[bounds[i] : bounds[i + 1]], axis=1)
-
-        list(self.pool.map(work, range(n_thr)))
-        return torch.from_numpy(out)
+    if compact is None:
+        compact = d.device.type == "cpu"
+    if not compact:
+        sv = torch.sort(d, dim=1).values
+        tc = t.contiguous()
+        return torch.searchsorted(sv, tc, right=False), torch.searchsorted(sv, tc, right=True)
+    dn, tn, thr = d.numpy(), t.numpy(), t_max.numpy()
+    b, g = dn.shape
+    idx = np.flatnonzero(dn <= thr[:, None])
+    cand = dn.reshape(-1).take(idx)
+    bounds = np.searchsorted(idx, np.arange(b + 1) * g)  # row i's candidates: cand[bounds[i]:bounds[i + 1]]
+    lt = np.empty(tn.shape, dtype=np.int64)
+    le = np.empty(tn.shape, dtype=np.int64)
+    for i in range(b):
+        row = cand[bounds[i] : bounds[i + 1]]
+        row.sort()
+        lt[i] = row.searchsorted(tn[i], side="left")
+        le[i] = row.searchsorted(tn[i], side="right")
+    return torch.from_numpy(lt), torch.from_numpy(le)
 
 
 # ---------------------------------------------------------------------------
