@@ -222,27 +222,36 @@ def row_list() -> dict:
 
 
 def row_run_fixed() -> dict:
+    """The run's own timing line: how long after the process started the first trial began."""
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         cmd = [sys.executable, "-m", "reid_bench.cli", "run", "--model", "d13", "--protocol", "synth-gait", "--seeds",
                "1", "--fold", "A", "--no-ray", "--rerun", "--tracking-uri", uri, "--results-dir", tmp, "--json",
                "--set", "data.identities=6"]
         subprocess.run(cmd, check=True, capture_output=True, cwd=tmp)  # creates the store
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp)
-        wall = time.perf_counter() - t0
-        payload = json.loads(out.stdout)
+        firsts, walls = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=tmp)
+            walls.append(time.perf_counter() - t0)
+            firsts.append(json.loads(out.stdout)["overhead"]["first_trial_s"])
         t1 = time.perf_counter()  # the same request without --rerun: everything finished, nothing runs
         subprocess.run([c for c in cmd if c != "--rerun"], check=True, capture_output=True, cwd=tmp)
         skipped = time.perf_counter() - t1
-    compute = payload["overhead"]["trial_compute_s"]
-    t2 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import torch"], check=True)
-    torch_wall = time.perf_counter() - t2
-    return {"figure": "run: fixed cost of a small run (existing store, --no-ray), process start to exit",
-            "value": f"{wall - compute:.1f} s (trial {compute:.1f} s; a finished one skipped: {skipped:.1f} s)",
-            "anchor": f"python -c 'import torch': {torch_wall:.1f} s", "ratio": (wall - compute) / torch_wall,
-            "target": "< 5 s, in the run's timing line", "peak_mb": None}
+    first, wall = _median(firsts), _median(walls)
+    torch_wall = _median([_wall([sys.executable, "-c", "import torch"]) for _ in range(3)])
+    return {"figure": "run: process start to its first trial (existing store, --no-ray), the run's timing line",
+            "value": f"{first:.1f} s (exit after {wall:.1f} s; a finished one skipped: {skipped:.1f} s)",
+            "anchor": f"python -c 'import torch': {torch_wall:.1f} s", "ratio": first / torch_wall,
+            "target": "< 5 s, in the run's timing line", "peak_mb": None,
+            "note": "median of 3; the imports of torch (needed by the trial) and mlflow (genai, pandas, fastapi "
+                    "come with it) are most of it"}
+
+
+def _wall(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, capture_output=True)
+    return time.perf_counter() - t0
 
 
 ROWS = {"smsge": row_smsge, "eval-market": row_eval_market, "eval-market-cython": row_eval_market_cython,

@@ -39,7 +39,7 @@ def test_run_in_process_records_parent_and_children(cli, tracking_uri, tmp_path)
         assert parent.data.metrics[f"rank1/{fold}/mean"] == pytest.approx(sum(scores) / 2)
         assert parent.data.metrics[f"rank1/{fold}/std"] == pytest.approx(payload["summary"][fold]["rank1"]["std"])
         assert 0.0 <= parent.data.metrics[f"nAUC/{fold}/mean"] <= 1.0
-    assert {"cmc.png", "summary.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"cmc.svg", "summary.json"} <= {a.path for a in client.list_artifacts(parent.info.run_id)}
     for tag in ("reid_bench.git_commit", "reid_bench.version", "reid_bench.torch_version",
                 "reid_bench.ray_version", "reid_bench.mlflow_version"):
         assert parent.data.tags[tag]
@@ -56,7 +56,7 @@ def test_run_in_process_records_parent_and_children(cli, tracking_uri, tmp_path)
             assert m in metrics
         assert any(k.startswith("reid_bench.dataset_checksum.") for k in child.data.tags)
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"cmc.csv", "cmc.png", "config.json", "result.json"} <= artifacts
+        assert {"cmc.csv", "cmc.svg", "config.json", "result.json"} <= artifacts
     # same seed, same numbers: trials are deterministic on CPU
     again = cli("run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "1", "--fold", "A", "--no-ray",
                 "--tracking-uri", tracking_uri, "--json", "--rerun", *TINY_GAIT)
@@ -94,21 +94,30 @@ def test_in_process_trials_take_the_thread_count_ray_would_give_them(cli, tracki
 
 
 def test_cmc_plots_have_integer_ranks_and_a_thick_mean_per_fold():
-    import matplotlib.pyplot as plt
+    import xml.etree.ElementTree as ET
+
     import numpy as np
 
-    from reid_bench.tracking import cmc_figure
+    from reid_bench.plots import cmc_svg, rank_ticks
 
     seeds_a = [[0.2, 0.5, 0.7, 0.9, 1.0], [0.4, 0.5, 0.9, 1.0, 1.0]]
-    fig = cmc_figure({"fold A": seeds_a, "fold B": [[0.1, 0.3, 0.6, 0.6, 0.8]]}, "title")
-    ax = fig.axes[0]
-    ticks = [t for t in ax.get_xticks() if 1 <= t <= 5]
-    assert ticks and all(float(t).is_integer() for t in ticks)
-    thick = [line for line in ax.get_lines() if line.get_linewidth() == 2]
-    assert [line.get_label() for line in thick] == ["fold A: mean of 2", "fold B"]
-    np.testing.assert_allclose(thick[0].get_ydata(), [30, 50, 80, 95, 100])  # percent, mean over seeds
-    assert len(ax.get_lines()) == 2 + 2  # two thin seed curves of fold A, one mean each
-    plt.close(fig)
+    root = ET.fromstring(cmc_svg({"fold A": seeds_a, "fold B": [[0.1, 0.3, 0.6, 0.6, 0.8]]}, "a <title> & more"))
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert root.find("s:text[@class='title']", ns).text == "a <title> & more"
+    # the axes' own tick labels give the mapping back from pixels to (rank, percent)
+    xt = {int(t.text): float(t.get("x")) for t in root.findall("s:text[@class='xtick']", ns)}
+    yt = {int(t.text): float(t.get("y")) - 3.5 for t in root.findall("s:text[@class='ytick']", ns)}
+    assert sorted(xt) == [1, 2, 3, 4, 5] and sorted(yt) == [0, 20, 40, 60, 80, 100]
+    means = root.findall("s:polyline[@class='mean']", ns)
+    assert [m.get("data-label") for m in means] == ["fold A: mean of 2", "fold B"]
+    assert all(m.get("stroke-width") == "2" for m in means)
+    assert len(root.findall("s:polyline[@class='seed']", ns)) == 2  # fold A's two seeds, thin
+    pts = np.array([p.split(",") for p in means[0].get("points").split()], dtype=float)
+    ranks = 1 + (pts[:, 0] - xt[1]) / (xt[2] - xt[1])
+    percent = (pts[:, 1] - yt[0]) / (yt[100] - yt[0]) * 100
+    np.testing.assert_allclose(ranks, [1, 2, 3, 4, 5], atol=1e-3)
+    np.testing.assert_allclose(percent, [30, 50, 80, 95, 100], atol=0.05)  # mean over seeds, in percent
+    assert rank_ticks(50) == [1, 10, 20, 30, 40, 50] and rank_ticks(12) == [1, 2, 4, 6, 8, 10, 12]
 
 
 def test_a_finished_configuration_is_skipped_unless_rerun(cli, tracking_uri, monkeypatch):

@@ -406,8 +406,9 @@ def _print_run(result: Any, protocol: str) -> None:
     out.print(_fmt_summary(result, protocol_cls().metrics))
     o = result.overhead
     out.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri}", highlight=False, markup=False, soft_wrap=True)
+    first = f", first trial {o['first_trial_s']:.1f}s after the process started" if "first_trial_s" in o else ""
     out.print(f"wall {o['wall_s']:.1f}s: trial compute {o['trial_compute_s']:.1f}s, Ray start {o['ray_start_s']:.1f}s, "
-              f"MLflow setup {o['mlflow_setup_s']:.2f}s", highlight=False)
+              f"MLflow setup {o['mlflow_setup_s']:.2f}s{first}", highlight=False)
     for t in result.trials:
         if t.status != "FINISHED":
             last = t.error.strip().splitlines()[-1] if t.error.strip() else "no result"

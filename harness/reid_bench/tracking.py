@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
+from reid_bench.plots import cmc_svg
+
 EXPERIMENT = "reid-bench"
 KIND_TAG = "reid_bench.kind"
 
@@ -301,7 +303,7 @@ class Recorder:
             self._log_json(self.parent_id, "summary.json", summary)
         if cmc_curves:
             with tempfile.TemporaryDirectory() as tmp:
-                plot_cmc(Path(tmp) / "cmc.png", cmc_curves, title)
+                (Path(tmp) / "cmc.svg").write_text(cmc_svg(cmc_curves, title))
                 self.client.log_artifacts(self.parent_id, tmp)
         self.client.set_tag(self.parent_id, "reid_bench.status", status)
         self.client.set_terminated(self.parent_id, status=status)
@@ -423,53 +425,11 @@ class Recorder:
 
 
 def write_cmc(folder: Path, cmc: Iterable[float], title: str) -> None:
-    """CMC curve as CSV (rank, rate) and PNG."""
+    """CMC curve as CSV (rank, rate) and SVG."""
     cmc = list(cmc)
     with open(folder / "cmc.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["rank", "rate"])
         for i, v in enumerate(cmc, start=1):
             writer.writerow([i, f"{v:.6f}"])
-    plot_cmc(folder / "cmc.png", {"": [cmc]}, title)
-
-
-def plot_cmc(path: Path, curves: dict[str, list[list[float]]], title: str) -> None:
-    """CMC curves (percent against integer ranks): per group (a fold), each seed's curve thin and
-    their mean thick; a single curve is drawn as its own mean."""
-    import matplotlib.pyplot as plt
-
-    fig = cmc_figure(curves, title)
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def cmc_figure(curves: dict[str, list[list[float]]], title: str):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-    from matplotlib.ticker import MaxNLocator
-
-    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=100)
-    for i, (label, group) in enumerate(curves.items()):
-        length = min(len(c) for c in group)
-        rows = np.asarray([c[:length] for c in group], dtype=float) * 100
-        ranks = np.arange(1, length + 1)
-        colour = f"C{i}"
-        if len(rows) > 1:
-            for row in rows:
-                ax.plot(ranks, row, color=colour, alpha=0.3, linewidth=0.8)
-        mean_label = (f"{label}: mean of {len(rows)}" if len(rows) > 1 else label) or None
-        ax.plot(ranks, rows.mean(0), color=colour, linewidth=2, marker="." if length <= 20 else None,
-                label=mean_label)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("rank")
-    ax.set_ylabel("identification rate (%)")
-    ax.set_ylim(0, 100)
-    ax.set_title(title, fontsize=8)
-    ax.grid(alpha=0.3)
-    if any(curves):
-        ax.legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
-    return fig
+    (folder / "cmc.svg").write_text(cmc_svg({"": [cmc]}, title))
