@@ -76,7 +76,8 @@ def row_smsge() -> dict:
                      f"{one['epoch_s'] * 120 / 60:.1f} min)",
             "anchor": f"nn.LSTM 2x256: {anchor:.0f} win/s", "ratio": r["train_wps"] / anchor,
             "target": "< 10 min per fold", "peak_mb": _peak_mb(),
-            "note": "2 threads on busy cores oversubscribe: measure on an idle machine"}
+            "note": f"its LSTM calls alone (forward and backward, nothing else): {r['lstm_epoch_s'] * 120 / 60:.1f} min, "
+                    "the floor at equal numerics; 2 threads on busy cores oversubscribe: measure on an idle machine"}
 
 
 def row_method(name: str) -> dict:
