@@ -61,6 +61,18 @@ def test_list_shows_first_party_plugins_with_distribution():
     assert list(json.loads(proc.stdout)) == ["protocols"]
 
 
+def test_read_only_commands_end_without_teardown_yet_keep_output_and_exit_code():
+    """info and list leave through os._exit (see cli.READ_ONLY_COMMANDS): what they printed must
+    all arrive, and their exit codes must be those of the command."""
+    shown = run_subprocess(["info", "smsge", "--json"], check=True)
+    info = json.loads(shown.stdout)  # the whole document, flushed before the process ended
+    assert info["kind"] == "model" and "smsge" in json.dumps(info)
+    unknown = run_subprocess(["info", "no-such-plugin"])
+    assert unknown.returncode == 2 and "no-such-plugin" in unknown.stderr
+    bad_kind = run_subprocess(["list", "no-such-kind"])
+    assert bad_kind.returncode != 0 and "no-such-kind" in bad_kind.stderr + bad_kind.stdout
+
+
 def test_broken_plugin_is_isolated(tmp_path):
     site = make_fake_distribution(
         tmp_path / "site", "broken-plugin",

@@ -672,8 +672,28 @@ def data_import(
             out.print(f"{key}: {value}", highlight=False, markup=False)
 
 
+# Commands that only read and print. Their process ends without the interpreter's teardown, which
+# for torch and the plugins' modules costs 0.3-0.5 s of CPU, more than the command's own work;
+# nothing they do needs it (no store, no Ray, no files written; output is flushed first).
+READ_ONLY_COMMANDS = frozenset({"info", "list"})
+
+
 def main() -> None:
-    app()
+    if len(sys.argv) < 2 or sys.argv[1] not in READ_ONLY_COMMANDS:
+        app()
+        return
+    try:
+        app()
+        code = 0
+    except SystemExit as exc:
+        if exc.code is None or isinstance(exc.code, int):
+            code = exc.code or 0
+        else:
+            print(exc.code, file=sys.stderr)
+            code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
