@@ -63,13 +63,16 @@ def bench(device: str, threads: int, steps: int, train_windows: int, variant: st
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    step()  # warm-up
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    train_wps = steps * cfg.batch_size / (time.perf_counter() - t0)
+    def windows_per_s(fn) -> float:
+        fn()  # warm-up
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        sync()
+        return steps * cfg.batch_size / (time.perf_counter() - t0)
+
+    train_wps = windows_per_s(step)
 
     # The floor at equal numerics: the same LSTM calls (every subsequence, every scale, forward
     # and backward to their inputs) with everything else removed.
@@ -83,13 +86,7 @@ def bench(device: str, threads: int, steps: int, train_windows: int, variant: st
                 total = total + lstm(feats[s][:, idx.to(device)])[0].sum()
         total.backward()
 
-    lstm_step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        lstm_step()
-    sync()
-    lstm_wps = steps * cfg.batch_size / (time.perf_counter() - t0)
+    lstm_wps = windows_per_s(lstm_step)
 
     net.eval()
     xe = (torch.randn(512, 6, 20, 3, generator=gen) * 0.3).to(device)

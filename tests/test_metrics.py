@@ -182,11 +182,16 @@ def test_matches_loop_reference(kind):
     assert checked >= 8
 
 
+def problem_with_a_valid_query(rng, kind):
+    """A random problem in which at least one query keeps a true match."""
+    while True:
+        problem = random_problem(rng, kind)
+        if loop_reference(*problem, 10) is not None:
+            return problem
+
+
 def test_torch_inputs_match_numpy_inputs():
-    rng = np.random.default_rng(3)
-    d, qp, gp, qc, gc = random_problem(rng, "structured")
-    while loop_reference(d, qp, gp, qc, gc, 10) is None:
-        d, qp, gp, qc, gc = random_problem(rng, "structured")
+    d, qp, gp, qc, gc = problem_with_a_valid_query(np.random.default_rng(3), "structured")
     threads = torch.get_num_threads()
     a = evaluate_retrieval(d, qp, gp, qc, gc, max_rank=5)
     b = evaluate_retrieval(
@@ -205,10 +210,7 @@ def test_torch_inputs_match_numpy_inputs():
 
 
 def test_worker_threads_do_not_change_results():
-    rng = np.random.default_rng(5)
-    d, qp, gp, qc, gc = random_problem(rng, "structured_ties")
-    while loop_reference(d, qp, gp, qc, gc, 5) is None:
-        d, qp, gp, qc, gc = random_problem(rng, "structured_ties")
+    d, qp, gp, qc, gc = problem_with_a_valid_query(np.random.default_rng(5), "structured_ties")
     threads = torch.get_num_threads()
     results = []
     try:

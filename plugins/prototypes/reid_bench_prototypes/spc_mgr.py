@@ -252,7 +252,7 @@ class SPCMGR(Model):
                         {"temperature": 0.075, "eps": 0.75, "min_samples": 2}),
         **dict.fromkeys(_SYNTHETIC, {"epochs": 30}),
     }
-    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 200, about 29 min per trial on 2 idle threads here, 3 h on the shared machine these rows ran on)")
+    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 200, 20-30 min per trial on 2 idle threads here, 3 h on the shared machine these rows ran on)")
 
     def __init__(self, config: SPCMGRConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
