@@ -85,3 +85,28 @@ def test_sigint_on_ray_then_resume_completes_the_board(tmp_path):
     build_leaderboards(tmp_path / "lb", tmp_path / "results", uri)
     row = [line for line in (tmp_path / "lb" / "synth-gait.md").read_text().splitlines() if "| gait-lstm |" in line]
     assert len(row) == 1 and "| 2/2 |" in row[0] and "incomplete" not in row[0]
+
+
+def test_ctrl_c_inside_a_store_call_lands_after_the_call(tmp_path):
+    """Ctrl-C halfway through an MLflow write: the write completes (no SQLite lock is left held
+    by a session never committed) and the interrupt is raised as soon as the call returns."""
+    from mlflow.tracking import MlflowClient
+
+    from reid_bench import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, experiment_id = tracking.connect(uri)
+    run_id = client.create_run(experiment_id).info.run_id
+    real = client._client.log_metric
+
+    def interrupted_halfway(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode, i.e. inside this call
+        return real(*args, **kwargs)
+
+    client._client.log_metric = interrupted_halfway
+    with pytest.raises(KeyboardInterrupt):
+        client.log_metric(run_id, "written", 1.0)
+    other = MlflowClient(tracking_uri=uri)  # another connection writes at once: nothing is locked
+    other.log_metric(run_id, "after", 2.0)
+    other.set_terminated(run_id, "KILLED")
+    assert other.get_run(run_id).data.metrics == {"written": 1.0, "after": 2.0}

@@ -10,10 +10,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import functools
 import json
 import os
+import signal
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -188,6 +191,49 @@ def finished_runs_in_sqlite(db: Path, tags: dict[str, str], experiment: str = EX
         con.close()
 
 
+@contextlib.contextmanager
+def sigint_deferred():
+    """Hold Ctrl-C until the block has ended, then raise it there.
+
+    A KeyboardInterrupt between an INSERT and its COMMIT leaves MLflow's SQLAlchemy session
+    neither committed nor rolled back (it only handles ``Exception``), still holding SQLite's
+    write lock; the writes that then end the runs KILLED fail with "database is locked" and the
+    command exits 1 instead of 130 (tests/test_interrupt.py failed so in about one run in four).
+    Only the main thread receives signals, so other threads run the block as it is.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield
+        return
+    received: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
+
+
+class InterruptSafeClient:
+    """An MlflowClient whose calls Ctrl-C cannot cut in half (see ``sigint_deferred``)."""
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def whole(*args: Any, **kwargs: Any) -> Any:
+            with sigint_deferred():
+                return attr(*args, **kwargs)
+
+        return whole
+
+
 def connect(uri: str, experiment: str = EXPERIMENT, create: bool = True):
     """A client and the experiment id, or TrackingError saying why the URI is unusable.
 
@@ -201,7 +247,7 @@ def connect(uri: str, experiment: str = EXPERIMENT, create: bool = True):
 
     try:
         with _store_lock(uri):
-            client = MlflowClient(tracking_uri=uri)
+            client = InterruptSafeClient(MlflowClient(tracking_uri=uri))
             exp = client.get_experiment_by_name(experiment)
             if exp is None:
                 if not create:
