@@ -251,6 +251,26 @@ def row_run_fixed() -> dict:
                     "come with it) are most of it"}
 
 
+def row_no_ray_threads() -> dict:
+    """One small trial in process (--no-ray) and through a local Ray instance, 1 CPU per trial:
+    the same torch thread count, so about the same compute (before, --no-ray used torch's
+    default and one in-process evaluation took 11 times its Ray time)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "reid_bench.cli", "run", "--model", "gait-lstm", "--protocol", "synth-gait",
+               "--seeds", "1", "--fold", "A", "--rerun", "--cpus-per-trial", "1", "--tracking-uri",
+               f"sqlite:///{Path(tmp) / 'mlflow.db'}", "--results-dir", tmp, "--json", "--set", "epochs=3"]
+        seen = {}
+        for label, extra in (("in process", ["--no-ray"]), ("Ray", [])):
+            out = subprocess.run(cmd + extra, check=True, capture_output=True, text=True, cwd=tmp)
+            trial = json.loads(out.stdout)["trials"][0]
+            seen[label] = (trial["timings"]["trial_s"], trial["torch_threads"])
+    (own_s, own_threads), (ray_s, ray_threads) = seen["in process"], seen["Ray"]
+    return {"figure": "--no-ray trial against the same trial under Ray (gait-lstm, 3 epochs, 1 CPU per trial)",
+            "value": f"{own_s:.1f} s, {own_threads} torch thread(s)", "anchor": f"under Ray: {ray_s:.1f} s, "
+            f"{ray_threads} thread(s)", "ratio": own_s / ray_s, "target": "the same thread policy as under Ray",
+            "peak_mb": None}
+
+
 def _wall(cmd: list[str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)
@@ -259,7 +279,8 @@ def _wall(cmd: list[str]) -> float:
 
 ROWS = {"smsge": row_smsge, "eval-market": row_eval_market, "eval-market-cython": row_eval_market_cython,
         "eval-msmt": row_eval_msmt, "knn": row_knn,
-        "ball": row_ball, "info": row_info, "list": row_list, "run-fixed": row_run_fixed}
+        "ball": row_ball, "info": row_info, "list": row_list, "run-fixed": row_run_fixed,
+        "no-ray-threads": row_no_ray_threads}
 
 
 def _machine() -> str:

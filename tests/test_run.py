@@ -88,6 +88,7 @@ def test_in_process_trials_take_the_thread_count_ray_would_give_them(cli, tracki
                      "--cpus-per-trial", "1", "--tracking-uri", tracking_uri, "--json", *TINY_GAIT)
         assert result.exit_code == 0, result.output
         assert seen and set(seen) == {1}
+        assert json.loads(result.stdout)["trials"][0]["torch_threads"] == 1  # recorded with the result
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)

@@ -70,6 +70,7 @@ class InvocationResult:
                     "run_id": t.run_id,
                     "metrics": (t.result or {}).get("metrics", {}),
                     "timings": (t.result or {}).get("timings", {}),
+                    "torch_threads": (t.result or {}).get("torch_threads"),
                     "error": t.error.strip().splitlines()[-1] if t.error.strip() else "",
                 }
                 for t in self.trials

@@ -430,6 +430,8 @@ def _execute_trial(spec: TrialSpec, report: Callable[[dict[str, Any]], None] | N
         "dataset_drops": data.drops,
         "config": resolved.as_dict(),
         "device": device,
+        # what torch ran with, so an in-process trial can be compared with a Ray one
+        "torch_threads": _torch_threads(),
         "timings": {
             "data_s": t_data - t0,
             "fit_s": t_fit - t_data,
@@ -437,6 +439,12 @@ def _execute_trial(spec: TrialSpec, report: Callable[[dict[str, Any]], None] | N
             "trial_s": t_end - t0,
         },
     }
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _quick_probe(probe: Any) -> Any:
