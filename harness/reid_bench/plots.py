@@ -7,6 +7,7 @@ cost, for two line plots per run; MLflow's artifact viewer shows ``.svg`` files 
 
 from __future__ import annotations
 
+import itertools
 from xml.sax.saxutils import escape, quoteattr
 
 __all__ = ["cmc_svg", "rank_ticks"]
@@ -19,15 +20,9 @@ LEFT, RIGHT, TOP, BOTTOM = 58, 14, 30, 44  # plot-area margins
 
 
 def rank_ticks(length: int, most: int = 10) -> list[int]:
-    """Integer rank ticks 1, s, 2s, ... with a 1-2-5 step s, at most ``most`` of them."""
-    step = 1
-    for base in (1, 10, 100, 1000, 10000, 100000):
-        for mult in (1, 2, 5):
-            step = base * mult
-            if length // step < most:
-                ticks = [1] + list(range(step, length + 1, step))
-                return sorted(set(ticks))
-    return [1, length]
+    """Integer rank ticks 1, s, 2s, ... with a 1-2-5 step s, fewer than ``most`` steps."""
+    step = next(10**k * mult for k in itertools.count() for mult in (1, 2, 5) if length // (10**k * mult) < most)
+    return sorted({1, *range(step, length + 1, step)})
 
 
 def cmc_svg(curves: dict[str, list[list[float]]], title: str) -> str:
