@@ -73,7 +73,7 @@ def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
     staged = hasattr(defaults, "pretrain_epochs")
     default_epochs = defaults.epochs + (defaults.pretrain_epochs if staged else 0)
     settings = {"pretrain_epochs": epochs} if staged else {}
-    cfg = dataclasses.replace(defaults, epochs=epochs, cpu_threads=threads, save_checkpoint=False, **settings)
+    cfg = dataclasses.replace(defaults, epochs=epochs, **settings)
     model = cls(cfg, DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -108,7 +108,7 @@ def where_time_goes(name: str, device: str, threads: int, top: int = 3) -> str:
     cls = get_registry().model(name)
     defaults = cls.config_class()
     settings = {"pretrain_epochs": 1} if hasattr(defaults, "pretrain_epochs") else {}
-    cfg = dataclasses.replace(defaults, epochs=1, cpu_threads=threads, save_checkpoint=False, **settings)
+    cfg = dataclasses.replace(defaults, epochs=1, **settings)
     model = cls(cfg, DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
     t0 = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:

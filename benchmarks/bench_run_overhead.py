@@ -27,13 +27,14 @@ def main() -> None:
     sets = args.sets if args.sets is not None else ["epochs=5"]
 
     from reid_bench.config import parse_sets
-    from reid_bench.runner import run_benchmark
+    from reid_bench.runner import ExecutionOptions, RunRequest, run_benchmark
 
     def once(tmp: str, use_ray: bool, cpus: float):
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         t0 = time.perf_counter()
-        res = run_benchmark(args.model, args.protocol, parse_sets(sets), seeds=args.seeds, folds=[args.fold],
-                            tracking_uri=uri, use_ray=use_ray, cpus_per_trial=cpus, results_dir=tmp, show_progress=False)
+        res = run_benchmark(RunRequest(args.model, args.protocol, parse_sets(sets), seeds=args.seeds, folds=(args.fold,)),
+                            ExecutionOptions(tracking_uri=uri, use_ray=use_ray, cpus_per_trial=cpus, results_dir=tmp,
+                                             show_progress=False))
         assert res.ok, [t.error for t in res.trials if t.error]
         return time.perf_counter() - t0, res
 

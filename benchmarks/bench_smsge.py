@@ -136,8 +136,7 @@ def paper_budget(device: str, threads: int, train_windows: int, epochs: int | No
     M = _plugin()
     torch.set_num_threads(threads)
     cfg = resolve_config("smsge", "ias", Overrides()).model
-    cfg = dataclasses.replace(cfg, save_checkpoint=False, cpu_threads=threads,
-                              **({} if epochs is None else {"epochs": epochs}))
+    cfg = dataclasses.replace(cfg, **({} if epochs is None else {"epochs": epochs}))
     rng = np.random.default_rng(0)
     labels = np.arange(train_windows) % 11
     centres = rng.normal(0, 0.3, (11, 1, KINECT_V1_20.num_joints, 3))

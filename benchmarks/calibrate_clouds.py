@@ -106,7 +106,7 @@ def make_model(name: str, num_classes: int, num_points: int, hist_set: dict, pn_
     if name == "pointnet_lite":
         from reid_bench_baselines.pointnet_lite import PointNetLite, PointNetLiteConfig
 
-        return PointNetLite(PointNetLiteConfig(**{"save_checkpoint": False, **pn_set}), spec)
+        return PointNetLite(PointNetLiteConfig(**pn_set), spec)
     raise SystemExit(f"unknown model {name!r}")
 
 

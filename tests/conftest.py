@@ -202,3 +202,15 @@ def tiny_fold():
     train = windows_from_sequences(train_recs, 6, 3, KINECT_V1_20, labels)
     test = windows_from_sequences([r for r in recs if r.session == "A"], 6, 6, KINECT_V1_20, labels)
     return train, test
+
+
+def reload_saved(model, folder: Path):
+    """The fitted model saved as ``run`` saves it (a checkpoint folder), then loaded into a fresh
+    instance of its class: what ``reid-bench eval`` scores."""
+    from reid_bench.checkpoints import read_checkpoint, write_checkpoint
+
+    saved = write_checkpoint(Path(folder) / "saved-model", {"model": model.model_state()}, {"kind": "model"})
+    state, _ = read_checkpoint(saved)
+    fresh = type(model)(model.config, model.spec)
+    fresh.load_model_state(state["model"])
+    return fresh

@@ -87,7 +87,7 @@ def test_cloud_hist_beats_chance(splits, tmp_path):
 
 # -------------------------------------------------------------------------------- PointNetLite
 
-FAST = dict(points=64, epochs=5, batch_size=8, lr=5e-3, threads=1, save_checkpoint=False)
+FAST = dict(points=64, epochs=5, batch_size=8, lr=5e-3)
 
 
 def test_pointnet_lite_learns_and_is_deterministic(splits, tmp_path):
@@ -176,7 +176,7 @@ def test_shared_training_loop_reports_validation_accuracy_and_learning_rate(spli
     log: list = []
     ctx = _ctx(tmp_path, log=log)
     ctx.validation = train  # labelled: accuracy on it is reported every epoch
-    cfg = PointNetLiteConfig(points=64, epochs=3, batch_size=8, threads=1, save_checkpoint=False)
+    cfg = PointNetLiteConfig(points=64, epochs=3, batch_size=8)
     PointNetLite(cfg, _spec(train)).fit(train, ctx)
     assert [e for e, _ in log] == [0, 1, 2]
     assert all(0.0 <= m["val_acc"] <= 1.0 and m["lr"] > 0 for _, m in log)

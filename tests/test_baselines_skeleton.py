@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import reload_saved
 from reid_bench.api import DataSpec, TrialContext
 from reid_bench.layouts import KINECT_V1_20
 from reid_bench.samples import label_map, windows_from_sequences
@@ -59,7 +60,7 @@ def test_gait_lstm_learns_and_is_deterministic(fold, tmp_path):
     emb = model.embed(test)
     assert emb.dtype == np.float32 and emb.shape == (len(test), 16)
     assert np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
-    assert (tmp_path / "gait_lstm.pt").exists()
+    assert np.array_equal(reload_saved(model, tmp_path).embed(test), emb)
 
     again = GaitLSTM(_small_lstm(), _spec(train))
     again.fit(train, _ctx(tmp_path, seed=3))

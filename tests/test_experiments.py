@@ -119,8 +119,9 @@ protocol = "synth-gait"
 
 def test_committed_experiment_files_reproduce_the_committed_results_and_resolve():
     """experiments/ is what `make leaderboards` replays: exactly the configurations in results/."""
-    from reid_bench.cli import _check_experiment
+    from reid_bench.cli import _request
     from reid_bench.experiments import HEADER, from_results
+    from reid_bench.runner import validate
     from reid_bench.registry import get_registry
 
     repo = Path(__file__).resolve().parent.parent
@@ -134,4 +135,4 @@ def test_committed_experiment_files_reproduce_the_committed_results_and_resolve(
     runs = load(repo / "experiments")
     assert len(runs) == len(docs)
     for run in runs:
-        _check_experiment(run)  # every configuration still resolves against today's plugins
+        validate(_request(run, None))  # every configuration still resolves against today's plugins

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from conftest import trial_context
-from reid_bench.api import DataSpec
+from reid_bench.api import DataSpec, SampleSet
 from reid_bench.layouts import KINECT_V1_20, KINECT_V2_25
 from reid_bench_prototypes.hi_mpc import (LEVELS, HiMPC, HiMPCConfig, hi_mpc_loss, meta_prototype_losses,
                                           mining_weights)
@@ -60,7 +60,7 @@ def test_encoders_heads_and_msmr_on_a_tiny_input():
     want = torch.cat([torch.stack([frames[lv].mean(1) @ w for w in model.net.heads[lv]]).mean(0) for lv in LEVELS], 1)
     torch.testing.assert_close(msmr, want, atol=1e-5, rtol=1e-5)
     x = np.random.default_rng(0).normal(size=(3, 6, 20, 3)).astype(np.float32)
-    samples = type("S", (), {"data": x})()
+    samples = SampleSet("skeleton", x, np.zeros(3), np.zeros(3), np.zeros(3), np.arange(3), layout=KINECT_V1_20)
     assert model.embed(samples).shape == (3, 24)
     model.config.embedding = "limb"
     assert model.embed(samples).shape == (3, 8)

@@ -24,7 +24,7 @@ from reid_bench_baselines.pointnet2 import (  # noqa: E402
 
 TINY_DATA = CloudOptions(train_identities=6, test_identities=6, images_per_identity=4, distractors=2, junk=0, num_points=128)
 COMMON = dict(points=48, embed_dim=32, dropout=0.1, epochs=4, warmup_epochs=1, batch_size=8, lr=5e-3,
-              threads=1, save_checkpoint=False, test_scales=(1.0, 1.1))
+              test_scales=(1.0, 1.1))
 SSG_TINY = dict(COMMON, npoints=(16, 8), nsamples=((8,), (8,)), mlps=(((16, 16, 32),), ((32, 32, 64),)),
                 global_mlp=(64, 128), head_dim=64)
 MSG_TINY = dict(COMMON, npoints=(16, 8), radii=((0.1, 0.3), (0.2, 0.5)), nsamples=((4, 8), (4, 8)),

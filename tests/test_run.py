@@ -69,18 +69,22 @@ def test_in_process_trials_take_the_thread_count_ray_would_give_them(cli, tracki
     now a trial runs with --cpus-per-trial threads in process too, and the caller's are restored."""
     import torch
 
-    import reid_bench.runner as runner
-    from reid_bench.trial import execute_trial
+    import reid_bench.trial as trial_module
 
     seen: list[int] = []
+    real = trial_module.execute_fit
 
-    def watched(spec, report=None, registry=None):
+    def watched(spec, sink, registry=None, resume=None):
+        report = sink.progress
+
         def report_and_look(payload):
             seen.append(torch.get_num_threads())
             report(payload)
-        return execute_trial(spec, report=report_and_look, registry=registry)
 
-    monkeypatch.setattr(runner, "execute_trial", watched)
+        sink.progress = report_and_look
+        return real(spec, sink, registry, resume)
+
+    monkeypatch.setattr(trial_module, "execute_fit", watched)
     before = torch.get_num_threads()
     torch.set_num_threads(3)
     try:

@@ -27,7 +27,7 @@ def _one_thread():
     yield
     torch.set_num_threads(before)
 # The harness recipe (pool "last", per-batch subsequences, shuffled batches) unless a test says otherwise.
-TINY = dict(d_t=4, heads=2, hidden=16, epochs=2, batch_size=8, cpu_threads=1, save_checkpoint=False, recipe="harness")
+TINY = dict(d_t=4, heads=2, hidden=16, epochs=2, batch_size=8, recipe="harness")
 
 
 def tiny_cfg(**kw) -> "M.SMSGEConfig":
@@ -480,7 +480,7 @@ def test_the_ias_training_loss_at_a_fixed_seed_is_pinned(recipe):
     data = (centres[labels] + rng.normal(0, 0.05, (n, 6, 20, 3))).astype(np.float32)
     train = SampleSet("skeleton", data, labels, labels, np.zeros(n), np.arange(n) // 8, layout=KINECT_V1_20)
     cfg = resolve_config("smsge", "ias", Overrides(model={"recipe": recipe})).model
-    cfg = dataclasses.replace(cfg, epochs=3, save_checkpoint=False)
+    cfg = dataclasses.replace(cfg, epochs=3)
     model = M.SMSGE(cfg, DataSpec("skeleton", num_classes=11, layout=KINECT_V1_20, window=6))
     model.fit(train, TrialContext(device="cpu", seed=0, checkpoint_dir=None))
     np.testing.assert_allclose(model.history, PINNED_LOSSES[recipe], rtol=1e-4)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import trial_context
+from conftest import reload_saved, trial_context
 from reid_bench.api import DataSpec
 from reid_bench.layouts import CASIA_14, KINECT_V1_20, KINECT_V2_25
 from reid_bench_prototypes.transg import (FullRelationAttention, TranSG, TranSGConfig, adjacency, gpc_sequence_loss,
@@ -225,7 +225,7 @@ def test_fit_reports_per_epoch_and_is_seeded(tiny_fold, tmp_path):
     assert all(set(m) == {"loss", "gpc", "stpr"} and all(np.isfinite(v) for v in m.values()) for _, m in log)
     emb = model.embed(test)
     assert emb.shape == (len(test), 16) and emb.dtype == np.float32 and np.isfinite(emb).all()
-    assert (tmp_path / "ckpt" / "transg.pt").exists()
+    np.testing.assert_array_equal(reload_saved(model, tmp_path).embed(test), emb)
     again = TranSG(TranSGConfig(**settings), _spec())
     again.fit(train, trial_context(tmp_path, seed=0))
     np.testing.assert_array_equal(again.embed(test), emb)

@@ -19,7 +19,7 @@ import numpy as np
 
 from reid_bench import API_VERSION
 from reid_bench.config import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability,
-                               Range, require_order)
+                               Range, require_order, run_setting)
 from reid_bench.layouts import KINECT_V1_20, Layout
 from reid_bench.records import PointCloud, Record, SkeletonSequence
 from reid_bench.samples import DataSpec, FoldData, SampleSet
@@ -28,8 +28,8 @@ from reid_bench.validation import carve_validation
 __all__ = [
     "API_VERSION", "MODALITIES", "DataAccess", "DataSpec", "Dataset", "EvaluationMode", "FoldData", "Fraction", "Layout",
     "Modality", "Model", "NonNegativeFloat", "NonNegativeInt", "PointCloud", "PositiveFloat", "PositiveInt",
-    "Probability", "Protocol", "Range", "Record", "SampleSet", "SkeletonSequence", "TrialContext", "check_modalities",
-    "require_order", "seeds_for",
+    "Probability", "Protocol", "Range", "Record", "SampleSet", "SkeletonSequence", "TorchModel", "TrialContext",
+    "check_modalities", "require_order", "run_setting", "seeds_for",
 ]
 
 Modality = Literal["skeleton", "pointcloud"]
@@ -57,6 +57,11 @@ class TrialContext:
     report: Callable[..., None] = lambda epoch, **metrics: None
     progress: Callable[[float, str], None] = lambda fraction, message="": None
     validation: SampleSet | None = None
+    #: A training checkpoint (``Model.training_state``) to continue from, or None: a fresh fit.
+    resume: dict[str, Any] | None = None
+    #: ``epoch_done(model, epoch, epochs)`` after each epoch: the harness checkpoints there
+    #: when its policy says so (every N epochs or M minutes, and after the last).
+    epoch_done: Callable[["Model", int, int], None] = lambda model, epoch, epochs: None
 
 
 # --------------------------------------------------------------------------------------------
@@ -105,6 +110,24 @@ class Model(abc.ABC):
         """Learned parameters of the embedding network (identity classifiers excluded)."""
         return 0
 
+    #: True when ``fit`` continues from ``ctx.resume`` and calls ``ctx.epoch_done`` after each
+    #: epoch (``TorchModel`` does both). Other models run each trial whole: an interrupted
+    #: trial starts again from the beginning.
+    resumable: ClassVar[bool] = False
+
+    def model_state(self) -> dict[str, Any] | None:
+        """The fitted model as tensors and plain values (what ``embed`` needs), for a saved model
+        that ``reid-bench eval`` scores later; None: this model cannot be saved."""
+        return None
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        """Put a ``model_state`` back; raise ``ValueError`` (one line) when it does not fit."""
+        raise NotImplementedError(f"{type(self).__name__} cannot load a saved model")
+
+    def training_state(self, epoch: int) -> dict[str, Any]:
+        """Everything a fit needs to continue after ``epoch`` (resumable models only)."""
+        raise NotImplementedError(f"{type(self).__name__} does not checkpoint its training")
+
     @classmethod
     def finalize_config(cls, config: Any, protocol: "Protocol") -> Any:
         """The configuration a trial runs, from the one asked for: fill in what a recipe or a
@@ -126,6 +149,149 @@ class Model(abc.ABC):
         ``{"lr": {"loguniform": [1e-4, 1e-2]}}``. Declared as data, it prints readably and
         costs nothing to import (no Ray)."""
         return None
+
+
+class TorchModel(Model):
+    """A model trained epoch by epoch with torch; the harness owns the loop around the epochs.
+
+    A plugin says what its network, one epoch and its features are; this class seeds torch from
+    the trial's seed, runs the epochs, reports each epoch's metrics, hands the harness a
+    checkpoint of the whole training state when it asks (so that a killed trial continues from
+    its last epoch bit for bit), restores one, and embeds in batches without gradients. Threads
+    are the trial's (``--cpus-per-trial``), not the model's.
+
+    Implement ``start_fit`` (build the fresh network from the seeded RNG, its optimisers,
+    generators and prepared data), ``num_epochs``, ``train_epoch`` (returns the epoch's metrics,
+    or None to report nothing) and ``features`` (a batch of ``embed_batches`` -> embeddings);
+    optionally ``end_fit``, ``embed_inputs`` and ``embedding_dim``. List in
+    ``model_attributes`` what ``embed`` needs (default the network ``net``) and in
+    ``training_attributes`` the rest of the training state: optimisers, schedulers, torch or
+    numpy generators, arrays, plain values (anything else is refused when it is saved).
+    """
+
+    resumable: ClassVar[bool] = True
+    model_attributes: ClassVar[tuple[str, ...]] = ("net",)
+    training_attributes: ClassVar[tuple[str, ...]] = ()
+    #: Samples per forward pass in ``embed`` when the config has no ``embed_batch``.
+    embed_batch: ClassVar[int] = 512
+
+    def __init__(self, config: Any, spec: DataSpec) -> None:
+        super().__init__(config, spec)
+        self.device = "cpu"
+
+    # -- what a plugin implements -------------------------------------------------------------
+    @abc.abstractmethod
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
+        """Build the fresh network (torch is seeded from ``ctx.seed`` just before), optimisers,
+        generators and the prepared training data. Must draw the same numbers on every call with
+        the same seed: a resumed fit calls it, then restores the saved state over it."""
+
+    @abc.abstractmethod
+    def num_epochs(self) -> int: ...
+
+    @abc.abstractmethod
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float] | None: ...
+
+    @abc.abstractmethod
+    def features(self, batch: Any) -> Any:
+        """Embeddings [B, D] (a torch tensor) of one batch from ``embed_batches``."""
+
+    def end_fit(self, ctx: TrialContext) -> None:
+        """After the last epoch (also when a resumed fit had none left)."""
+        self.eval_mode()
+
+    def eval_mode(self) -> None:
+        """Every module among ``model_attributes`` in eval mode (dropout off, BatchNorm frozen)."""
+        for name in self.model_attributes:
+            module = getattr(self, name, None)
+            if hasattr(module, "eval"):
+                module.eval()
+
+    def embed_inputs(self, samples: SampleSet) -> Any:
+        """The whole set as the network's input (a tensor indexed by sample)."""
+        import torch
+
+        return torch.as_tensor(np.asarray(samples.data, dtype=np.float32))
+
+    def embed_batches(self, samples: SampleSet) -> Any:
+        """Batches of the set for ``features``, in order, on the model's device."""
+        x = self.embed_inputs(samples)
+        step = int(getattr(self.config, "embed_batch", self.embed_batch))
+        for start in range(0, len(x), step):
+            yield x[start : start + step].to(self.device)
+
+    def embedding_dim(self, samples: SampleSet) -> int:
+        """The width of an embedding, for an empty set: the config's ``embed_dim`` or ``hidden``."""
+        return int(getattr(self.config, "embed_dim", getattr(self.config, "hidden", 0)))
+
+    # -- what the harness runs ----------------------------------------------------------------
+    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
+        import torch
+
+        torch.manual_seed(ctx.seed)
+        self.device = ctx.device
+        self.start_fit(train, ctx)
+        first = 0 if ctx.resume is None else self.load_training_state(ctx.resume)
+        total = self.num_epochs()
+        for epoch in range(first, total):
+            metrics = self.train_epoch(epoch, ctx)
+            if metrics is not None:
+                ctx.report(epoch=epoch, **metrics)
+            ctx.progress((epoch + 1) / max(1, total), _epoch_message(epoch, total, metrics))
+            ctx.epoch_done(self, epoch, total)
+        self.end_fit(ctx)
+
+    def embed(self, samples: SampleSet) -> np.ndarray:
+        import torch
+
+        if len(samples) == 0:
+            return np.zeros((0, self.embedding_dim(samples)), dtype=np.float32)
+        self.eval_mode()
+        with torch.no_grad():
+            out = [self.features(batch).detach().cpu() for batch in self.embed_batches(samples)]
+        return torch.cat(out).numpy().astype(np.float32)
+
+    def model_state(self) -> dict[str, Any]:
+        from reid_bench.checkpoints import capture
+
+        return {name: capture(getattr(self, name), name) for name in self.model_attributes}
+
+    def load_model_state(self, state: dict[str, Any]) -> None:
+        from reid_bench.checkpoints import CheckpointError, restore
+
+        missing = [name for name in self.model_attributes if name not in state]
+        unexpected = sorted(set(state) - set(self.model_attributes))
+        if missing or unexpected:
+            raise CheckpointError(f"model state: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}")
+        for name in self.model_attributes:
+            setattr(self, name, restore(getattr(self, name, None), state[name], name))
+            if hasattr(getattr(self, name), "to"):
+                getattr(self, name).to(self.device)
+
+    def training_state(self, epoch: int) -> dict[str, Any]:
+        from reid_bench.checkpoints import capture, rng_state
+
+        return {"epoch": int(epoch), "model": self.model_state(),
+                "training": {name: capture(getattr(self, name), name) for name in self.training_attributes},
+                "rng": rng_state()}
+
+    def load_training_state(self, state: dict[str, Any]) -> int:
+        """Restore a training checkpoint over a started fit; the first epoch still to run."""
+        from reid_bench.checkpoints import restore, set_rng_state
+
+        self.load_model_state(state["model"])
+        for name, saved in (state.get("training") or {}).items():
+            setattr(self, name, restore(getattr(self, name, None), saved, name))
+        if state.get("rng"):
+            set_rng_state(state["rng"])
+        return int(state["epoch"]) + 1
+
+
+def _epoch_message(epoch: int, total: int, metrics: dict[str, float] | None) -> str:
+    text = f"epoch {epoch + 1}/{total}"
+    if metrics and "loss" in metrics:
+        text += f" loss {float(metrics['loss']):.4g}"
+    return text
 
 
 class Dataset(abc.ABC):
@@ -205,6 +371,13 @@ class Protocol(abc.ABC):
 
     @abc.abstractmethod
     def build_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData: ...
+
+    def training_set(self, fold: str) -> str:
+        """Names the training split of ``fold``: folds with the same name learn on the same data
+        (IAS-A and IAS-B on IAS-Lab's Training session), so a run fits one model per (training
+        set, seed) and scores it on each. Default: every fold its own. The trial checks that the
+        folds' training splits are indeed equal and refuses the run when they are not."""
+        return fold
 
     def validation_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData:
         """A fold for model selection, carved from ``fold``'s training data only (``tune`` uses it).

@@ -66,6 +66,24 @@ def print_json(payload: Any) -> None:
     sys.stdout.write(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
+class _StdoutToStderr:
+    """With --json, stdout carries the JSON alone: what else is printed meanwhile (Ray's driver
+    prints its workers' errors to ``sys.stdout``) goes to stderr."""
+
+    def __init__(self, active: bool):
+        self.active = active
+        self.saved = None
+
+    def __enter__(self) -> "_StdoutToStderr":
+        if self.active:
+            self.saved, sys.stdout = sys.stdout, sys.stderr
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.saved is not None:
+            sys.stdout = self.saved
+
+
 # ----------------------------------------------------------------------------------------- list
 
 
@@ -144,11 +162,13 @@ def plugins_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def _model_info(name: str, cls: Any) -> dict[str, Any]:
-    from reid_bench.config import config_dict
+    from reid_bench.config import config_dict, run_settings_of
 
     info: dict[str, Any] = {
         "kind": "model", "name": name, "modality": cls.modality, "description": cls.description,
         "citation": cls.citation, "config": config_dict(cls.config_class()),
+        "run_settings": run_settings_of(cls.config_class()),
+        "resumable": bool(getattr(cls, "resumable", False)),
         "protocol_overrides": cls.protocol_overrides, "search_space": None,
     }
     info["search_space"] = cls.search_space()
@@ -317,13 +337,19 @@ def run_cmd(
     resume_run: Optional[str] = typer.Option(None, "--resume-run", help="continue this MLflow parent run id"),
     storage: Optional[str] = typer.Option(None, "--storage", help="Ray trial storage shared by all nodes (path or URI); default: under --results-dir"),
     rerun: bool = typer.Option(False, "--rerun", help="run every trial again, even those whose identical configuration already finished in the store"),
+    checkpoint_epochs: int = typer.Option(10, "--checkpoint-epochs", help="a training checkpoint every N epochs (0: off) ..."),
+    checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes", help="... or every M minutes, whichever comes first (0: off); always after the last epoch"),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="keep the training checkpoints of finished trials (default: removed once the result is recorded)"),
+    no_save_model: bool = typer.Option(False, "--no-save-model", help="do not keep the fitted model as an MLflow artifact (reid-bench eval scores it later)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
     """Run a model on a protocol: folds x seeds as trials; results to MLflow. A (fold, seed)
-    whose identical configuration already finished in the store is skipped unless --rerun."""
-    from reid_bench.config import ConfigError, parse_sets
+    whose identical configuration already finished in the store is skipped unless --rerun.
+    Folds that share a training set are fitted once per seed; long fits keep checkpoints, so
+    --resume continues an interrupted trial from its last one."""
+    from reid_bench.config import ConfigError
     from reid_bench.experiments import Experiment, ExperimentError, load
-    from reid_bench.runner import RunError, run_benchmark
+    from reid_bench.runner import ExecutionOptions, RunError, run_benchmark
     from reid_bench.tracking import TrackingError
 
     if config is not None:
@@ -339,9 +365,15 @@ def run_cmd(
         fail("give --model and --protocol, or --config with an experiment file")
     else:
         experiments = [Experiment(model, protocol, tuple(sets or ()), seeds, tuple(folds) if folds else None)]
+    options = ExecutionOptions(
+        tracking_uri=tracking_uri, address=address, use_ray=not no_ray, cpus_per_trial=cpus_per_trial,
+        gpus_per_trial=gpus_per_trial, device=device, results_dir=results_dir, storage=storage,
+        cache_dir=None if no_cache else (cache_dir or "default"), max_failures=max_failures, resume=resume_run or resume,
+        rerun=rerun, show_progress=not as_json, checkpoint_epochs=checkpoint_epochs,
+        checkpoint_minutes=checkpoint_minutes, keep_checkpoints=keep_checkpoints, save_model=not no_save_model)
     try:  # every run of the file is checked before the first one starts
         for exp in experiments:
-            _check_experiment(exp)
+            _check_experiment(exp, options, data_root)
     except (PluginError, ConfigError, RunError, ValueError) as exc:
         fail(f"{exp.source}: {exc}" if exp.source else str(exc))
     results = []
@@ -350,14 +382,8 @@ def run_cmd(
             out.print(f"[{i}/{len(experiments)}] {exp.command()}  ({exp.source})", highlight=False, markup=False,
                       soft_wrap=True)
         try:
-            result = run_benchmark(
-                exp.model, exp.protocol, parse_sets(list(exp.sets)), seeds=exp.seeds, tracking_uri=tracking_uri,
-                address=address, gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, use_ray=not no_ray,
-                data_root=data_root, device=device, results_dir=results_dir, show_progress=not as_json,
-                folds=list(exp.folds) if exp.folds else None, max_failures=max_failures,
-                cache_dir=None if no_cache else (cache_dir or "default"), resume=resume_run or resume, storage=storage,
-                rerun=rerun,
-            )
+            with _StdoutToStderr(as_json):
+                result = run_benchmark(_request(exp, data_root), options)
         except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
             fail(f"{exp.source}: {exc}" if exp.source else str(exc))
         except KeyboardInterrupt:
@@ -374,26 +400,21 @@ def run_cmd(
         raise typer.Exit(1)
 
 
-def _check_experiment(exp: Any) -> None:
-    """What run_benchmark would refuse, found before any run of a file starts."""
-    from reid_bench.api import seeds_for
+def _request(exp: Any, data_root: str | None) -> Any:
     from reid_bench.config import parse_sets
-    from reid_bench.runner import RunError
-    from reid_bench.trial import resolve_config
+    from reid_bench.runner import RunRequest
 
-    registry = get_registry()
-    model_cls, protocol_cls = registry.model(exp.model), registry.protocol(exp.protocol)
-    if model_cls.modality != protocol_cls.modality:
-        raise RunError(f"model {exp.model!r} works on {model_cls.modality} data; protocol {exp.protocol!r} is "
-                       f"{protocol_cls.modality}")
-    resolve_config(exp.model, exp.protocol, parse_sets(list(exp.sets)), registry)
-    unknown = [f for f in exp.folds or () if f not in protocol_cls.folds]
-    if unknown:
-        raise RunError(f"protocol {exp.protocol!r} has no fold {unknown[0]!r}; folds: {', '.join(protocol_cls.folds)}")
-    try:
-        seeds_for(protocol_cls, exp.seeds)
-    except ValueError as exc:
-        raise RunError(str(exc)) from None
+    return RunRequest(exp.model, exp.protocol, parse_sets(list(exp.sets)), exp.seeds,
+                      tuple(exp.folds) if exp.folds else None, data_root)
+
+
+def _check_experiment(exp: Any, options: Any, data_root: str | None) -> None:
+    """What run_benchmark would refuse, found before any run of a file starts: the request and
+    its data (a broken file of the second run refuses the whole file, before the first runs)."""
+    from reid_bench.runner import check_data, validate
+
+    plan = validate(_request(exp, data_root), options)
+    check_data(plan.protocol_cls, plan.resolved, data_root, plan.cache_dir)
 
 
 def _print_run(result: Any, protocol: str) -> None:
@@ -448,11 +469,12 @@ def tune_cmd(
     from reid_bench.tuning import run_search
 
     try:
-        res = run_search(model, protocol, parse_sets(sets), samples=samples, scheduler=scheduler, search=search,
-                         space_file=space, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial,
-                         cpus_per_trial=cpus_per_trial, address=address, tracking_uri=tracking_uri, resume=resume,
-                         seeds=seeds, data_root=data_root, device=device, results_dir=results_dir, storage=storage,
-                         show_progress=not as_json, evaluate_best=not no_final)
+        with _StdoutToStderr(as_json):
+            res = run_search(model, protocol, parse_sets(sets), samples=samples, scheduler=scheduler, search=search,
+                             space_file=space, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial,
+                             cpus_per_trial=cpus_per_trial, address=address, tracking_uri=tracking_uri, resume=resume,
+                             seeds=seeds, data_root=data_root, device=device, results_dir=results_dir, storage=storage,
+                             show_progress=not as_json, evaluate_best=not no_final)
     except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt:
@@ -469,6 +491,49 @@ def tune_cmd(
         if res.invocation:
             out.print(_fmt_summary(res.invocation, get_registry().protocol(protocol)().metrics))
     if res.invocation is not None and not res.invocation.ok:
+        raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------------------- eval
+
+
+@app.command("eval", cls=_Command)
+def eval_cmd(
+    checkpoint: str = typer.Option(..., "--checkpoint", help="a saved model: a checkpoint folder from run, or runs:/<run id>[/model] in the MLflow store"),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="protocol to score it on (another one with the same layout: cross-dataset)"),
+    folds: Optional[list[str]] = typer.Option(None, "--fold", help="only these folds (default: all)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow URI (default: as run)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", envvar="REID_BENCH_DATA"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda[:N]"),
+    cache_dir: Optional[str] = typer.Option(None, "--cache-dir", envvar="REID_BENCH_CACHE"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
+) -> None:
+    """Score a saved model on a protocol without training it. Loading is strict: a missing or
+    unexpected key, a shape, a layout or a window that differs from the model's is refused in
+    one line. The scores are recorded as an evaluation-only run; their board row names the
+    checkpoint and what it was trained on."""
+    from reid_bench.checkpoints import CheckpointError
+    from reid_bench.config import ConfigError
+    from reid_bench.evaluation import EvalRequest, evaluate_checkpoint
+    from reid_bench.runner import RunError
+    from reid_bench.tracking import TrackingError
+
+    request = EvalRequest(checkpoint, protocol, tuple(folds) if folds else None, data_root, tracking_uri, device,
+                          cache_dir or "default")
+    try:
+        result = evaluate_checkpoint(request, show_progress=not as_json)
+    except (CheckpointError, PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        err.print("[bold red]interrupted[/]: runs marked KILLED in MLflow")
+        raise typer.Exit(130)
+    if as_json:
+        print_json(result.as_json())
+    else:
+        out.print(_fmt_summary(result, get_registry().protocol(protocol)().metrics))
+        out.print(f"MLflow parent run {result.parent_run_id} in {result.tracking_uri} (evaluation only)",
+                  highlight=False, markup=False, soft_wrap=True)
+    if not result.ok:
         raise typer.Exit(1)
 
 

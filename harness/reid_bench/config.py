@@ -257,11 +257,35 @@ def check_config(config: Any, what: str, prefix: str = "") -> None:
             raise ConfigError(f"{prefix}{f.name}={json.dumps(value, default=str)}: {problem} ({what})")
 
 
-def config_dict(config: Any) -> dict[str, Any]:
-    """JSON-friendly view of a dataclass config (tuples as lists)."""
+def run_setting(default: Any) -> Any:
+    """A config field that says how a trial runs, not what it computes (how many samples one
+    forward pass embeds): ``--set`` still takes it and the run records it, but it stays out of
+    the configuration's fingerprint, so it never makes a leaderboard row of its own."""
+    return field(default=default, metadata={"run_setting": True})
+
+
+def run_setting_names(config: Any) -> tuple[str, ...]:
+    if config is None or not dataclasses.is_dataclass(config):
+        return ()
+    return tuple(f.name for f in dataclasses.fields(config) if f.metadata.get("run_setting"))
+
+
+def config_dict(config: Any, run_settings: bool = False) -> dict[str, Any]:
+    """JSON-friendly view of a dataclass config (tuples as lists); its run settings only when
+    asked for (they are not part of what a configuration is)."""
     if config is None:
         return {}
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    values = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    if not run_settings:
+        for name in run_setting_names(config):
+            values.pop(name, None)
+    return values
+
+
+def run_settings_of(config: Any) -> dict[str, Any]:
+    """The run-setting fields of a config, JSON-friendly."""
+    values = json.loads(json.dumps(dataclasses.asdict(config), default=str)) if dataclasses.is_dataclass(config) else {}
+    return {name: values[name] for name in run_setting_names(config)}
 
 
 def fingerprint(payload: dict[str, Any]) -> str:

@@ -135,6 +135,10 @@ def config_label(values: dict[str, str]) -> str:
 def _paper(meta: dict[str, Any], doc: dict[str, Any], fold: str, metric: str) -> tuple[float | None, str | None]:
     """The published value of the row's model (shown only when the row runs the paper's
     configuration) and the reproduction status: "paper config", or which settings differ."""
+    evaluated = doc.get("evaluated_from")
+    if isinstance(evaluated, dict):  # scored from a saved model, not trained by this row's run
+        return None, (f"evaluated from checkpoint {str(evaluated.get('sha256', ''))[:12]} "
+                      f"(trained on {evaluated.get('trained_on', '?')})")
     value = meta["references"].get(doc["model"], {}).get(fold, {}).get(metric)
     if value is None:
         return None, None

@@ -201,6 +201,8 @@ def _document_from_parent(parent: Any) -> dict[str, Any]:
         "config_diff": json.loads(tags.get("reid_bench.config_diff") or tags.get("reid_bench.overrides") or "{}"),
         "config_label": json.loads(tags.get("reid_bench.config_label") or tags.get("reid_bench.overrides") or "{}"),
         "tuned": tags.get("reid_bench.tuned") or None, "config": {}, "expected_trials": [], "trials": [],
+        **({"evaluated_from": json.loads(tags["reid_bench.evaluated_from"])} if tags.get("reid_bench.evaluated_from")
+           else {}),
     }
 
 

@@ -3,6 +3,7 @@ process), with the driver recording every event in MLflow and on a live table.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import statistics
@@ -14,7 +15,7 @@ from typing import Any
 from reid_bench.api import seeds_for
 from reid_bench.config import Overrides
 from reid_bench.registry import get_registry
-from reid_bench.trial import TrialSpec, execute_trial, format_failure, resolve_config
+from reid_bench.trial import TrialSpec, format_failure, resolve_config
 
 
 class RunError(RuntimeError):
@@ -211,16 +212,23 @@ class LiveView:
 
 
 class Coordinator:
-    """Turns trial events (from Ray callbacks or the in-process loop) into MLflow writes and UI."""
+    """Turns trial events (from Ray callbacks or the in-process loop) into MLflow writes and UI.
+
+    Keys are (fold, seed) pairs: a trial that fits once for several folds sends its progress and
+    checkpoints to each of their keys, and one result per key."""
 
     trial_kind = "trial"
 
-    def __init__(self, recorder, view: LiveView, trials: dict[str, TrialState], base_params: dict[str, str], base_tags: dict[str, str]):
+    def __init__(self, recorder, view: LiveView, trials: dict[str, TrialState], base_params: dict[str, str],
+                 base_tags: dict[str, str], keep_checkpoints: bool = True):
         self.recorder = recorder
         self.view = view
         self.trials = trials
         self.base_params = base_params
         self.base_tags = base_tags
+        self.keep_checkpoints = keep_checkpoints
+        self.models: dict[str, Any] = {}  # key -> its fitted model's checkpoint (a folder or a Ray Checkpoint)
+        self._holders: dict[str, set[str]] = {}  # local checkpoint folder -> keys still needing it
 
     def started(self, key: str) -> None:
         state = self.trials[key]
@@ -228,7 +236,8 @@ class Coordinator:
             return
         state.status, state.started, state.phase = "RUNNING", time.time(), "start"
         params = dict(self.base_params, fold=state.spec.fold, seed=str(state.spec.seed), **self.trial_params(key))
-        tags = dict(self.base_tags, **{"reid_bench.fold": state.spec.fold, "reid_bench.seed": str(state.spec.seed)})
+        tags = dict(self.base_tags, **{"reid_bench.fold": state.spec.fold, "reid_bench.seed": str(state.spec.seed)},
+                    **self.trial_tags(key))
         state.run_id = self.recorder.start_trial(key, f"{state.spec.model}@{state.spec.protocol}/{key}", params, tags,
                                                  kind=self.trial_kind)
         self.view.update(state, "start")
@@ -236,8 +245,19 @@ class Coordinator:
     def trial_params(self, key: str) -> dict[str, str]:
         return {}
 
+    def trial_tags(self, key: str) -> dict[str, str]:
+        spec = self.trials[key].spec
+        tags = {}
+        if spec.also:
+            tags["reid_bench.fitted_with"] = json.dumps(spec.keys)
+        if spec.resume_from:
+            tags["reid_bench.resumed_from"] = spec.resume_from
+        return tags
+
     def reported(self, key: str, payload: dict[str, Any]) -> None:
         state = self.trials[key]
+        if state.status in ("FINISHED", "FAILED", "STOPPED"):
+            return  # a fold already scored, while another fold of its fit is evaluated
         if state.status != "RUNNING":
             self.started(key)
         state.phase = str(payload.get("phase", state.phase))
@@ -254,6 +274,18 @@ class Coordinator:
         else:
             self.view.update(state, "progress")
 
+    def checkpointed(self, key: str, kind: str, location: str, epoch: int | None, handle: Any = None) -> None:
+        """A trial kept a checkpoint: its run records where (``--resume`` continues from there)."""
+        if self.trials[key].status in ("FINISHED", "FAILED", "STOPPED"):
+            return
+        if self.trials[key].status != "RUNNING":
+            self.started(key)
+        self.recorder.note_checkpoint(key, kind, location, epoch)
+        if kind == "model":
+            self.models[key] = handle if handle is not None else location
+        if "://" not in location:
+            self._holders.setdefault(location, set()).add(key)
+
     def finished(self, key: str, result: dict[str, Any]) -> None:
         state = self.trials[key]
         if state.status != "RUNNING":
@@ -261,14 +293,26 @@ class Coordinator:
         state.ended = time.time()
         result["wall_s"] = state.ended - (state.started or state.ended)
         try:
-            self.recorder.finish_trial(key, result)
+            self.recorder.finish_trial(key, result, model=self.models.get(key))
         except Exception as exc:  # a result that cannot be recorded is not a finished trial
             from reid_bench.trial import format_failure
 
             self.failed(key, "recording the result in MLflow failed:\n" + format_failure(exc))
             return
         state.result, state.status, state.phase, state.progress = result, "FINISHED", "done", 1.0
+        self._release(key)
         self.view.update(state, "finish")
+
+    def _release(self, key: str) -> None:
+        """Remove local checkpoints once every fold that shares them has finished."""
+        from reid_bench.checkpoints import prune
+
+        for location, keys in list(self._holders.items()):
+            keys.discard(key)
+            if not keys:
+                del self._holders[location]
+                if not self.keep_checkpoints:
+                    prune([location])
 
     def retried(self, key: str, error: str) -> None:
         state = self.trials[key]
@@ -288,6 +332,8 @@ class Coordinator:
 
     def failed(self, key: str, error: str) -> None:
         state = self.trials[key]
+        if state.status == "FINISHED":
+            return
         if state.status != "RUNNING":
             self.started(key)
         state.ended = time.time()
@@ -299,38 +345,130 @@ class Coordinator:
 # ---------------------------------------------------------------------------------- dispatchers
 
 
-def dispatch_in_process(specs: list[TrialSpec], events: Coordinator, max_failures: int = 0) -> None:
-    """Debug/test path: the same ``execute_trial``, sequentially, in this process, with the
-    same retry rule as Ray's FailureConfig (a trial is tried up to 1 + max_failures times)."""
+def group_by_training_set(specs: list[TrialSpec], protocol: Any) -> list[TrialSpec]:
+    """One trial per (training set, seed): folds whose training split is the same (IAS-A and -B,
+    BIWI-S and -W, synth-gait's A and B) are fitted once and evaluated each. ``protocol`` says
+    which folds share (``Protocol.training_set``); the trial checks that their data agree."""
+    groups: dict[tuple[str, int], list[TrialSpec]] = {}
     for spec in specs:
-        key = spec.key
-        events.started(key)
+        groups.setdefault((protocol.training_set(spec.fold), spec.seed), []).append(spec)
+    merged = []
+    for members in groups.values():
+        head = members[0]
+        resume = next((m.resume_from for m in members if m.resume_from), None)
+        merged.append(dataclasses.replace(head, also=tuple(m.fold for m in members[1:]), resume_from=resume))
+    return merged
+
+
+def dispatch_in_process(specs: list[TrialSpec], events: Coordinator, max_failures: int = 0) -> None:
+    """Debug/test path: the same ``execute_fit``, sequentially, in this process, with the same
+    retry rule as Ray's FailureConfig (a trial is tried up to 1 + max_failures times, a retry
+    continuing from the trial's last checkpoint)."""
+    from reid_bench.trial import LocalSink, execute_fit, read_resume_point, trial_folder
+
+    for spec in specs:
+        keys = spec.keys
+        for key in keys:
+            events.started(key)
+
+        def report(payload: dict[str, Any], keys: list[str] = keys, seed: int = spec.seed) -> None:
+            for k in ([f"{payload['fold']}/seed{seed}"] if "fold" in payload else keys):
+                events.reported(k, payload)
+
+        def checkpointed(kind: str, path: str, keys: list[str] = keys) -> None:
+            from reid_bench.checkpoints import read_meta
+
+            for k in keys:
+                events.checkpointed(k, kind, path, read_meta(Path(path)).get("epoch"))
+
+        def finished(result: dict[str, Any]) -> None:
+            result["node"] = "in-process"
+            events.finished(f"{result['fold']}/seed{result['seed']}", result)
+
+        sink = LocalSink(trial_folder(spec), spec.checkpoint_keep, report, checkpointed, finished)
+        resume = None
         for attempt in range(max_failures + 1):
             try:
-                result = execute_trial(spec, report=lambda payload, key=key: events.reported(key, payload))
+                execute_fit(spec, sink, resume=resume)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:
                 if attempt < max_failures:
-                    events.retried(key, format_failure(exc))
+                    for key in keys:
+                        events.retried(key, format_failure(exc))
+                    latest = _latest_local(trial_folder(spec))
+                    resume = read_resume_point(str(latest)) if latest else None
                     continue
-                events.failed(key, format_failure(exc))
-            else:
-                result["node"] = "in-process"
-                events.finished(key, result)
+                for key in keys:
+                    events.failed(key, format_failure(exc))
             break
 
 
+def _latest_local(folder: Path) -> Path | None:
+    """The checkpoint a retried in-process trial continues from: its model, else its newest epoch."""
+    from reid_bench.checkpoints import META_FILE, CheckpointFolder
+
+    if (folder / "model" / META_FILE).is_file():
+        return folder / "model"
+    return CheckpointFolder(folder).latest()
+
+
+class _RaySink:
+    """A trial's events as Ray Tune reports; checkpoints through Ray Tune's checkpoints, so that
+    they live in the run's storage and Ray restarts a lost trial from the last one."""
+
+    def progress(self, payload: dict[str, Any]) -> None:
+        from ray import tune
+
+        tune.report({"reid_event": "progress", "payload": json.dumps(payload)})
+
+    def checkpoint(self, state: dict[str, Any], meta: dict[str, Any]) -> str | None:
+        import shutil
+        import tempfile
+
+        from ray import tune
+        from ray.train import Checkpoint
+
+        from reid_bench.checkpoints import write_checkpoint
+
+        tmp = Path(tempfile.mkdtemp(prefix="reid-bench-ckpt-"))
+        try:
+            folder = write_checkpoint(tmp / "checkpoint", state, meta)
+            note = {"kind": meta["kind"], "epoch": meta.get("epoch")}
+            tune.report({"reid_event": "checkpoint", "payload": json.dumps(note)},
+                        checkpoint=Checkpoint.from_directory(str(folder)))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return None
+
+    def result(self, result: dict[str, Any]) -> None:
+        import ray
+        from ray import tune
+
+        result["node"] = ray.get_runtime_context().get_node_id()
+        tune.report({"reid_event": "final", "payload": json.dumps(result, default=str)})
+
+
 def _ray_trainable(config: dict[str, Any]) -> None:
-    """Runs on a Ray worker: rebuild the spec, execute, report results as JSON strings."""
+    """Runs on a Ray worker: rebuild the spec and execute it. A trial Ray restarts after a
+    failure continues from its last checkpoint (``tune.get_checkpoint``); a trial of a resumed
+    invocation from the checkpoint the earlier invocation recorded."""
     from ray import tune
 
-    spec = TrialSpec(**config["spec"], fold=config["fold"], seed=config["seed"])
-    result = execute_trial(spec, report=lambda payload: tune.report({"reid_event": "progress", "payload": json.dumps(payload)}))
-    import ray
+    from reid_bench.checkpoints import read_checkpoint
+    from reid_bench.trial import execute_fit
 
-    result["node"] = ray.get_runtime_context().get_node_id()
-    tune.report({"reid_event": "final", "payload": json.dumps(result, default=str)})
+    trial = config["trial"]
+    spec = TrialSpec(**config["spec"], fold=trial["fold"], seed=trial["seed"], also=tuple(trial["also"]),
+                     resume_from=trial.get("resume_from"))
+    resume = None
+    restored = tune.get_checkpoint()
+    if restored is not None:
+        with restored.as_directory() as folder:
+            state, meta = read_checkpoint(Path(folder))
+        meta["location"] = restored.path
+        resume = (state, meta)
+    execute_fit(spec, _RaySink(), resume=resume)
 
 
 def init_ray(address: str | None) -> None:
@@ -358,6 +496,52 @@ def init_ray(address: str | None) -> None:
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
     ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level="ERROR",
              configure_logging=True, runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+
+
+def dispatch_ray(specs: list[TrialSpec], events: Coordinator, options: "ExecutionOptions", storage_path: str,
+                 name: str) -> None:
+    from ray import tune
+
+    from reid_bench.ray_bridge import COORDINATORS, TuneBridge
+
+    base = specs[0]
+    spec_dict = {"model": base.model, "protocol": base.protocol, "overrides": base.overrides,
+                 "data_root": base.data_root, "device": base.device, "work_dir": base.work_dir, "threads": base.threads,
+                 "cache_dir": base.cache_dir, "checkpoint_epochs": base.checkpoint_epochs,
+                 "checkpoint_minutes": base.checkpoint_minutes, "checkpoint_keep": base.checkpoint_keep,
+                 "save_model": base.save_model}
+    entries = [{"fold": s.fold, "seed": s.seed, "also": list(s.also), "resume_from": s.resume_from} for s in specs]
+    token = name
+    COORDINATORS[token] = events
+    trainable = tune.with_resources(_ray_trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"trial": tune.grid_search(entries), "spec": spec_dict},
+        tune_config=tune.TuneConfig(num_samples=1),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            verbose=0,
+            callbacks=[TuneBridge(token)],
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=base.checkpoint_keep + 1),
+        ),
+    )
+    # Ray Tune would catch Ctrl-C itself and return as if the trials had failed; without its
+    # handler the interrupt reaches the runner, which ends the invocation KILLED (--resume continues).
+    sigint_handler = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
+    try:
+        tuner.fit()
+    finally:
+        COORDINATORS.pop(token, None)
+        if sigint_handler is None:
+            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
+        else:
+            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = sigint_handler
+
+
+# ---------------------------------------------------------------------------------- checks
 
 
 def check_resources(cpus_per_trial: float, gpus_per_trial: float) -> None:
@@ -443,58 +627,11 @@ def check_data(protocol_cls: Any, resolved: Any, data_root: str | None, cache_di
             raise RunError(f"dataset {name!r}: {exc.filename or ''}: {exc.strerror or exc}") from None
 
 
-def dispatch_ray(specs: list[TrialSpec], events: Coordinator, gpus_per_trial: float, cpus_per_trial: float,
-                 storage_path: str, name: str, max_failures: int = 0) -> None:
-    from ray import tune
-
-    folds = list(dict.fromkeys(s.fold for s in specs))
-    seeds = list(dict.fromkeys(s.seed for s in specs))
-    wanted = {s.key for s in specs}
-    base = specs[0]
-    spec_dict = {"model": base.model, "protocol": base.protocol, "overrides": base.overrides,
-                 "data_root": base.data_root, "device": base.device, "work_dir": base.work_dir, "threads": base.threads,
-                 "cache_dir": base.cache_dir}
-
-    from reid_bench.ray_bridge import COORDINATORS, TuneBridge
-
-    token = name
-    COORDINATORS[token] = events
-    grid = {"fold": tune.grid_search(folds), "seed": tune.grid_search(seeds), "spec": spec_dict}
-    if len(wanted) != len(folds) * len(seeds):  # a partial grid (resume): list the pairs
-        pairs = [{"fold": s.fold, "seed": s.seed} for s in specs]
-        grid = {"pair": tune.grid_search(pairs), "spec": spec_dict}
-        trainable_fn = lambda config: _ray_trainable({**config, **config["pair"]})  # noqa: E731
-    else:
-        trainable_fn = _ray_trainable
-    resources = {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
-    trainable = tune.with_resources(trainable_fn, resources)
-    tuner = tune.Tuner(
-        trainable,
-        param_space=grid,
-        tune_config=tune.TuneConfig(num_samples=1),
-        run_config=tune.RunConfig(
-            name=name,
-            storage_path=storage_path,
-            verbose=0,
-            callbacks=[TuneBridge(token)],
-            failure_config=tune.FailureConfig(max_failures=max_failures),
-        ),
-    )
-    # Ray Tune would catch Ctrl-C itself and return as if the trials had failed; without its
-    # handler the interrupt reaches the runner, which ends the invocation KILLED (--resume continues).
-    sigint_handler = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    try:
-        tuner.fit()
-    finally:
-        COORDINATORS.pop(token, None)
-        if sigint_handler is None:
-            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
-        else:
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = sigint_handler
-
-
-# ---------------------------------------------------------------------------------- the invocation
+def check_checkpoint_options(options: "ExecutionOptions") -> None:
+    for flag, value in (("--checkpoint-epochs", options.checkpoint_epochs),
+                        ("--checkpoint-minutes", options.checkpoint_minutes)):
+        if not (isinstance(value, (int, float)) and value >= 0 and value == value and value != float("inf")):
+            raise RunError(f"{flag} {value}: must be a finite number >= 0 (0: that rule off)")
 
 
 def check_storage(storage: str) -> str:
@@ -530,6 +667,9 @@ def check_folder(folder: str | Path, flag: str) -> Path:
     if not os.access(path, os.W_OK):
         raise RunError(f"{flag} {path}: not writable")
     return path
+
+
+# ---------------------------------------------------------------------------------- the store
 
 
 def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str, fingerprint: str,
@@ -602,136 +742,245 @@ def find_resumable(client: Any, experiment_id: str, model: str, protocol: str, f
     raise RunError(f"--resume: no unfinished invocation of {model} on {protocol} with this configuration")
 
 
-def run_benchmark(
-    model: str,
-    protocol: str,
-    overrides: Overrides,
-    seeds: int | None = None,
-    tracking_uri: str | None = None,
-    address: str | None = None,
-    gpus_per_trial: float = 0.0,
-    cpus_per_trial: float = 1.0,
-    use_ray: bool = True,
-    data_root: str | None = None,
-    device: str = "auto",
-    results_dir: str | None = None,
-    show_progress: bool = True,
-    folds: list[str] | None = None,
-    max_failures: int = 0,
-    cache_dir: str | None = "default",
-    resume: bool | str = False,
-    storage: str | None = None,
-    extra_tags: dict[str, str] | None = None,
-    rerun: bool = False,
-) -> InvocationResult:
-    """Validate, record, dispatch, summarise. Raises RunError/ConfigError/TrackingError before
-    anything is written when the request itself is wrong.
+def resume_points(client: Any, experiment_id: str, previous: Any, plan: "Plan", roots: list[Path]) -> dict[str, str]:
+    """Per (fold, seed) of an earlier invocation, the newest checkpoint its trials left: the ones
+    their runs recorded, and any found on disk under ``roots`` (its results folder, its Ray
+    storage), since a driver killed just after a checkpoint was written never recorded it. A
+    model checkpoint (the fit was complete) wins over training checkpoints, a later epoch over
+    an earlier one; a recorded local folder that is gone is skipped (that trial starts over)."""
+    from reid_bench.checkpoints import CheckpointError, read_meta
 
-    ``resume`` (True or a parent run id) continues an earlier invocation: only its trials that are
-    missing or failed run again, under the same parent run; orphaned RUNNING trials of a killed
-    driver are marked KILLED first.
+    best: dict[str, tuple[tuple[int, int], str]] = {}
 
-    Without ``rerun``, a (fold, seed) whose identical request already finished in the store is
-    not run again: its earlier result counts (``skipped`` lists them); when every one finished,
-    nothing is started or written and the earlier results are returned at once."""
-    from reid_bench import tracking
+    def offer(key: str, kind: str, epoch: Any, location: str) -> None:
+        rank = (kind == "model", int(epoch) if str(epoch).lstrip("-").isdigit() else -1)
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, location)
 
-    t_start = time.perf_counter()
-    age = seconds_since_process_start()
-    process_started = None if age is None else time.time() - age
+    for child in client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{previous.info.run_id}'",
+                                    max_results=10000):
+        tags = child.data.tags
+        location = tags.get("reid_bench.checkpoint")
+        if location and ("://" in location or Path(location).is_dir()):
+            offer(f"{tags.get('reid_bench.fold')}/seed{tags.get('reid_bench.seed')}",
+                  tags.get("reid_bench.checkpoint_kind", "training"), tags.get("reid_bench.checkpoint_epoch"), location)
+    for root in roots:
+        for record in (root.rglob("checkpoint.json") if root.is_dir() else ()):
+            try:
+                meta = read_meta(record.parent)
+            except CheckpointError:
+                continue
+            if (meta.get("model"), meta.get("protocol"), meta.get("config_fingerprint"), meta.get("split")) != \
+                    (plan.request.model, plan.request.protocol, plan.fingerprint, "test"):
+                continue
+            for fold in meta.get("folds", []):
+                offer(f"{fold}/seed{meta.get('seed')}", meta["kind"], meta.get("epoch"), str(record.parent))
+    return {key: location for key, (_, location) in best.items()}
+
+
+# ---------------------------------------------------------------------------------- the invocation
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run: a model on a protocol with a configuration, over folds and seeds. Its
+    resolved configuration is the identity of the results (a leaderboard row)."""
+
+    model: str
+    protocol: str
+    overrides: Overrides = field(default_factory=Overrides)
+    seeds: int | None = None
+    folds: tuple[str, ...] | None = None
+    data_root: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutionOptions:
+    """Where and how to run a request: none of these changes a result."""
+
+    tracking_uri: str | None = None
+    address: str | None = None
+    use_ray: bool = True
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    device: str = "auto"
+    results_dir: str | None = None
+    storage: str | None = None
+    cache_dir: str | None = "default"
+    max_failures: int = 0
+    #: True or a parent run id: continue an earlier invocation (its checkpoints included).
+    resume: bool | str = False
+    rerun: bool = False
+    show_progress: bool = True
+    checkpoint_epochs: int = 10
+    checkpoint_minutes: float = 10.0
+    checkpoint_keep: int = 2
+    #: Keep the training checkpoints of finished trials (default: removed once the result is in).
+    keep_checkpoints: bool = False
+    save_model: bool = True
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    """A validated request: what ``run_benchmark`` checks before anything is written."""
+
+    request: RunRequest
+    model_cls: Any
+    protocol_cls: Any
+    resolved: Any
+    config_diff: dict[str, str]
+    folds: list[str]
+    seeds: list[int]
+    cache_dir: str | None
+
+    @property
+    def fingerprint(self) -> str:
+        return self.resolved.fingerprint
+
+    @property
+    def keys(self) -> list[str]:
+        return [f"{f}/seed{s}" for f in self.folds for s in self.seeds]
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.protocol_cls().metrics
+
+
+def validate(request: RunRequest, options: ExecutionOptions | None = None) -> Plan:
+    """Check a request (and its options) whole, reading nothing but the registry: RunError or
+    ConfigError naming what is wrong. The CLI checks every run of an experiment file with it
+    before the first one starts; the runner and the tuner start with it."""
+    options = options or ExecutionOptions()
     registry = get_registry()
-    model_cls = registry.model(model)
-    protocol_cls = registry.protocol(protocol)
+    model_cls = registry.model(request.model)
+    protocol_cls = registry.protocol(request.protocol)
     if model_cls.modality != protocol_cls.modality:
-        raise RunError(f"model {model!r} works on {model_cls.modality} data; protocol {protocol!r} is {protocol_cls.modality}")
-    check_trial_options(cpus_per_trial, gpus_per_trial, max_failures)
-    check_device(device, use_ray)
-    resolved = resolve_config(model, protocol, overrides, registry)
-    fingerprint = resolved.fingerprint
-    config_diff = resolved.difference(resolve_config(model, protocol, Overrides(), registry))
+        raise RunError(f"model {request.model!r} works on {model_cls.modality} data; protocol {request.protocol!r} is "
+                       f"{protocol_cls.modality}")
+    check_trial_options(options.cpus_per_trial, options.gpus_per_trial, options.max_failures)
+    check_device(options.device, options.use_ray)
+    check_checkpoint_options(options)
+    resolved = resolve_config(request.model, request.protocol, request.overrides, registry)
+    config_diff = resolved.difference(resolve_config(request.model, request.protocol, Overrides(), registry))
     fold_list = list(protocol_cls.folds)
-    if folds:
-        unknown = [f for f in folds if f not in fold_list]
+    if request.folds:
+        unknown = [f for f in request.folds if f not in fold_list]
         if unknown:
-            raise RunError(f"protocol {protocol!r} has no fold {unknown[0]!r}; folds: {', '.join(fold_list)}")
-        fold_list = folds
+            raise RunError(f"protocol {request.protocol!r} has no fold {unknown[0]!r}; folds: {', '.join(fold_list)}")
+        fold_list = list(request.folds)
     try:
-        seed_list = seeds_for(protocol_cls, seeds)
+        seed_list = seeds_for(protocol_cls, request.seeds)
     except ValueError as exc:
         raise RunError(str(exc)) from None
-    cache_dir = cache_dir if cache_dir in (None, "default") else str(Path(cache_dir).resolve())
-    check_data(protocol_cls, resolved, data_root, cache_dir)
-    uri = tracking_uri or tracking.default_tracking_uri()
-    tracking.check_uri(uri, must_exist=bool(resume))
-    requested = [TrialSpec(model=model, protocol=protocol, fold=f, seed=s).key for f in fold_list for s in seed_list]
-    earlier = {} if resume or rerun else finished_earlier(uri, model, protocol, str(protocol_cls.version),
-                                                          fingerprint, requested)
-    if requested and len(earlier) == len(requested):
-        states = []
-        for f in fold_list:
-            for s in seed_list:
-                state = TrialState(TrialSpec(model=model, protocol=protocol, fold=f, seed=s))
-                _earlier_state(state, earlier[state.spec.key], protocol_cls().metrics)
-                states.append(state)
-        parents = {r.data.tags.get("mlflow.parentRunId", "") for r in earlier.values()}
-        wall = time.perf_counter() - t_start
-        return InvocationResult(", ".join(sorted(parents)), next(iter(earlier.values())).info.experiment_id, uri, states,
-                                summarise(states, protocol_cls().metrics), wall,
-                                {"ray_start_s": 0.0, "mlflow_setup_s": 0.0, "dispatch_s": 0.0, "trial_compute_s": 0.0,
-                                 "wall_s": wall}, skipped=list(requested))
+    cache_dir = options.cache_dir if options.cache_dir in (None, "default") else str(Path(options.cache_dir).resolve())
+    return Plan(request, model_cls, protocol_cls, resolved, config_diff, fold_list, seed_list, cache_dir)
 
-    t_ray = time.perf_counter()
-    if use_ray:
-        init_ray(address)
-        check_resources(cpus_per_trial, gpus_per_trial)
-    else:
-        check_local_gpus(gpus_per_trial)
-    ray_start_s = time.perf_counter() - t_ray
-    results_root = check_folder(results_dir or Path.cwd() / "reid-bench-results", "--results-dir")
-    storage_root = check_storage(storage) if storage else None
 
-    # Everything about the request is checked; from here on the store is written.
-    client, experiment_id = tracking.connect(uri, create=not resume)
-    previous = None
-    if resume:
-        if experiment_id is None:
-            raise RunError(f"--resume: no reid-bench runs in {uri}")
-        previous = find_resumable(client, experiment_id, model, protocol, fingerprint,
-                                  resume if isinstance(resume, str) else None)
-        expected_keys = json.loads(previous.data.tags.get("reid_bench.expected_trials", "[]"))
-        fold_list = list(dict.fromkeys(k.rsplit("/seed", 1)[0] for k in expected_keys))
-        seed_list = sorted({int(k.rsplit("/seed", 1)[1]) for k in expected_keys})
+def _skipped_result(plan: Plan, earlier: dict[str, Any], uri: str, t_start: float) -> InvocationResult:
+    """Every requested trial finished before: their results, nothing started or written."""
+    states = []
+    for key in plan.keys:
+        fold, seed = key.rsplit("/seed", 1)
+        state = TrialState(TrialSpec(model=plan.request.model, protocol=plan.request.protocol, fold=fold, seed=int(seed)))
+        _earlier_state(state, earlier[key], plan.metrics)
+        states.append(state)
+    parents = {r.data.tags.get("mlflow.parentRunId", "") for r in earlier.values()}
+    wall = time.perf_counter() - t_start
+    return InvocationResult(", ".join(sorted(parents)), next(iter(earlier.values())).info.experiment_id, uri, states,
+                            summarise(states, plan.metrics), wall,
+                            {"ray_start_s": 0.0, "mlflow_setup_s": 0.0, "dispatch_s": 0.0, "trial_compute_s": 0.0,
+                             "wall_s": wall}, skipped=list(plan.keys))
 
-    invocation = (previous.data.tags.get("reid_bench.invocation") if previous else None) or \
-        f"{model}-{protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
-    work_dir = results_root / invocation
-    work_dir.mkdir(parents=True, exist_ok=True)
-    all_specs = [
-        TrialSpec(model=model, protocol=protocol, fold=f, seed=s,
-                  overrides={"model": overrides.model, "probe": overrides.probe, "data": overrides.data},
-                  data_root=str(Path(data_root).resolve()) if data_root else None, device=device, work_dir=str(work_dir),
-                  threads=max(1, int(cpus_per_trial)),
-                  cache_dir=cache_dir)
-        for f in fold_list for s in seed_list
-    ]
-    trials = {s.key: TrialState(s) for s in all_specs}
-    recorder = tracking.Recorder(client, experiment_id, uri)
-    config_params = tracking.flatten("", resolved.as_dict())
-    base_params = {"model": model, "protocol": protocol, "protocol_version": str(protocol_cls.version), **config_params}
-    base_tags = {
-        "reid_bench.model": model,
-        "reid_bench.protocol": protocol,
-        "reid_bench.protocol_version": str(protocol_cls.version),
-        "reid_bench.config_fingerprint": fingerprint,
-        "reid_bench.mode": protocol_cls.mode,
-        "reid_bench.main_score": protocol_cls.main_score,
+
+def _tags(plan: Plan) -> dict[str, str]:
+    from reid_bench import tracking
+
+    request, overrides = plan.request, plan.request.overrides
+    return {
+        "reid_bench.model": request.model,
+        "reid_bench.protocol": request.protocol,
+        "reid_bench.protocol_version": str(plan.protocol_cls.version),
+        "reid_bench.config_fingerprint": plan.fingerprint,
+        "reid_bench.mode": plan.protocol_cls.mode,
+        "reid_bench.main_score": plan.protocol_cls.main_score,
         "reid_bench.overrides": json.dumps(overrides.as_flat(), sort_keys=True),
-        "reid_bench.config_diff": json.dumps(config_diff, sort_keys=True),
+        "reid_bench.config_diff": json.dumps(plan.config_diff, sort_keys=True),
         # what was typed, unless it amounts to the defaults (then the row is "default")
-        "reid_bench.config_label": json.dumps(overrides.as_flat() if config_diff else {}, sort_keys=True),
+        "reid_bench.config_label": json.dumps(overrides.as_flat() if plan.config_diff else {}, sort_keys=True),
         **tracking.environment_tags(),
     }
-    t_mlflow = time.perf_counter()
+
+
+def _specs(plan: Plan, options: ExecutionOptions, work_dir: Path, points: dict[str, str]) -> list[TrialSpec]:
+    overrides = plan.request.overrides
+    data_root = plan.request.data_root
+    return [
+        TrialSpec(model=plan.request.model, protocol=plan.request.protocol, fold=f, seed=s,
+                  overrides={"model": overrides.model, "probe": overrides.probe, "data": overrides.data},
+                  data_root=str(Path(data_root).resolve()) if data_root else None, device=options.device,
+                  work_dir=str(work_dir), threads=max(1, int(options.cpus_per_trial)), cache_dir=plan.cache_dir,
+                  resume_from=points.get(f"{f}/seed{s}"), checkpoint_epochs=int(options.checkpoint_epochs),
+                  checkpoint_minutes=float(options.checkpoint_minutes), checkpoint_keep=options.checkpoint_keep,
+                  save_model=options.save_model)
+        for f in plan.folds for s in plan.seeds
+    ]
+
+
+@dataclass
+class _Store:
+    """The opened tracking store of an invocation: its parent run and the trials' states."""
+
+    client: Any
+    experiment_id: str
+    recorder: Any
+    parent_id: str
+    invocation: str
+    previous: Any
+    trials: dict[str, TrialState]
+    specs: list[TrialSpec]
+    base_params: dict[str, str]
+    base_tags: dict[str, str]
+    work_dir: Path
+    earlier: dict[str, Any]
+
+
+def _open_store(plan: Plan, options: ExecutionOptions, uri: str, earlier: dict[str, Any], results_root: Path,
+                storage_root: str | None) -> _Store:
+    """Connect, end the runs of drivers that died, find what ``--resume`` continues, and open the
+    parent run (or reopen the resumed one)."""
+    from reid_bench import tracking
+
+    client, experiment_id = tracking.connect(uri, create=not options.resume)
+    recorder = tracking.Recorder(client, experiment_id, uri)
+    if experiment_id is not None:
+        recorder.end_orphans()
+    previous, points = None, {}
+    if options.resume:
+        if experiment_id is None:
+            raise RunError(f"--resume: no reid-bench runs in {uri}")
+        previous = find_resumable(client, experiment_id, plan.request.model, plan.request.protocol, plan.fingerprint,
+                                  options.resume if isinstance(options.resume, str) else None)
+        expected = json.loads(previous.data.tags.get("reid_bench.expected_trials", "[]"))
+        plan.folds = list(dict.fromkeys(k.rsplit("/seed", 1)[0] for k in expected))
+        plan.seeds = sorted({int(k.rsplit("/seed", 1)[1]) for k in expected})
+        storage = previous.data.tags.get("reid_bench.storage")
+        roots = [results_root / previous.data.tags.get("reid_bench.invocation", "-")]
+        roots += [Path(storage)] if storage and "://" not in storage else []
+        points = resume_points(client, experiment_id, previous, plan, roots)
+        if not options.rerun:  # trials of this request that finished in any invocation are not run again
+            earlier = finished_earlier(uri, plan.request.model, plan.request.protocol, str(plan.protocol_cls.version),
+                                       plan.fingerprint, plan.keys)
+    invocation = (previous.data.tags.get("reid_bench.invocation") if previous else None) or \
+        f"{plan.request.model}-{plan.request.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
+    work_dir = results_root / invocation
+    work_dir.mkdir(parents=True, exist_ok=True)
+    all_specs = _specs(plan, options, work_dir, points)
+    trials = {s.key: TrialState(s) for s in all_specs}
+    base_params = {"model": plan.request.model, "protocol": plan.request.protocol,
+                   "protocol_version": str(plan.protocol_cls.version), **tracking.flatten("", plan.resolved.as_dict()),
+                   **tracking.flatten("run", plan.resolved.run_settings)}
+    base_tags = _tags(plan)
     if previous is not None:
         parent_id = previous.info.run_id
         recorder.reopen_parent(parent_id)
@@ -739,62 +988,130 @@ def run_benchmark(
                                         max_results=10000):
             key = f"{child.data.tags.get('reid_bench.fold')}/seed{child.data.tags.get('reid_bench.seed')}"
             if child.info.status == "FINISHED" and key in trials:
-                _earlier_state(trials[key], child, protocol_cls().metrics)
+                _earlier_state(trials[key], child, plan.metrics)
     else:
         parent_id = recorder.start_parent(
-            f"{model}@{protocol}",
-            dict(base_params, folds=json.dumps(fold_list), seeds=json.dumps(seed_list), dispatcher="ray" if use_ray else "in-process"),
+            f"{plan.request.model}@{plan.request.protocol}",
+            dict(base_params, folds=json.dumps(plan.folds), seeds=json.dumps(plan.seeds),
+                 dispatcher="ray" if options.use_ray else "in-process"),
             dict(base_tags, **{"reid_bench.expected_trials": json.dumps([s.key for s in all_specs]),
-                               "reid_bench.folds": json.dumps(fold_list),
-                               "reid_bench.invocation": invocation}, **(extra_tags or {})),
+                               "reid_bench.folds": json.dumps(plan.folds), "reid_bench.invocation": invocation,
+                               "reid_bench.driver": json.dumps(tracking.driver_identity()),
+                               **({"reid_bench.storage": storage_root} if storage_root else {})},
+                 **options.extra_tags),
         )
     for key, run in earlier.items():
-        _earlier_state(trials[key], run, protocol_cls().metrics)
-    specs = [s for s in all_specs if trials[s.key].status != "FINISHED"]
+        if key in trials:
+            _earlier_state(trials[key], run, plan.metrics)
+    specs = group_by_training_set([s for s in all_specs if trials[s.key].status != "FINISHED"], plan.protocol_cls())
+    return _Store(client, experiment_id, recorder, parent_id, invocation, previous, trials, specs, base_params,
+                  base_tags, work_dir, earlier)
+
+
+def run_benchmark(request: RunRequest, options: ExecutionOptions | None = None) -> InvocationResult:
+    """Validate, open the store, dispatch, summarise. Raises RunError/ConfigError/TrackingError
+    before anything is written when the request itself is wrong.
+
+    ``options.resume`` (True or a parent run id) continues an earlier invocation: only its trials
+    that are missing or failed run again, under the same parent run, each from the last
+    checkpoint its earlier run recorded; orphaned RUNNING trials of a killed driver are marked
+    KILLED first (so is any invocation whose driver is gone, at every run).
+
+    Without ``rerun``, a (fold, seed) whose identical request already finished in the store is
+    not run again: its earlier result counts (``skipped`` lists them); when every one finished,
+    nothing is started or written and the earlier results are returned at once."""
+    from reid_bench import tracking
+
+    options = options or ExecutionOptions()
+    t_start = time.perf_counter()
+    age = seconds_since_process_start()
+    process_started = None if age is None else time.time() - age
+    plan = validate(request, options)
+    check_data(plan.protocol_cls, plan.resolved, request.data_root, plan.cache_dir)
+    uri = options.tracking_uri or tracking.default_tracking_uri()
+    tracking.check_uri(uri, must_exist=bool(options.resume))
+    earlier = {} if options.rerun else finished_earlier(uri, request.model, request.protocol,
+                                                        str(plan.protocol_cls.version), plan.fingerprint, plan.keys)
+    if not options.resume and plan.keys and len(earlier) == len(plan.keys):
+        return _skipped_result(plan, earlier, uri, t_start)
+
+    t_ray = time.perf_counter()
+    if options.use_ray:
+        init_ray(options.address)
+        check_resources(options.cpus_per_trial, options.gpus_per_trial)
+    else:
+        check_local_gpus(options.gpus_per_trial)
+    ray_start_s = time.perf_counter() - t_ray
+    results_root = check_folder(options.results_dir or Path.cwd() / "reid-bench-results", "--results-dir")
+    storage_root = check_storage(options.storage) if options.storage else None
+
+    # Everything about the request is checked; from here on the store is written.
+    t_mlflow = time.perf_counter()
+    store = _open_store(plan, options, uri, earlier, results_root, storage_root)
     mlflow_setup_s = time.perf_counter() - t_mlflow
-    view = LiveView(f"{model} on {protocol}  (MLflow run {parent_id[:8]})", list(trials.values()),
-                    protocol_cls.main_score, enabled=show_progress)
-    events = Coordinator(recorder, view, trials, base_params, base_tags)
+    view = LiveView(f"{request.model} on {request.protocol}  (MLflow run {store.parent_id[:8]})",
+                    list(store.trials.values()), plan.protocol_cls.main_score, enabled=options.show_progress)
+    events = Coordinator(store.recorder, view, store.trials, store.base_params, store.base_tags,
+                         keep_checkpoints=options.keep_checkpoints)
+    timing = {"ray_start_s": ray_start_s, "mlflow_setup_s": mlflow_setup_s, "t_dispatch": time.perf_counter(),
+              "t_start": t_start, "process_started": process_started}
     status = "FAILED"
-    t_dispatch = time.perf_counter()
-    overhead: dict[str, float] = {}
     try:
-        with view:
-            if specs and use_ray:
-                dispatch_ray(specs, events, gpus_per_trial, cpus_per_trial, storage_root or str(work_dir / "ray"),
-                             invocation if not previous else f"{invocation}-resume-{int(time.time())}", max_failures)
-            elif specs:
-                dispatch_in_process(specs, events, max_failures)
-        for state in trials.values():  # a trial Ray never started is a failure, not a silent gap
-            if state.status in ("PENDING", "RUNNING"):
-                events.failed(state.spec.key, state.error or "trial did not complete")
-        status = "FINISHED" if all(t.status == "FINISHED" for t in trials.values()) else "FAILED"
+        _dispatch(store, events, view, options, storage_root)
+        status = "FINISHED" if all(t.status == "FINISHED" for t in store.trials.values()) else "FAILED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        summary = summarise(list(trials.values()), protocol_cls().metrics)
-        compute = sum((t.result or {}).get("timings", {}).get("trial_s", 0.0) for t in trials.values())
-        overhead = {
-            "ray_start_s": ray_start_s,
-            "mlflow_setup_s": mlflow_setup_s,
-            "dispatch_s": time.perf_counter() - t_dispatch,
-            "trial_compute_s": compute,
-            "wall_s": time.perf_counter() - t_start,
-        }
-        began = [trials[s.key].started for s in specs if trials[s.key].started]
-        if began and process_started is not None:
-            # the fixed cost before any compute: interpreter, imports, checks, Ray, MLflow
-            overhead["first_trial_s"] = min(began) - process_started
-        try:
-            curves: dict[str, list[list[float]]] = {}
-            for state in trials.values():
-                if state.result and state.result.get("cmc"):
-                    curves.setdefault(f"fold {state.spec.fold}", []).append(state.result["cmc"])
-            recorder.end_parent(status, summary, {**summary_metrics(summary),
-                                                  **{f"time/{k}": v for k, v in overhead.items()}},
-                                cmc_curves=curves, title=f"{model} on {protocol}")
-        finally:
-            recorder.terminate_open("KILLED" if status == "KILLED" else "FAILED")
-    return InvocationResult(parent_id, experiment_id, uri, list(trials.values()), summary, overhead["wall_s"], overhead,
-                            skipped=sorted(earlier))
+        overhead = _close(store, plan, status, timing)
+    return InvocationResult(store.parent_id, store.experiment_id, uri, list(store.trials.values()),
+                            summarise(list(store.trials.values()), plan.metrics), overhead["wall_s"], overhead,
+                            skipped=sorted(k for k in store.earlier if k in store.trials))
+
+
+def _dispatch(store: _Store, events: Coordinator, view: LiveView, options: ExecutionOptions,
+              storage_root: str | None) -> None:
+    with view:
+        if store.specs and options.use_ray:
+            name = store.invocation if not store.previous else f"{store.invocation}-resume-{int(time.time())}"
+            dispatch_ray(store.specs, events, options, storage_root or str(store.work_dir / "ray"), name)
+        elif store.specs:
+            dispatch_in_process(store.specs, events, options.max_failures)
+    for state in store.trials.values():  # a trial Ray never started is a failure, not a silent gap
+        if state.status in ("PENDING", "RUNNING"):
+            events.failed(state.spec.key, state.error or "trial did not complete")
+
+
+def _close(store: _Store, plan: Plan, status: str, timing: dict[str, Any]) -> dict[str, float]:
+    """End the parent run with the summary, the timings and the CMC plot; close what is still open."""
+    trials = store.trials
+    summary = summarise(list(trials.values()), plan.metrics)
+    compute, fits = 0.0, set()
+    for t in trials.values():  # a fit shared by several folds counts once
+        timings = (t.result or {}).get("timings", {})
+        fit = (tuple((t.result or {}).get("folds_fitted_together") or [t.spec.fold]), t.spec.seed)
+        compute += timings.get("eval_s", 0.0) + (0.0 if fit in fits else timings.get("data_s", 0.0) +
+                                                 timings.get("fit_s", 0.0))
+        fits.add(fit)
+    overhead = {
+        "ray_start_s": timing["ray_start_s"],
+        "mlflow_setup_s": timing["mlflow_setup_s"],
+        "dispatch_s": time.perf_counter() - timing["t_dispatch"],
+        "trial_compute_s": compute,
+        "wall_s": time.perf_counter() - timing["t_start"],
+    }
+    began = [trials[k].started for s in store.specs for k in s.keys if trials[k].started]
+    if began and timing["process_started"] is not None:
+        # the fixed cost before any compute: interpreter, imports, checks, Ray, MLflow
+        overhead["first_trial_s"] = min(began) - timing["process_started"]
+    try:
+        curves: dict[str, list[list[float]]] = {}
+        for state in trials.values():
+            if state.result and state.result.get("cmc"):
+                curves.setdefault(f"fold {state.spec.fold}", []).append(state.result["cmc"])
+        store.recorder.end_parent(status, summary, {**summary_metrics(summary),
+                                                    **{f"time/{k}": v for k, v in overhead.items()}},
+                                  cmc_curves=curves, title=f"{plan.request.model} on {plan.request.protocol}")
+    finally:
+        store.recorder.terminate_open("KILLED" if status == "KILLED" else "FAILED")
+    return overhead

@@ -2,78 +2,99 @@
 
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 
-@contextlib.contextmanager
-def cpu_threads(n: int, device: str) -> Iterator[None]:
-    """Run a block with ``n`` torch threads on CPU (0: leave torch's setting alone).
+def descend(optimizer: Any, loss: Any) -> float:
+    """One optimiser step on ``loss``; its value, for the epoch's mean."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
-    Small networks on a 2-core machine run several times slower with two threads than with one
-    when anything else competes for the cores; the previous setting is restored afterwards.
+
+class ClassifierLoop:
+    """Identity cross-entropy training of a network, one epoch per call: the supervised loop of
+    the field's baselines (the LSTMs, PoseGait) and of the point-cloud networks, so that their
+    comparison is about the networks and their MLflow curves look alike.
+
+    Each epoch draws an order of the training samples from ``generator`` (a permutation, or with
+    ``balanced`` a draw with replacement weighted 1 / class size), cuts it into batches of
+    ``batch_size`` (``drop_last``: only whole batches, as BatchNorm needs), turns each index
+    batch into the network's input with ``batch_inputs(idx)`` (default: ``inputs[idx]``; an
+    augmentation draws from the same generator), steps the optimiser and, when given, the
+    scheduler once per batch. ``logits_of`` picks the logits from the network's output.
+
+    Its ``state_dict`` (optimiser, scheduler, generator) is what a checkpoint needs besides the
+    network to continue bit for bit.
     """
-    import torch
 
-    if n <= 0 or not str(device).startswith("cpu"):
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    def __init__(self, net: Any, inputs: Any, labels: Any, *, batch_size: int, optimizer: Any, generator: Any,
+                 scheduler: Any = None, batch_inputs: Callable[[Any], Any] | None = None, drop_last: bool = False,
+                 balanced: bool = False, label_smoothing: float = 0.0,
+                 logits_of: Callable[[Any], Any] = lambda out: out) -> None:
+        import torch
 
+        self.net = net
+        self.inputs = inputs
+        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        if len(self.labels) == 0:
+            raise ValueError(f"{type(net).__name__}: empty training split")
+        if (self.labels < 0).any():
+            raise ValueError(f"{type(net).__name__}: training labels must be class indices >= 0")
+        self.batch_size = min(batch_size, len(self.labels)) if drop_last else batch_size
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.generator = generator
+        self.batch_inputs = batch_inputs or (lambda idx: self.inputs[idx])
+        self.drop_last = drop_last
+        self.weights = 1.0 / torch.bincount(self.labels).double()[self.labels] if balanced else None
+        self.label_smoothing = label_smoothing
+        self.logits_of = logits_of
 
-def save_weights(module, folder: Path | None, filename: str) -> Path | None:
-    """Best-effort checkpoint of the final weights into the trial's checkpoint folder."""
-    import torch
+    @property
+    def steps_per_epoch(self) -> int:
+        n = len(self.labels)
+        return max(1, n // self.batch_size) if self.drop_last else -(-n // self.batch_size)
 
-    if folder is None:
-        return None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / filename
-        torch.save(module.state_dict(), path)
-        return path
-    except OSError:
-        return None
+    def epoch(self, device: Any) -> dict[str, float]:
+        import torch
+        from torch import nn
 
-
-def train_classifier(net, inputs, labels, ctx, *, epochs: int, batch_size: int, lr: float, generator,
-                     batch_inputs: Callable | None = None) -> None:
-    """Fit ``net`` (a module returning logits) with Adam and cross-entropy on shuffled mini-batches.
-
-    The supervised baselines of the field (the LSTMs, PoseGait) share this loop; reporting loss
-    and training accuracy per epoch through ``ctx`` keeps their MLflow curves alike.
-    ``batch_inputs(x, generator)`` turns a batch of ``inputs`` into the network's input (a random
-    crop, for instance); it is called after the epoch's permutation is drawn, batch by batch.
-    """
-    import torch
-    from torch import nn
-
-    labels = torch.as_tensor(labels, dtype=torch.int64)
-    if (labels < 0).any():
-        raise ValueError(f"{type(net).__name__}: training labels must be class indices >= 0")
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    n = len(labels)
-    for epoch in range(epochs):
-        net.train()
-        perm = torch.randperm(n, generator=generator)
-        total, correct = 0.0, 0
-        for start in range(0, n, batch_size):
-            idx = perm[start : start + batch_size]
-            x = inputs[idx] if batch_inputs is None else batch_inputs(inputs[idx], generator)
-            x, y = x.to(ctx.device), labels[idx].to(ctx.device)
-            logits = net(x)
-            loss = nn.functional.cross_entropy(logits, y)
-            opt.zero_grad(set_to_none=True)
+        n, bs = len(self.labels), self.batch_size
+        self.net.train()
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, n, replacement=True, generator=self.generator)
+        else:
+            order = torch.randperm(n, generator=self.generator)
+        end = self.steps_per_epoch * bs if self.drop_last else n
+        total, correct, seen = 0.0, 0, 0
+        for start in range(0, end, bs):
+            idx = order[start : start + bs]
+            x, y = self.batch_inputs(idx).to(device), self.labels[idx].to(device)
+            logits = self.logits_of(self.net(x))
+            loss = nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            self.optimizer.step()
+            if self.scheduler is not None:
+                self.scheduler.step()
             total += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == y).sum())
-        ctx.report(epoch=epoch, loss=total / n, train_acc=correct / n)
-        ctx.progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs} loss {total / n:.3f}")
-    net.eval()
+            seen += len(idx)
+        metrics = {"loss": total / seen, "train_acc": correct / seen}
+        if self.scheduler is not None:
+            metrics["lr"] = self.optimizer.param_groups[0]["lr"]
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"optimizer": self.optimizer.state_dict(), "generator": self.generator.get_state()}
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])

@@ -290,6 +290,44 @@ def environment_tags() -> dict[str, str]:
     }
 
 
+def driver_identity(pid: int | None = None) -> dict[str, Any]:
+    """Who drives an invocation: host, boot and process (with its start time, so that a reused
+    pid is not mistaken for it). Recorded on the parent run to tell later whether it still runs."""
+    import socket
+
+    pid = os.getpid() if pid is None else pid
+    return {"host": socket.gethostname(), "boot": _boot_id(), "pid": pid, "start": _process_start(pid)}
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _process_start(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def driver_is_gone(identity: dict[str, Any]) -> bool:
+    """True only when the recorded driver provably no longer runs: same host and boot, and its
+    process is gone (or the pid now belongs to a process started at another time). A driver on
+    another host cannot be checked from here and counts as alive."""
+    import socket
+
+    if not identity or identity.get("host") != socket.gethostname() or identity.get("boot") != _boot_id():
+        return False
+    pid = identity.get("pid")
+    if not isinstance(pid, int):
+        return False
+    now = _process_start(pid)
+    return now is None or (identity.get("start") is not None and now != identity.get("start"))
+
+
 def metric_name(text: str) -> str:
     """MLflow accepts only [A-Za-z0-9_-. :/] in names; anything else becomes '_'."""
     import re
@@ -336,6 +374,34 @@ class Recorder:
                 self.client.set_terminated(child.info.run_id, status="KILLED")
         self.client.update_run(run_id, status="RUNNING")
         self.client.set_tag(run_id, "reid_bench.resumed", "true")
+        self.client.set_tag(run_id, "reid_bench.driver", json.dumps(driver_identity()))
+
+    def end_orphans(self) -> list[str]:
+        """End the invocations left RUNNING by a driver that died (SIGKILL, a lost machine): their
+        RUNNING trials and the parent become KILLED, so no run stays RUNNING for ever and
+        ``--resume`` finds them. Only drivers provably gone are touched (``driver_is_gone``)."""
+        ended = []
+        runs = self.client.search_runs(
+            [self.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'invocation' and attributes.status = 'RUNNING'",
+            max_results=1000)
+        for run in runs:
+            try:
+                identity = json.loads(run.data.tags.get("reid_bench.driver", "{}"))
+            except ValueError:
+                continue
+            if not driver_is_gone(identity):
+                continue
+            reason = f"driver (pid {identity.get('pid')} on {identity.get('host')}) stopped before the trial ended"
+            for child in self.client.search_runs(
+                    [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'",
+                    max_results=10000):
+                if child.info.status == "RUNNING":
+                    self.client.set_tag(child.info.run_id, "reid_bench.error", reason)
+                    self.client.set_terminated(child.info.run_id, status="KILLED")
+            self.client.set_tag(run.info.run_id, "reid_bench.status", "KILLED")
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+            ended.append(run.info.run_id)
+        return ended
 
     def end_parent(self, status: str, summary: dict[str, Any] | None = None, metrics: dict[str, float] | None = None,
                    cmc_curves: dict[str, list[list[float]]] | None = None, title: str = "") -> None:
@@ -383,8 +449,22 @@ class Recorder:
         if metrics:
             self.client.log_batch(run_id, metrics=metrics)
 
-    def finish_trial(self, key: str, result: dict[str, Any]) -> None:
+    def note_checkpoint(self, key: str, kind: str, location: str, epoch: int | None) -> None:
+        """Where the trial's newest checkpoint is (``--resume`` reads it back)."""
+        run_id = self.children.get(key)
+        if run_id is None:
+            return
+        self.client.set_tag(run_id, "reid_bench.checkpoint", location)
+        self.client.set_tag(run_id, "reid_bench.checkpoint_kind", kind)
+        if epoch is not None:
+            self.client.set_tag(run_id, "reid_bench.checkpoint_epoch", str(epoch))
+
+    def finish_trial(self, key: str, result: dict[str, Any], model: Any = None) -> None:
+        """Record a result; ``model`` (a checkpoint folder, or a Ray Checkpoint) becomes the run's
+        ``model`` artifact, which ``reid-bench eval --checkpoint runs:/<run id>/model`` scores."""
         run_id = self.children[key]
+        if model is not None:
+            self._log_model(run_id, model)
         from mlflow.entities import Metric
         import time
 
@@ -402,6 +482,9 @@ class Recorder:
         tags = {f"reid_bench.dataset_checksum.{k}": v for k, v in result.get("dataset_checksums", {}).items()}
         tags["reid_bench.device"] = result.get("device", "")
         tags["reid_bench.node"] = str(result.get("node", ""))
+        if result.get("resumed_from"):  # the fit continued from a checkpoint (after this epoch)
+            tags["reid_bench.resumed_epoch"] = str(result["resumed_from"].get("epoch"))
+            tags["reid_bench.resumed_kind"] = str(result["resumed_from"].get("kind"))
         for k, v in tags.items():
             self.client.set_tag(run_id, k, v)
         fold_info = dict(result.get("fold_info", {}))
@@ -455,6 +538,15 @@ class Recorder:
                     self.client.set_terminated(run_id, status=status)
             except Exception:
                 pass
+
+    def _log_model(self, run_id: str, model: Any) -> None:
+        if isinstance(model, (str, Path)):
+            self.client.log_artifacts(run_id, str(model), "model")
+            self.client.set_tag(run_id, "reid_bench.model_artifact", "model")
+            return
+        with model.as_directory() as folder:  # a Ray Checkpoint, maybe in remote storage
+            self.client.log_artifacts(run_id, str(folder), "model")
+        self.client.set_tag(run_id, "reid_bench.model_artifact", "model")
 
     # ------------------------------------------------------------------ helpers
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:

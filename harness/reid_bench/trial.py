@@ -16,7 +16,8 @@ from typing import Any, Callable
 import numpy as np
 
 from reid_bench.api import DataAccess, DataSpec, FoldData, Model, Protocol, Record, SampleSet, TrialContext
-from reid_bench.config import ConfigError, Overrides, apply_overrides, check_config, config_dict, fingerprint
+from reid_bench.config import (ConfigError, Overrides, apply_overrides, check_config, config_dict, fingerprint,
+                               run_settings_of)
 from reid_bench.registry import Registry, get_registry
 
 
@@ -36,10 +37,28 @@ class TrialSpec:
     cache_dir: str | None = "default"
     #: "test": the protocol's fold; "validation": a split carved from its training data (tune).
     split: str = "test"
+    #: Further folds that share ``fold``'s training set: one fit, evaluated on each of them.
+    also: tuple[str, ...] = ()
+    #: A training or model checkpoint of this trial to continue from (a folder or storage URI).
+    resume_from: str | None = None
+    #: Training checkpoints every N epochs or M minutes (0: that rule off), the newest K kept.
+    checkpoint_epochs: int = 10
+    checkpoint_minutes: float = 10.0
+    checkpoint_keep: int = 2
+    #: Keep the fitted model as a checkpoint (an MLflow artifact of each fold's run).
+    save_model: bool = True
 
     @property
     def key(self) -> str:
         return f"{self.fold}/seed{self.seed}"
+
+    @property
+    def folds(self) -> tuple[str, ...]:
+        return (self.fold, *self.also)
+
+    @property
+    def keys(self) -> list[str]:
+        return [f"{fold}/seed{self.seed}" for fold in self.folds]
 
 
 @dataclass
@@ -54,6 +73,11 @@ class ResolvedConfig:
     def as_dict(self) -> dict[str, Any]:
         return {"model": config_dict(self.model), "probe": config_dict(self.probe), "data": self.data,
                 "model_version": self.model_version}
+
+    @property
+    def run_settings(self) -> dict[str, Any]:
+        """How the trial runs (outside the fingerprint): the model config's run settings."""
+        return run_settings_of(self.model)
 
     @property
     def fingerprint(self) -> str:
@@ -325,33 +349,143 @@ def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, 
                           "ap": [round(float(v), 6) for v in res.query_ap]}}
 
 
+class TrialSink:
+    """Where a trial's events go. The in-process runner keeps checkpoints in a local folder;
+    under Ray they go through Ray Tune's checkpoints (``runner._RaySink``)."""
+
+    def progress(self, payload: dict[str, Any]) -> None:
+        """Per-epoch metrics and phase changes, for every fold the trial evaluates."""
+
+    def checkpoint(self, state: dict[str, Any], meta: dict[str, Any]) -> str | None:
+        """Keep a checkpoint (``meta["kind"]``: "training" or "model"); returns where it went."""
+        return None
+
+    def result(self, result: dict[str, Any]) -> None:
+        """One fold's final result."""
+
+
+class LocalSink(TrialSink):
+    """Checkpoints in ``<root>/checkpoint_<epoch>`` (the newest ``keep``) and ``<root>/model``;
+    ``on_checkpoint(kind, path)`` and ``on_result`` tell the caller."""
+
+    def __init__(self, root: Path | None, keep: int = 2, report: Callable[[dict[str, Any]], None] | None = None,
+                 on_checkpoint: Callable[[str, str], None] | None = None,
+                 on_result: Callable[[dict[str, Any]], None] | None = None):
+        from reid_bench.checkpoints import CheckpointFolder
+
+        self.folder = CheckpointFolder(root, keep) if root is not None else None
+        self._report = report or (lambda payload: None)
+        self._on_checkpoint = on_checkpoint or (lambda kind, path: None)
+        self._on_result = on_result or (lambda result: None)
+
+    def progress(self, payload: dict[str, Any]) -> None:
+        self._report(payload)
+
+    def checkpoint(self, state: dict[str, Any], meta: dict[str, Any]) -> str | None:
+        from reid_bench.checkpoints import write_checkpoint
+
+        if self.folder is None:
+            return None
+        if meta["kind"] == "model":
+            path = write_checkpoint(self.folder.root / "model", state, meta)
+        else:
+            path = self.folder.save(int(meta["epoch"]), state, meta)
+        self._on_checkpoint(meta["kind"], str(path))
+        return str(path)
+
+    def result(self, result: dict[str, Any]) -> None:
+        self._on_result(result)
+
+
+def trial_folder(spec: TrialSpec) -> Path:
+    """Where an in-process trial keeps its checkpoints: one folder per (folds, seed)."""
+    work_dir = Path(spec.work_dir or os.getcwd())
+    return work_dir / "trials" / spec.model / spec.protocol / "+".join(spec.folds) / f"seed{spec.seed}"
+
+
 def execute_trial(
     spec: TrialSpec,
     report: Callable[[dict[str, Any]], None] | None = None,
     registry: Registry | None = None,
 ) -> dict[str, Any]:
-    """Run one trial and return its final result. ``report`` receives intermediate results
-    (per-epoch metrics and progress) as plain dicts; the caller decides where they go.
+    """Run a one-fold trial and return its result (checkpoints in ``trial_folder(spec)`` when the
+    spec names a work folder; none otherwise). ``report`` receives intermediate results
+    (per-epoch metrics and progress) as plain dicts."""
+    sink = LocalSink(trial_folder(spec) if spec.work_dir else None, spec.checkpoint_keep, report)
+    return execute_fit(spec, sink, registry)[0]
 
-    With ``spec.threads`` torch runs that many threads during the trial, under Ray or in
-    process alike (Ray gives a trial N CPUs; more torch threads than that oversubscribe the cores
-    and make the small networks here several times slower); the caller's setting is restored."""
+
+def execute_fit(spec: TrialSpec, sink: TrialSink, registry: Registry | None = None,
+                resume: tuple[dict[str, Any], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Fit one model on the training set that ``spec.folds`` share and evaluate it on each fold:
+    the results, one per fold, in ``spec.folds`` order (each also handed to ``sink.result``).
+
+    ``resume`` (a checkpoint's state and record; else ``spec.resume_from`` is read) continues an
+    earlier fit of this trial. With ``spec.threads`` torch runs that many threads during the
+    trial, under Ray or in process alike (more threads than the CPUs Ray gave a trial
+    oversubscribe the cores); the caller's setting is restored."""
     if not spec.threads:
-        return _execute_trial(spec, report, registry)
+        return _execute_fit(spec, sink, registry, resume)
     import torch
 
     before = torch.get_num_threads()
     torch.set_num_threads(spec.threads)
     try:
-        return _execute_trial(spec, report, registry)
+        return _execute_fit(spec, sink, registry, resume)
     finally:
         torch.set_num_threads(before)
 
 
-def _execute_trial(spec: TrialSpec, report: Callable[[dict[str, Any]], None] | None,
-                   registry: Registry | None) -> dict[str, Any]:
+@dataclass
+class _Setup:
+    """A trial's parts once its request is resolved and its folds are built."""
+
+    model_cls: Any
+    protocol: Protocol
+    resolved: ResolvedConfig
+    device: str
+    data: "HarnessData"
+    folds: dict[str, FoldData]
+    data_spec: DataSpec
+    t0: float
+    t_data: float
+
+
+def _execute_fit(spec: TrialSpec, sink: TrialSink, registry: Registry | None,
+                 resume: tuple[dict[str, Any], dict[str, Any]] | None) -> list[dict[str, Any]]:
+    from reid_bench.checkpoints import rng_state, set_rng_state
+
     registry = registry or get_registry()
-    emit = report or (lambda payload: None)
+    setup = _prepare(spec, registry, sink)
+    if resume is None and spec.resume_from:
+        resume = read_resume_point(spec.resume_from)
+    model, resumed = _fit(spec, setup, sink, registry, resume)
+    t_fit = time.perf_counter()
+    after_fit = rng_state()
+    if spec.save_model and model.model_state() is not None:
+        sink.checkpoint({"kind": "model", "model": model.model_state(), "rng": after_fit},
+                        checkpoint_meta(spec, setup, registry, "model", _epochs_of(model)))
+    results = []
+    for fold_name, fold in setup.folds.items():
+        set_rng_state(after_fit)  # each fold is scored as a trial of its own would score it
+        sink.progress({"phase": "eval", "progress": 1.0, "fold": fold_name})
+        t_eval = time.perf_counter()
+        evaluation = evaluate(setup.protocol, fold, model, spec.model, setup.resolved.probe, spec.seed, setup.device)
+        result = _result(spec, setup, fold_name, fold, model, evaluation,
+                         timings={"data_s": setup.t_data - setup.t0, "fit_s": t_fit - setup.t_data,
+                                  "eval_s": time.perf_counter() - t_eval,
+                                  "trial_s": time.perf_counter() - t_eval + t_fit - setup.t0})
+        result["resumed_from"] = resumed
+        sink.result(result)
+        results.append(result)
+    return results
+
+
+def _prepare(spec: TrialSpec, registry: Registry, sink: TrialSink) -> _Setup:
+    """Resolve the request and build every fold; folds that share a trial must share their
+    training split exactly (the protocol says they do; the data must agree)."""
+    from reid_bench.checkpoints import rng_state, set_rng_state
+
     t0 = time.perf_counter()
     model_cls = registry.model(spec.model)
     protocol = registry.protocol(spec.protocol)()
@@ -362,24 +496,60 @@ def _execute_trial(spec: TrialSpec, report: Callable[[dict[str, Any]], None] | N
     overrides = Overrides(**{k: dict(v) for k, v in spec.overrides.items()})
     resolved = resolve_config(spec.model, spec.protocol, overrides, registry)
     device = pick_device(spec.device)
-    seed_everything(spec.seed)
-
-    emit({"phase": "data", "progress": 0.0})
+    sink.progress({"phase": "data", "progress": 0.0})
     data = HarnessData(registry, spec.data_root, resolved.data, cache_dir=spec.cache_dir)
+    folds: dict[str, FoldData] = {}
+    after_first = None
+    for name in spec.folds:
+        seed_everything(spec.seed)  # each fold built as a trial of its own would build it
+        folds[name] = _build_fold(protocol, spec, name, data)
+        after_first = after_first or rng_state()
+        if name != spec.fold and training_fingerprint(folds[name].train) != training_fingerprint(folds[spec.fold].train):
+            raise ValueError(f"protocol {spec.protocol!r}: folds {spec.fold!r} and {name!r} are declared to share "
+                             "a training set, but their training splits differ")
+    set_rng_state(after_first)
+    train = folds[spec.fold].train
+    data_spec = DataSpec(
+        modality=protocol.modality,
+        num_classes=train.num_classes,
+        layout=train.layout,
+        window=train.data.shape[1] if protocol.modality == "skeleton" else None,
+        num_points=train.data.shape[1] if protocol.modality == "pointcloud" else None,
+    )
+    return _Setup(model_cls, protocol, resolved, device, data, folds, data_spec, t0, time.perf_counter())
+
+
+def _build_fold(protocol: Protocol, spec: TrialSpec, fold: str, data: "HarnessData") -> FoldData:
     if spec.split == "validation":
-        fold = protocol.validation_fold(spec.fold, spec.seed, data)
-    elif spec.split == "test":
-        fold = protocol.build_fold(spec.fold, spec.seed, data)
-    else:
-        raise ValueError(f"unknown split {spec.split!r}; expected 'test' or 'validation'")
-    t_data = time.perf_counter()
+        return protocol.validation_fold(fold, spec.seed, data)
+    if spec.split == "test":
+        return protocol.build_fold(fold, spec.seed, data)
+    raise ValueError(f"unknown split {spec.split!r}; expected 'test' or 'validation'")
 
-    work_dir = Path(spec.work_dir or os.getcwd())
-    ckpt = work_dir / "checkpoints" / spec.model / spec.protocol / spec.fold / f"seed{spec.seed}"
-    ckpt.mkdir(parents=True, exist_ok=True)
-    state = {"progress": 0.0}
 
+def training_fingerprint(train: SampleSet) -> str:
+    """Identity of a training split: its windows or clouds, labels, people and layout."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for arr in (train.data, train.labels, train.person, train.group):
+        arr = np.ascontiguousarray(arr)
+        digest.update(str((arr.dtype, arr.shape)).encode())
+        digest.update(arr.tobytes())
+    digest.update(str(getattr(train.layout, "name", None)).encode())
+    return digest.hexdigest()
+
+
+def _fit(spec: TrialSpec, setup: _Setup, sink: TrialSink, registry: Registry,
+         resume: tuple[dict[str, Any], dict[str, Any]] | None) -> tuple[Model, dict[str, Any] | None]:
+    """The model of this trial, fitted, or restored from ``resume``: a model checkpoint skips the
+    fit; a training checkpoint continues it after its epoch."""
+    from reid_bench.checkpoints import CheckpointPolicy, set_rng_state
+
+    first = setup.folds[spec.fold]
     holder: dict[str, Model] = {}
+    policy = CheckpointPolicy(spec.checkpoint_epochs, spec.checkpoint_minutes, spec.checkpoint_keep)
+    last = {"epoch": None, "time": time.monotonic()}
 
     def on_epoch(epoch: int, **values: Any) -> None:
         payload = {"phase": "fit", "epoch": int(epoch), "progress": state["progress"]}
@@ -387,58 +557,136 @@ def _execute_trial(spec: TrialSpec, report: Callable[[dict[str, Any]], None] | N
         if spec.split == "validation" and "model" in holder:
             # Per-epoch validation score for early stopping (ASHA). The closed-set probe is a kNN
             # here: cheap enough to run every epoch; the final score uses the configured probe.
-            quick = _quick_probe(resolved.probe)
-            scores = evaluate(protocol, fold, holder["model"], spec.model, quick, spec.seed, device)["metrics"]
-            payload["val_score"] = float(scores[protocol.main_score])
-        emit(payload)
+            quick = _quick_probe(setup.resolved.probe)
+            scores = evaluate(setup.protocol, first, holder["model"], spec.model, quick, spec.seed, setup.device)
+            payload["val_score"] = float(scores["metrics"][setup.protocol.main_score])
+        sink.progress(payload)
+
+    state = {"progress": 0.0}
 
     def on_progress(fraction: float, message: str = "") -> None:
         state["progress"] = float(min(max(fraction, 0.0), 1.0))
         if message:  # a model says where it is (once an epoch): log mode prints it with an ETA
-            emit({"phase": "fit", "progress": state["progress"], "message": str(message)})
+            sink.progress({"phase": "fit", "progress": state["progress"], "message": str(message)})
 
-    ctx = TrialContext(device=device, seed=spec.seed, checkpoint_dir=ckpt, report=on_epoch,
-                       progress=on_progress, validation=fold.validation)
-    data_spec = DataSpec(
-        modality=protocol.modality,
-        num_classes=fold.train.num_classes,
-        layout=fold.train.layout,
-        window=fold.train.data.shape[1] if protocol.modality == "skeleton" else None,
-        num_points=fold.train.data.shape[1] if protocol.modality == "pointcloud" else None,
-    )
-    emit({"phase": "fit", "progress": 0.0})
-    model = model_cls(resolved.model, data_spec)
+    def epoch_done(model: Model, epoch: int, epochs: int) -> None:
+        now = time.monotonic()
+        if epoch + 1 < epochs and not policy.due(epoch, last["epoch"], last["time"], now):
+            return
+        sink.checkpoint(model.training_state(epoch), checkpoint_meta(spec, setup, registry, "training", epochs, epoch))
+        last["epoch"], last["time"] = epoch, time.monotonic()
+
+    ckpt_dir = trial_folder(spec)
+    ctx = TrialContext(device=setup.device, seed=spec.seed, checkpoint_dir=ckpt_dir, report=on_epoch,
+                       progress=on_progress, validation=first.validation, epoch_done=epoch_done)
+    sink.progress({"phase": "fit", "progress": 0.0})
+    model = setup.model_cls(setup.resolved.model, setup.data_spec)
     holder["model"] = model
-    model.fit(fold.train, ctx)
-    t_fit = time.perf_counter()
-    emit({"phase": "eval", "progress": 1.0})
-    evaluation = evaluate(protocol, fold, model, spec.model, resolved.probe, spec.seed, device)
-    t_end = time.perf_counter()
+    resumed = None
+    if resume is not None:
+        saved, meta = resume
+        check_resume_point(meta, spec, setup)
+        resumed = {"kind": meta["kind"], "epoch": meta.get("epoch"), "location": meta.get("location", "")}
+        if meta["kind"] == "model":
+            model.load_model_state(saved["model"])
+            set_rng_state(saved["rng"])
+            return model, resumed
+        if model.resumable:
+            ctx.resume = saved
+            sink.progress({"phase": "fit", "progress": (int(meta["epoch"]) + 1) / max(1, int(meta["epochs"])),
+                           "message": f"resuming after epoch {int(meta['epoch']) + 1} of {meta['epochs']}"})
+        else:
+            resumed = None
+    model.fit(first.train, ctx)
+    return model, resumed
+
+
+def _result(spec: TrialSpec, setup: _Setup, fold_name: str, fold: FoldData, model: Model,
+            evaluation: dict[str, Any], timings: dict[str, float]) -> dict[str, Any]:
     return {
         "split": spec.split,
-        "val_score": float(evaluation["metrics"][protocol.main_score]) if spec.split == "validation" else None,
+        "val_score": float(evaluation["metrics"][setup.protocol.main_score]) if spec.split == "validation" else None,
         "model": spec.model,
         "protocol": spec.protocol,
-        "fold": spec.fold,
+        "fold": fold_name,
+        "folds_fitted_together": list(spec.folds),
         "seed": spec.seed,
         "metrics": evaluation["metrics"],
         "cmc": evaluation["cmc"],
         "per_query": evaluation["per_query"],
         "num_parameters": int(model.num_parameters()),
         "fold_info": fold.info,
-        "dataset_checksums": data.checksums,
-        "dataset_drops": data.drops,
-        "config": resolved.as_dict(),
-        "device": device,
+        "dataset_checksums": setup.data.checksums,
+        "dataset_drops": setup.data.drops,
+        "config": setup.resolved.as_dict(),
+        "run_settings": setup.resolved.run_settings,
+        "device": setup.device,
         # what torch ran with, so an in-process trial can be compared with a Ray one
         "torch_threads": _torch_threads(),
-        "timings": {
-            "data_s": t_data - t0,
-            "fit_s": t_fit - t_data,
-            "eval_s": t_end - t_fit,
-            "trial_s": t_end - t0,
-        },
+        "timings": timings,
     }
+
+
+def checkpoint_meta(spec: TrialSpec, setup: _Setup, registry: Registry, kind: str, epochs: int,
+                    epoch: int | None = None) -> dict[str, Any]:
+    """What a checkpoint is: enough to refuse it where it does not belong, and to label a row
+    evaluated from it."""
+    import socket
+
+    import reid_bench
+
+    layout = setup.data_spec.layout
+    entry = registry.entry("models", spec.model)
+    return {
+        "kind": kind, "model": spec.model, "model_version": str(setup.model_cls.version),
+        "plugin": entry.label, "reid_bench": reid_bench.__version__, "torch": _torch_version(),
+        "protocol": spec.protocol, "protocol_version": str(setup.protocol.version),
+        "folds": list(spec.folds), "seed": spec.seed, "split": spec.split,
+        "config": setup.resolved.as_dict(), "config_fingerprint": setup.resolved.fingerprint,
+        "data_spec": {"modality": setup.data_spec.modality, "num_classes": setup.data_spec.num_classes,
+                      "layout": getattr(layout, "name", None),
+                      "joints": None if layout is None else int(layout.num_joints),
+                      "window": setup.data_spec.window, "num_points": setup.data_spec.num_points},
+        "epoch": (epochs - 1) if epoch is None else int(epoch), "epochs": int(epochs),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "host": socket.gethostname(), "pid": os.getpid(),
+    }
+
+
+def read_resume_point(location: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(state, record) of the checkpoint at ``location``: a local folder, or a storage URI that
+    Ray Tune wrote (s3://, gs://, ...)."""
+    from reid_bench.checkpoints import read_checkpoint
+
+    if "://" in location and not location.startswith("file://"):
+        from ray.train import Checkpoint
+
+        with Checkpoint(location).as_directory() as folder:
+            state, meta = read_checkpoint(Path(folder))
+    else:
+        state, meta = read_checkpoint(Path(location.removeprefix("file://")))
+    meta["location"] = location
+    return state, meta
+
+
+def check_resume_point(meta: dict[str, Any], spec: TrialSpec, setup: _Setup) -> None:
+    """A trial continues only its own fit: the same model, configuration, protocol, folds, seed."""
+    mine = {"model": spec.model, "config_fingerprint": setup.resolved.fingerprint, "protocol": spec.protocol,
+            "folds": list(spec.folds), "seed": spec.seed, "split": spec.split}
+    for key, value in mine.items():
+        if meta.get(key) != value:
+            raise ValueError(f"checkpoint {meta.get('location', '')}: {key} is {meta.get(key)!r}, this trial's is {value!r}")
+
+
+def _epochs_of(model: Model) -> int:
+    epochs = getattr(model, "num_epochs", None)
+    return int(epochs()) if callable(epochs) else 0
+
+
+def _torch_version() -> str:
+    import torch
+
+    return torch.__version__
 
 
 def _torch_threads() -> int:

@@ -8,6 +8,7 @@ ones early. The test split is never touched until the best configuration is run 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import tomllib
@@ -17,9 +18,10 @@ from typing import Any
 
 from reid_bench.config import ConfigError, Overrides
 from reid_bench.registry import get_registry
-from reid_bench.runner import (Coordinator, InvocationResult, LiveView, RunError, TrialState, check_data, check_device,
-                               check_folder, check_resources, check_storage, check_trial_options, init_ray, run_benchmark)
-from reid_bench.trial import TrialSpec, execute_trial, resolve_config
+from reid_bench.runner import (Coordinator, ExecutionOptions, InvocationResult, LiveView, RunError, RunRequest, TrialState,
+                               check_data, check_device, check_folder, check_resources, check_storage,
+                               check_trial_options, init_ray, run_benchmark)
+from reid_bench.trial import LocalSink, TrialSpec, execute_fit, resolve_config
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint", "qrandint", "grid")
 
@@ -83,7 +85,8 @@ def _tune_trainable(config: dict[str, Any]) -> None:
         if "val_score" in payload:  # ASHA needs the metric in every result it sees
             tune.report({"val_score": payload["val_score"], "reid_event": "progress", "payload": json.dumps(payload)})
 
-    result = execute_trial(spec, report=report)
+    # A search trial keeps no checkpoint: its folder would be shared by every sample.
+    result = execute_fit(dataclasses.replace(spec, save_model=False), LocalSink(None, report=report))[0]
     import ray
 
     result["node"] = ray.get_runtime_context().get_node_id()
@@ -294,8 +297,10 @@ def run_search(
         tuned = Overrides(model={**overrides.model, **{k: _as_override(v) for k, v in best_params.items()}},
                           probe=dict(overrides.probe), data=dict(overrides.data))
         budget = f"{len(grid)} samples, {scheduler}, {search}"
-        invocation = run_benchmark(model, protocol, tuned, seeds=seeds, tracking_uri=uri, address=address,
-                                   gpus_per_trial=gpus_per_trial, cpus_per_trial=cpus_per_trial, data_root=data_root,
-                                   device=device, results_dir=results_dir, show_progress=show_progress,
-                                   extra_tags={"reid_bench.tuned": budget, "reid_bench.search_run_id": parent_id})
+        invocation = run_benchmark(
+            RunRequest(model, protocol, tuned, seeds=seeds, data_root=data_root),
+            ExecutionOptions(tracking_uri=uri, address=address, gpus_per_trial=gpus_per_trial,
+                             cpus_per_trial=cpus_per_trial, device=device, results_dir=results_dir,
+                             show_progress=show_progress,
+                             extra_tags={"reid_bench.tuned": budget, "reid_bench.search_run_id": parent_id}))
     return SearchResult(parent_id, best_params, best_score, len(grid), invocation)

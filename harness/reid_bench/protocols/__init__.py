@@ -85,6 +85,9 @@ class SessionClosedSetProtocol(SkeletonClosedSet):
 
     fold_sessions: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]]
 
+    def training_set(self, fold: str) -> str:
+        return "sessions " + "+".join(self.fold_sessions[fold][0]) if fold in self.fold_sessions else fold
+
     def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         if fold not in self.fold_sessions:
             raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
@@ -105,6 +108,9 @@ class SessionRetrievalProtocol(SkeletonRetrieval):
     ranked against gallery sessions. ``fold_sessions``: fold -> (train, query, gallery)."""
 
     fold_sessions: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]]]
+
+    def training_set(self, fold: str) -> str:
+        return "sessions " + "+".join(self.fold_sessions[fold][0]) if fold in self.fold_sessions else fold
 
     def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         if fold not in self.fold_sessions:

@@ -219,6 +219,10 @@ class CasiaBConditionMatching(Protocol):
     references: ClassVar[dict[str, dict[str, dict[str, float]]]] = {}
     reference_source = ""
 
+    def training_set(self, fold: str) -> str:
+        """Every condition pair learns on the same subjects."""
+        return f"subjects {self.train_subjects.start:03d}-{self.train_subjects.stop - 1:03d}"
+
     def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         if fold not in self.fold_sessions:
             raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")

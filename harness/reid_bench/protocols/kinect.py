@@ -287,6 +287,9 @@ class IASRetrieval(KinectRetrieval):
     references = field_references({"A-B": "IAS-A", "B-A": "IAS-B"})
     reference_source = FIELD_SOURCE
 
+    def training_set(self, fold: str) -> str:
+        return "session " + self.fold_sessions[fold][0] if fold in self.fold_sessions else fold
+
     def split(self, records, fold):
         train_s, query_s, gallery_s = self.fold_sessions[fold]
         pick = lambda session: [r for r in records if r.session == session]  # noqa: E731

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import SampleSet, TrialContext
+from reid_bench.api import SampleSet, TorchModel, TrialContext
 from reid_bench.pointops import even_index
+from reid_bench.torchutil import ClassifierLoop
 
-__all__ = ["normalise", "train_batch", "test_batches", "classification_accuracy", "fit_identity_classifier"]
+__all__ = ["normalise", "train_batch", "test_batches", "classification_accuracy", "CloudClassifierModel"]
 
 
 def normalise(clouds: torch.Tensor) -> torch.Tensor:
@@ -79,73 +80,60 @@ def classification_accuracy(
     return float((logits.argmax(1)[keep] == labels[keep]).float().mean())
 
 
-def fit_identity_classifier(
-    build: Callable[[int], nn.Module],
-    train: SampleSet,
-    ctx: TrialContext,
-    cfg: Any,
-    *,
-    name: str,
-    optimizer: Callable[[Any], torch.optim.Optimizer],
-    schedule: Callable[[torch.optim.Optimizer, int], Any],
-    balanced: bool = False,
-) -> nn.Module:
-    """Train a fresh ``build(num_classes)`` network (returning ``(embedding, logits)``) on ``train``.
+class CloudClassifierModel(TorchModel):
+    """A learned point-cloud baseline: a network returning ``(embedding, logits)`` trained for
+    identity classification on augmented point subsets (``ClassifierLoop``, whole batches only).
 
-    Seeds torch and the batch generator from ``ctx.seed`` before the network is built, so
-    weights, batch order, subsets and augmentation all follow the seed. ``optimizer(params)``
-    and ``schedule(optimizer, steps_per_epoch)`` (stepped once per batch) come from the model;
+    Subclasses build the network (``build_network``), its optimiser and its per-batch schedule;
     ``balanced`` draws each epoch's samples with replacement, weighted 1 / class size. Reads
     ``epochs``, ``batch_size``, ``label_smoothing`` and the fields of :func:`train_batch`;
-    reports loss, training accuracy, learning rate and, when ``ctx.validation`` has labels,
-    its accuracy each epoch. Returns the network in eval mode on ``ctx.device``.
-    """
-    torch.manual_seed(ctx.seed)
-    gen = torch.Generator().manual_seed(ctx.seed)
-    device = ctx.device
-    data = np.ascontiguousarray(np.asarray(train.data, dtype=np.float32)[..., :6])
-    labels = torch.as_tensor(train.labels, dtype=torch.int64)
-    if len(labels) == 0:
-        raise ValueError(f"{name}.fit: empty training split")
-    if (labels < 0).any():
-        raise ValueError(f"{name}.fit: training labels must be class indices >= 0")
-    net = build(train.num_classes).to(device)  # fresh weights from the seeded RNG
-    opt = optimizer(net.parameters())
-    n = len(labels)
-    bs = min(cfg.batch_size, n)
-    steps_per_epoch = max(1, n // bs)
-    sched = schedule(opt, steps_per_epoch)
-    weights = 1.0 / torch.bincount(labels).double()[labels] if balanced else None
-    validation = ctx.validation
-    if validation is not None and not (len(validation) and (validation.labels >= 0).any()):
-        validation = None
-    val_data = np.asarray(validation.data, dtype=np.float32)[..., :6] if validation is not None else None
-    for epoch in range(cfg.epochs):
-        net.train()
-        if weights is not None:
-            order = torch.multinomial(weights, n, replacement=True, generator=gen)
-        else:
-            order = torch.randperm(n, generator=gen)
-        total, correct, seen = 0.0, 0, 0
-        for s in range(0, steps_per_epoch * bs, bs):
-            idx = order[s : s + bs]
-            x = train_batch(cfg, data, idx, gen).to(device)
-            y = labels[idx].to(device)
-            _, logits = net(x)
-            loss = nn.functional.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == y).sum())
-            seen += len(idx)
-        metrics = {"loss": total / seen, "train_acc": correct / seen, "lr": opt.param_groups[0]["lr"]}
-        if validation is not None:
-            net.eval()
+    reports loss, training accuracy, learning rate and, when ``ctx.validation`` has labels, its
+    accuracy each epoch."""
+
+    training_attributes = ("loop",)
+
+    def build_network(self, num_classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        raise NotImplementedError
+
+    def make_schedule(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+        raise NotImplementedError
+
+    def balanced_sampling(self) -> bool:
+        return False
+
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
+        cfg = self.config
+        gen = torch.Generator().manual_seed(ctx.seed)
+        data = np.ascontiguousarray(np.asarray(train.data, dtype=np.float32)[..., :6])
+        if len(train.labels) == 0:
+            raise ValueError(f"{type(self).__name__}.fit: empty training split")
+        self.net = self.build_network(train.num_classes).to(self.device)  # fresh weights from the seeded RNG
+        opt = self.make_optimizer(self.net.parameters())
+        steps_per_epoch = max(1, len(train.labels) // min(cfg.batch_size, len(train.labels)))
+        self.loop = ClassifierLoop(
+            self.net, data, train.labels, batch_size=cfg.batch_size, optimizer=opt, generator=gen,
+            scheduler=self.make_schedule(opt, steps_per_epoch), drop_last=True, balanced=self.balanced_sampling(),
+            label_smoothing=cfg.label_smoothing, batch_inputs=lambda idx: train_batch(cfg, data, idx, gen),
+            logits_of=lambda out: out[1])
+        validation = ctx.validation
+        if validation is not None and not (len(validation) and (validation.labels >= 0).any()):
+            validation = None
+        self.validation = validation
+
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        metrics = self.loop.epoch(self.device)
+        if self.validation is not None:
+            self.net.eval()
+            val_data = np.asarray(self.validation.data, dtype=np.float32)[..., :6]
             metrics["val_acc"] = classification_accuracy(
-                lambda x: net(x)[1], test_batches(cfg, val_data, device), validation
-            )
-        ctx.report(epoch=epoch, **metrics)
-        ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
-    return net.eval()
+                lambda x: self.net(x)[1], test_batches(self.config, val_data, self.device), self.validation)
+        return metrics
+
+    def embed_batches(self, samples: SampleSet):
+        return test_batches(self.config, np.asarray(samples.data, dtype=np.float32)[..., :6], self.device)

@@ -213,8 +213,7 @@ class _DGCNNNet(nn.Module):
 # 128 points, BatchNorm after the max instead of on every edge (edge_bn=False: the [B, N, k, C]
 # messages are then never materialised), 8 epochs at a higher learning rate. Widths, k and the
 # parameter count stay the paper's.
-_SYNTH = {"points": 128, "edge_bn": False, "epochs": 8, "warmup_epochs": 1, "batch_size": 32, "lr": 2e-3,
-          "threads": 1}
+_SYNTH = {"points": 128, "edge_bn": False, "epochs": 8, "warmup_epochs": 1, "batch_size": 32, "lr": 2e-3}
 
 
 class DGCNN(PointBaseline):

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Range, SampleSet, TrialContext)
+from reid_bench.torchutil import ClassifierLoop
+from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range,
+                            SampleSet, TorchModel, TrialContext, run_setting)
 
 
 @dataclass
@@ -34,10 +34,7 @@ class GaitLSTMConfig:
     by a uniform angle in [-augment_yaw, augment_yaw] degrees (views change between sessions);
     ``augment_jitter`` adds Gaussian noise (m) to every joint; ``augment_scale`` scales a window
     by 1 + U(-s, s) (off by default: body size is identity information).
-    ``embed_batch``: windows per forward pass in ``embed``. ``save_checkpoint``: write the
-    final weights to the trial's checkpoint folder. ``cpu_threads``: torch intra-op threads
-    while fitting and embedding on CPU (0 leaves torch's setting; this small LSTM runs
-    fastest on 1 thread, and much slower when threads outnumber idle cores).
+    ``embed_batch``: windows per forward pass in ``embed`` (a run setting).
     """
 
     hidden: PositiveInt = 128
@@ -52,9 +49,7 @@ class GaitLSTMConfig:
     augment_yaw: Annotated[float, Range(ge=0, le=180)] = 90.0
     augment_jitter: NonNegativeFloat = 0.02
     augment_scale: Annotated[float, Range(ge=0, lt=1)] = 0.0
-    embed_batch: PositiveInt = 1024
-    save_checkpoint: bool = True
-    cpu_threads: NonNegativeInt = 1
+    embed_batch: PositiveInt = run_setting(1024)
 
 
 class _Net(nn.Module):
@@ -109,13 +104,14 @@ def _augment(w: torch.Tensor, cfg: GaitLSTMConfig, gen: torch.Generator) -> torc
 
 
 
-class GaitLSTM(Model):
+class GaitLSTM(TorchModel):
     """2-layer LSTM over joint coordinates, trained for identity classification."""
 
     modality = "skeleton"
     config_class = GaitLSTMConfig
     description = "Supervised LSTM over per-frame joint coordinates; temporal mean -> 128-d embedding"
     citation = "reid-bench baseline (LSTM gait encoder, cf. Haque et al., Recurrent attention models for depth-based person identification, CVPR 2016)"
+    training_attributes = ("loop", "schedule")
 
     def __init__(self, config: GaitLSTMConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -123,87 +119,47 @@ class GaitLSTM(Model):
             raise ValueError("GaitLSTM needs a skeleton layout in the data spec")
         self.in_dim = spec.layout.num_joints * 3 * (2 if config.velocity else 1)
         self.net = _Net(self.in_dim, config, spec.num_classes)
-        self.device = "cpu"
 
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.cpu_threads, ctx.device):
-            self._fit(train, ctx)
-
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
-        self.device = ctx.device
-        num_classes = train.num_classes
-        self.net = _Net(self.in_dim, cfg, num_classes)  # fresh weights drawn from the seeded RNG
-
+        self.net = _Net(self.in_dim, cfg, train.num_classes)  # fresh weights drawn from the seeded RNG
         windows = torch.as_tensor(np.asarray(train.data, dtype=np.float32))
-        labels = torch.as_tensor(train.labels, dtype=torch.int64)
-        if (labels < 0).any():
-            raise ValueError("GaitLSTM.fit: training labels must be class indices >= 0")
         flat = _inputs(windows, cfg.velocity).reshape(-1, self.in_dim)
         self.net.mean.copy_(flat.mean(0))
         self.net.std.copy_(flat.std(0).clamp_min(1e-3))
-        net = self.net.to(self.device)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
-        n = len(labels)
-        for epoch in range(cfg.epochs):
-            net.train()
-            perm = torch.randperm(n, generator=gen)
-            total, correct = 0.0, 0
-            for s in range(0, n, cfg.batch_size):
-                idx = perm[s : s + cfg.batch_size]
-                w = _augment(windows[idx], cfg, gen)
-                x = _inputs(w, cfg.velocity).to(self.device)
-                y = labels[idx].to(self.device)
-                _, logits = net(x)
-                loss = nn.functional.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-            sched.step()
-            metrics: dict[str, float] = {"loss": total / n, "train_acc": correct / n}
-            if ctx.validation is not None and len(ctx.validation):
-                metrics["val_acc"] = self._accuracy(ctx.validation)
-            ctx.report(epoch=epoch, **metrics)
-            ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
-        net.eval()
-        if cfg.save_checkpoint:
-            save_weights(net, ctx.checkpoint_dir, "gait_lstm.pt")
+        self.net.to(self.device)
+        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.epochs))
+        self.loop = ClassifierLoop(
+            self.net, windows, train.labels, batch_size=cfg.batch_size, optimizer=opt, generator=gen,
+            batch_inputs=lambda idx: _inputs(_augment(windows[idx], cfg, gen), cfg.velocity),
+            logits_of=lambda out: out[1])
+
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        metrics = self.loop.epoch(self.device)
+        self.schedule.step()  # once an epoch (cosine over the epochs)
+        if ctx.validation is not None and len(ctx.validation):
+            metrics["val_acc"] = self._accuracy(ctx.validation)
+        return metrics
 
     @torch.no_grad()
     def _accuracy(self, split: SampleSet) -> float:
         self.net.eval()
-        logits = torch.cat([out for _, out in self._batches(split, classify=True)])
+        logits = torch.cat([self.net(x)[1] for x in self.embed_batches(split)])
         keep = torch.as_tensor(split.labels) >= 0
         if not keep.any():
             return float("nan")
         return float((logits.argmax(1).cpu()[keep] == torch.as_tensor(split.labels)[keep]).float().mean())
 
-    def _batches(self, split: SampleSet, classify: bool = False):
-        data = np.asarray(split.data, dtype=np.float32)
-        for s in range(0, len(data), self.config.embed_batch):
-            x = _inputs(torch.from_numpy(data[s : s + self.config.embed_batch]), self.config.velocity).to(self.device)
-            if classify:
-                yield self.net(x)
-            else:
-                yield self.net.features(x), None
+    def embed_inputs(self, samples: SampleSet) -> torch.Tensor:
+        return _inputs(torch.as_tensor(np.asarray(samples.data, dtype=np.float32)), self.config.velocity)
 
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        with cpu_threads(self.config.cpu_threads, self.device):
-            return self._embed(samples)
-
-    def _embed(self, samples: SampleSet) -> np.ndarray:
-        self.net.eval()
-        if len(samples) == 0:
-            return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-        z = torch.cat([f for f, _ in self._batches(samples)])
-        z = nn.functional.normalize(z, dim=1)
-        return z.cpu().numpy().astype(np.float32)
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.net.features(batch), dim=1)
 
     def num_parameters(self) -> int:
         net = self.net

@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Any, Annotated
 
 import numpy as np
 import torch
 from torch import nn
 
 from reid_bench import pointops
-from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Range, require_order, SampleSet, TrialContext)
-from .cloud_training import fit_identity_classifier, test_batches
+from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range,
+                            SampleSet, require_order, run_setting)
+from .cloud_training import CloudClassifierModel
 
 __all__ = ["PointBaselineConfig", "PointBaseline", "PointNet2SSGConfig", "PointNet2MSGConfig", "PointNet2SSG", "PointNet2MSG"]
 
@@ -56,7 +55,7 @@ class PointBaselineConfig:
     OG-Net draws uniformly), Gaussian ``jitter`` clipped at 3 sigma (OG-Net clips at 1 sigma),
     ``colour_jitter`` (OG-Net: none). ``test_scales``: the embedding sums the features of the
     clouds with xyz scaled by each factor (OG-Net: 1.0 and 1.1). ``embed_batch``: clouds per
-    forward pass in ``embed``. ``threads``: torch CPU threads during fit/embed (0 = leave as is).
+    forward pass in ``embed`` (a run setting).
     """
 
     points: PositiveInt = 4096
@@ -76,9 +75,7 @@ class PointBaselineConfig:
     jitter: NonNegativeFloat = 0.01
     colour_jitter: Annotated[float, Range(ge=0, lt=1)] = 0.0
     test_scales: tuple[PositiveFloat, ...] = (1.0, 1.1)
-    embed_batch: PositiveInt = 32
-    threads: NonNegativeInt = 0
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(32)
 
     def __post_init__(self) -> None:
         require_order(self, "scale_min", "scale_max")
@@ -102,7 +99,7 @@ def init_classifier(linear: nn.Linear) -> None:
     nn.init.zeros_(linear.bias)
 
 
-class PointBaseline(Model):
+class PointBaseline(CloudClassifierModel):
     """Fit/embed shared by PointNet++ and DGCNN; subclasses build ``self.net`` in ``_build``.
 
     The network takes [B, 6, P] (normalised xyz + rgb, PointNetLite's layout) and returns
@@ -116,7 +113,6 @@ class PointBaseline(Model):
     def __init__(self, config, spec: DataSpec) -> None:
         super().__init__(config, spec)
         self.net = self._build(max(1, spec.num_classes))
-        self.device = "cpu"
 
     def _build(self, num_classes: int) -> nn.Module:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -135,9 +131,18 @@ class PointBaseline(Model):
             "label_smoothing": {"choice": [0.0, 0.1]},
         }
 
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.threads, ctx.device):
-            self._fit(train, ctx)
+    def build_network(self, num_classes: int) -> nn.Module:
+        return self._build(num_classes)
+
+    def balanced_sampling(self) -> bool:
+        return self.config.balanced
+
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        cfg = self.config
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
+
+    def make_schedule(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: self._lr_factor(s, steps_per_epoch))
 
     def _lr_factor(self, step: int, steps_per_epoch: int) -> float:
         cfg = self.config
@@ -148,33 +153,12 @@ class PointBaseline(Model):
         t = (step - warm) / max(1, total - warm)
         return 0.01 + 0.99 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t)))
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        cfg = self.config
-        name = type(self).__name__
-        self.device = ctx.device
-        self.net = fit_identity_classifier(
-            self._build, train, ctx, cfg, name=name, balanced=cfg.balanced,
-            optimizer=lambda params: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad),
-            schedule=lambda opt, steps: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: self._lr_factor(s, steps)),
-        )
-        if cfg.save_checkpoint:
-            save_weights(self.net, ctx.checkpoint_dir, f"{name.lower()}.pt")
-
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        self.net.eval()
-        if len(samples) == 0:
-            return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-        with cpu_threads(self.config.threads, str(self.device)):
-            data = np.asarray(samples.data, dtype=np.float32)[..., :6]
-            out = []
-            for x in test_batches(self.config, data, self.device):
-                z = 0.0
-                for s in self.config.test_scales or (1.0,):
-                    z = z + self.net.features(torch.cat([x[:, :3] * s, x[:, 3:]], dim=1))
-                out.append(z.cpu())
-            z = torch.cat(out)
-        return nn.functional.normalize(z, dim=1).numpy().astype(np.float32)
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The embeddings of the clouds with xyz scaled by each test scale, summed, L2-normalised."""
+        z = 0.0
+        for s in self.config.test_scales or (1.0,):
+            z = z + self.net.features(torch.cat([x[:, :3] * s, x[:, 3:]], dim=1))
+        return nn.functional.normalize(z, dim=1)
 
     def num_parameters(self) -> int:
         skip = {id(p) for p in self.net.classifier.parameters()}
@@ -328,9 +312,9 @@ class _PointNet2Net(nn.Module):
 # 256 points, 64/16 centroids, fewer neighbours per ball, 10 epochs at a higher learning rate.
 # Only the cost changes: radii and widths, hence the parameter counts, stay the paper's.
 _SYNTH_SSG = {"points": 256, "npoints": (64, 16), "nsamples": ((32,), (16,)), "epochs": 10,
-              "warmup_epochs": 1, "batch_size": 32, "lr": 2e-3, "threads": 1}
+              "warmup_epochs": 1, "batch_size": 32, "lr": 2e-3}
 _SYNTH_MSG = {"points": 256, "npoints": (64, 16), "nsamples": ((8, 16, 16), (8, 16, 16)), "epochs": 10,
-              "warmup_epochs": 1, "batch_size": 32, "lr": 2e-3, "threads": 1}
+              "warmup_epochs": 1, "batch_size": 32, "lr": 2e-3}
 
 
 class PointNet2SSG(PointBaseline):

@@ -25,11 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Range, require_order, SampleSet, TrialContext)
+from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range,
+                            SampleSet, require_order, run_setting)
 
-from .cloud_training import fit_identity_classifier, test_batches
+from .cloud_training import CloudClassifierModel
 
 
 @dataclass
@@ -44,10 +43,8 @@ class PointNetLiteConfig:
     Augmentation (training only): ``flip`` mirrors x with probability 0.5; each axis is scaled
     by a factor drawn log-uniformly in [``scale_min``, ``scale_max``]; ``jitter`` adds Gaussian
     noise (m) to positions, clipped at 3 sigma; ``colour_jitter`` scales rgb per channel by
-    1 + U(-c, c) (camera white balance). ``embed_batch``: clouds per forward pass in ``embed``.
-    ``threads``: torch CPU threads during fit/embed, restored afterwards (0 = leave torch's
-    setting; 1 is much faster than 2 on a machine whose cores are busy with other work).
-    ``save_checkpoint``: write the final weights to the trial's checkpoint folder.
+    1 + U(-c, c) (camera white balance). ``embed_batch``: clouds per forward pass in ``embed``
+    (a run setting).
     """
 
     points: PositiveInt = 512
@@ -64,9 +61,7 @@ class PointNetLiteConfig:
     scale_max: PositiveFloat = 1.33
     jitter: NonNegativeFloat = 0.01
     colour_jitter: Annotated[float, Range(ge=0, lt=1)] = 0.1
-    embed_batch: PositiveInt = 128
-    threads: NonNegativeInt = 0
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(128)
 
     def __post_init__(self) -> None:
         require_order(self, "scale_min", "scale_max")
@@ -97,7 +92,7 @@ class _Net(nn.Module):
         return z, self.classifier(self.drop(torch.relu(z)))
 
 
-class PointNetLite(Model):
+class PointNetLite(CloudClassifierModel):
     """Shared point MLP + max/avg pooling + BN embedding, trained for identity classification."""
 
     modality = "pointcloud"
@@ -114,36 +109,21 @@ class PointNetLite(Model):
     def __init__(self, config: PointNetLiteConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
         self.net = _Net(config, max(1, spec.num_classes))
-        self.device = "cpu"
 
     # -- model API ------------------------------------------------------------------------------
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.threads, ctx.device):
-            self._fit(train, ctx)
+    def build_network(self, num_classes: int) -> nn.Module:
+        return _Net(self.config, num_classes)
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        cfg = self.config
-        self.device = ctx.device
-        self.net = fit_identity_classifier(
-            lambda num_classes: _Net(cfg, num_classes), train, ctx, cfg, name="PointNetLite",
-            optimizer=lambda params: torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay),
-            schedule=lambda opt, steps: torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=cfg.lr, total_steps=max(1, cfg.epochs * steps), pct_start=0.15
-            ),
-        )
-        if cfg.save_checkpoint:
-            save_weights(self.net, ctx.checkpoint_dir, "pointnet_lite.pt")
+    def make_optimizer(self, params: Any) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
 
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        self.net.eval()
-        if len(samples) == 0:
-            return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-        with cpu_threads(self.config.threads, str(self.device)):
-            data = np.asarray(samples.data, dtype=np.float32)[..., :6]
-            z = torch.cat([self.net.features(x).cpu() for x in test_batches(self.config, data, self.device)])
-        z = nn.functional.normalize(z, dim=1)
-        return z.numpy().astype(np.float32)
+    def make_schedule(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Any:
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.config.lr,
+                                                   total_steps=max(1, self.config.epochs * steps_per_epoch),
+                                                   pct_start=0.15)
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        return nn.functional.normalize(self.net.features(batch), dim=1)
 
     def num_parameters(self) -> int:
         net = self.net

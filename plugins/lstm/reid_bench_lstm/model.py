@@ -26,8 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import DataSpec, Model, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TrialContext
-from reid_bench.torchutil import cpu_threads, save_weights, train_classifier
+from reid_bench.api import (DataSpec, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TorchModel, TrialContext,
+                            run_setting)
+from reid_bench.torchutil import ClassifierLoop
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
 
@@ -38,8 +39,7 @@ class LSTMConfig:
 
     ``hidden``: units per layer. ``layers``: stacked layers. ``epochs`` / ``lr`` /
     ``batch_size``: Adam training with cross-entropy on the identity classifier.
-    ``embed_batch``: windows per forward pass in ``embed``. ``cpu_threads``: torch threads on
-    CPU (0: torch's setting). ``save_checkpoint``: write the final weights to the trial folder.
+    ``embed_batch``: windows per forward pass in ``embed`` (a run setting).
     """
 
     hidden: PositiveInt = 256
@@ -47,9 +47,7 @@ class LSTMConfig:
     epochs: NonNegativeInt = 100
     lr: PositiveFloat = 5e-4
     batch_size: PositiveInt = 128
-    embed_batch: PositiveInt = 2048
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(2048)
 
 
 @dataclass
@@ -71,7 +69,7 @@ class _Net(nn.Module):
         return self.classifier(self.features(x))
 
 
-class SingleLayerLSTM(Model):
+class SingleLayerLSTM(TorchModel):
     """One LSTM layer over per-frame joint coordinates; the last hidden state is the embedding."""
 
     modality = "skeleton"
@@ -81,6 +79,7 @@ class SingleLayerLSTM(Model):
                 "(the tables' 'Single-layer LSTM')")
     protocol_overrides = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
     protocol_notes = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 100)")
+    training_attributes = ("loop",)
 
     def __init__(self, config: LSTMConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
@@ -88,33 +87,25 @@ class SingleLayerLSTM(Model):
             raise ValueError(f"{type(self).__name__} needs a skeleton layout in the data spec")
         self.in_dim = spec.layout.num_joints * 3
         self.net = _Net(self.in_dim, config.hidden, config.layers, spec.num_classes)
-        self.device = "cpu"
 
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.cpu_threads, ctx.device):
-            self._fit(train, ctx)
-
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
-        self.device = ctx.device
         self.net = _Net(self.in_dim, cfg.hidden, cfg.layers, train.num_classes).to(self.device)
-        train_classifier(self.net, _flatten(train.data), train.labels, ctx, epochs=cfg.epochs,
-                         batch_size=cfg.batch_size, lr=cfg.lr, generator=gen)
-        if cfg.save_checkpoint:
-            save_weights(self.net, ctx.checkpoint_dir, "lstm.pt")
+        self.loop = ClassifierLoop(self.net, _flatten(train.data), train.labels, batch_size=cfg.batch_size,
+                                   optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), generator=gen)
 
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        with cpu_threads(self.config.cpu_threads, self.device):
-            self.net.eval()
-            x_all = _flatten(samples.data)
-            if len(x_all) == 0:
-                return np.zeros((0, self.config.hidden), dtype=np.float32)
-            step = self.config.embed_batch
-            out = [self.net.features(x_all[s : s + step].to(self.device)).cpu() for s in range(0, len(x_all), step)]
-            return torch.cat(out).numpy().astype(np.float32)
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        return self.loop.epoch(ctx.device)
+
+    def embed_inputs(self, samples: SampleSet) -> torch.Tensor:
+        return _flatten(samples.data)
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net.features(batch)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.lstm.parameters())

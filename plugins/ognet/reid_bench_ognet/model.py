@@ -28,9 +28,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from reid_bench.pointops import even_index
-from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt,
-                            Probability, Range, require_order, SampleSet, TrialContext)
+from reid_bench.api import (DataSpec, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability, Range,
+                            SampleSet, TorchModel, TrialContext, require_order, run_setting)
 
 from .network import NetConfig, OGNetNetwork
 
@@ -62,8 +61,8 @@ class OGNetConfig(NetConfig):
     Optimisation: ``epochs``, ``batch_size``, ``lr``, ``warmup_epochs``, ``lr_min_ratio``,
     ``weight_decay``, ``amsgrad``; sampling: ``class_sampler`` N > 0 (``--class N``: per pass N
     random clouds of every identity) or else ``balanced`` (``--balance``: 1 / class-size
-    weights) or uniform; ``circle`` / ``circle_m`` / ``circle_gamma``. ``threads``: torch CPU
-    threads in fit/embed (0 = leave); ``embed_batch``; ``save_checkpoint``.
+    weights) or uniform; ``circle`` / ``circle_m`` / ``circle_gamma``. ``embed_batch``: clouds per
+    forward pass in ``embed`` (a run setting).
     """
 
     input: Literal["released", "harness"] = "released"
@@ -88,9 +87,7 @@ class OGNetConfig(NetConfig):
     circle: bool = False
     circle_m: NonNegativeFloat = 0.25
     circle_gamma: PositiveFloat = 64.0
-    threads: NonNegativeInt = 0
-    embed_batch: PositiveInt = 36
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(36)
 
     def net_config(self) -> NetConfig:
         names = {f.name for f in dataclasses.fields(NetConfig)}
@@ -124,8 +121,7 @@ class OGNetDeepConfig(OGNetConfig):
 # thread): ~140 CPU-s a synth-market trial; OG-Net fits ~95 % of the training set in 8 epochs,
 # so these numbers rank the budget, not the method (pointnet-lite trains 12 epochs on 512
 # points for ~40 CPU-s).
-_SYNTH = {"input": "harness", "points": 256, "init_points": 48, "epochs": 8, "warmup_epochs": 1, "lr": 2e-3,
-          "threads": 1}
+_SYNTH = {"input": "harness", "points": 256, "init_points": 48, "epochs": 8, "warmup_epochs": 1, "lr": 2e-3}
 
 # The README commands of the release, per model and training dataset (cross-domain: the training
 # domain's), read at commit 5a0bda9: epochs, lr, batch, sampling (--class N or --balance), weight
@@ -189,7 +185,7 @@ class CircleLoss(nn.Module):
         return F.softplus(lp + ln)
 
 
-class OGNet(Model):
+class OGNet(TorchModel):
     """OG-Net: omni-scale graph network on coloured point clouds (1.95M parameters)."""
 
     modality = "pointcloud"
@@ -207,8 +203,6 @@ class OGNet(Model):
     def __init__(self, config: OGNetConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
         self.net = OGNetNetwork(config.net_config(), max(1, spec.num_classes))
-        self.device = "cpu"
-        self._fitted = False
 
     # -- data ------------------------------------------------------------------------------------
     def _prepare(self, clouds: np.ndarray, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -274,9 +268,7 @@ class OGNet(Model):
             yield xyz.to(self.device), rgb.to(self.device)
 
     # -- training --------------------------------------------------------------------------------
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.threads, ctx.device):
-            self._fit(train, ctx)
+    training_attributes = ("optimizer", "generator")
 
     def _lr_factor(self, epoch: int, step: int, steps_per_epoch: int) -> float:
         """Cosine per epoch down to ``lr_min_ratio`` (CosineAnnealingLR, eta_min = 1 %), times a
@@ -290,62 +282,61 @@ class OGNet(Model):
             cosine *= 0.1 + 0.9 * done / warm_steps
         return cosine
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        self.device = ctx.device
-        data = np.ascontiguousarray(np.asarray(train.data, dtype=np.float32)[..., :6])
-        labels = torch.as_tensor(train.labels, dtype=torch.int64)
-        n = len(labels)
-        if n == 0:
+        self.generator = torch.Generator().manual_seed(ctx.seed)
+        self.data = np.ascontiguousarray(np.asarray(train.data, dtype=np.float32)[..., :6])
+        self.labels = torch.as_tensor(train.labels, dtype=torch.int64)
+        if len(self.labels) == 0:
             raise ValueError("OGNet.fit: empty training split")
-        if (labels < 0).any():
+        if (self.labels < 0).any():
             raise ValueError("OGNet.fit: training labels must be class indices >= 0")
-        self.net = OGNetNetwork(cfg.net_config(), train.num_classes)  # fresh seeded weights
-        net = self.net.to(self.device)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, amsgrad=cfg.amsgrad)
-        circle = CircleLoss(cfg.circle_m, cfg.circle_gamma) if cfg.circle else None
-        counts = torch.bincount(labels).double()
-        weights = 1.0 / counts[labels]
-        batch = min(cfg.batch_size, n)
-        steps = max(1, n // batch)  # drop_last: BatchNorm dislikes a batch of one
-        for epoch in range(cfg.epochs):
+        self.net = OGNetNetwork(cfg.net_config(), train.num_classes).to(self.device)  # fresh seeded weights
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                          amsgrad=cfg.amsgrad)
+        self.circle = CircleLoss(cfg.circle_m, cfg.circle_gamma) if cfg.circle else None
+
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def _epoch_order(self, batch: int) -> torch.Tensor:
+        cfg, labels, gen = self.config, self.labels, self.generator
+        n = len(labels)
+        if cfg.class_sampler:
+            return self._class_sampler_order(labels, gen)
+        if cfg.balanced:
+            weights = 1.0 / torch.bincount(labels).double()[labels]
+            return torch.multinomial(weights, max(1, n // batch) * batch, replacement=True, generator=gen)
+        return torch.randperm(n, generator=gen)[: max(1, n // batch) * batch]
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        cfg, net, opt, labels = self.config, self.net, self.optimizer, self.labels
+        batch = min(cfg.batch_size, len(labels))
+        net.train()
+        order = self._epoch_order(batch)
+        steps = max(1, len(order) // batch)  # drop_last: BatchNorm dislikes a batch of one
+        total, correct, seen = 0.0, 0, 0
+        for s in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * self._lr_factor(epoch, s, steps)
+            idx = order[s * batch : (s + 1) * batch]
+            xyz, rgb = self._train_batch(self.data, idx.numpy(), self.generator)
+            y = labels[idx].to(self.device)
+            feats, logits = net(xyz.to(self.device), rgb.to(self.device))
+            loss = F.cross_entropy(logits, y)
+            if self.circle is not None:
+                loss = loss + self.circle(F.normalize(feats, dim=1), y) / len(y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
+        metrics = {"loss": total / seen, "train_acc": correct / seen, "lr": opt.param_groups[0]["lr"]}
+        if ctx.validation is not None and len(ctx.validation) and (ctx.validation.labels >= 0).any():
+            metrics["val_acc"] = self._accuracy(ctx.validation)
             net.train()
-            if cfg.class_sampler:
-                order = self._class_sampler_order(labels, gen)
-                steps = max(1, len(order) // batch)
-            elif cfg.balanced:
-                order = torch.multinomial(weights, steps * batch, replacement=True, generator=gen)
-            else:
-                order = torch.randperm(n, generator=gen)[: steps * batch]
-            total, correct, seen = 0.0, 0, 0
-            for s in range(steps):
-                for group in opt.param_groups:
-                    group["lr"] = cfg.lr * self._lr_factor(epoch, s, steps)
-                idx = order[s * batch : (s + 1) * batch]
-                xyz, rgb = self._train_batch(data, idx.numpy(), gen)
-                y = labels[idx].to(self.device)
-                feats, logits = net(xyz.to(self.device), rgb.to(self.device))
-                loss = F.cross_entropy(logits, y)
-                if circle is not None:
-                    loss = loss + circle(F.normalize(feats, dim=1), y) / len(y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
-                seen += len(idx)
-            metrics = {"loss": total / seen, "train_acc": correct / seen, "lr": opt.param_groups[0]["lr"]}
-            if ctx.validation is not None and len(ctx.validation) and (ctx.validation.labels >= 0).any():
-                metrics["val_acc"] = self._accuracy(ctx.validation)
-                net.train()
-            ctx.report(epoch=epoch, **metrics)
-            ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
-        net.eval()
-        self._fitted = True
-        if cfg.save_checkpoint:
-            save_weights(net, ctx.checkpoint_dir, "ognet.pt")
+        return metrics
 
     def _class_sampler_order(self, labels: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """One epoch of the release's ``--class N`` sampler (market3d.py lines 84-94, train_M.py
@@ -371,19 +362,14 @@ class OGNet(Model):
         return float((logits.argmax(1)[keep] == labels[keep]).float().mean())
 
     # -- inference -------------------------------------------------------------------------------
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        if len(samples) == 0:
-            return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-        with cpu_threads(self.config.threads, str(self.device)):
-            self.net.eval()
-            self.net.to(self.device)
-            data = np.asarray(samples.data, dtype=np.float32)[..., :6]
-            out = []
-            for xyz, rgb in self._test_batches(data):
-                f = sum(self.net.features(xyz * s, rgb) for s in self.config.tta_scales)
-                out.append(F.normalize(f, dim=1).cpu())
-        return torch.cat(out).numpy().astype(np.float32)
+    def embed_batches(self, samples: SampleSet):
+        self.net.to(self.device)
+        return self._test_batches(np.asarray(samples.data, dtype=np.float32)[..., :6])
+
+    def features(self, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The BN features summed over the test-time xyz scales, L2-normalised."""
+        xyz, rgb = batch
+        return F.normalize(sum(self.net.features(xyz * s, rgb) for s in self.config.tta_scales), dim=1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.embedding_parameters())

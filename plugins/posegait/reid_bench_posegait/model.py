@@ -25,9 +25,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import (DataSpec, Fraction, Model, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
-                            TrialContext)
-from reid_bench.torchutil import cpu_threads, save_weights, train_classifier
+from reid_bench.api import (DataSpec, Fraction, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TorchModel,
+                            TrialContext, run_setting)
+from reid_bench.torchutil import ClassifierLoop
 from reid_bench_posegait.features import FEATURES_PER_FRAME, JOINTS, body_joints, normalise, pose_features
 
 RELEASE_ROWS = 126
@@ -41,6 +41,7 @@ class PoseGaitConfig:
     ``frames``: the CNN's time extent (17). ``input``: "features" (81 rows) or "release" (126
     rows of normalised 2D joints). ``embed_dim``: the embedding (512). ``dropout``: before the
     embedding layer (0.5). ``epochs`` / ``lr`` / ``batch_size``: Adam with cross-entropy.
+    ``embed_batch``: windows per forward pass in ``embed`` (a run setting).
     """
 
     frames: PositiveInt = 17
@@ -50,9 +51,7 @@ class PoseGaitConfig:
     epochs: NonNegativeInt = 200
     lr: PositiveFloat = 1e-6
     batch_size: PositiveInt = 8
-    embed_batch: PositiveInt = 512
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(512)
 
 
 def _conv(cin: int, cout: int, pad: int) -> nn.Sequential:
@@ -98,7 +97,7 @@ class PoseGaitNet(nn.Module):
         return sum(p.numel() for name, p in self.named_parameters() if not name.startswith("classifier"))
 
 
-class PoseGait(Model):
+class PoseGait(TorchModel):
     """PoseGait's CNN over pose features x frames; the 512-d layer is the embedding."""
 
     modality = "skeleton"
@@ -118,7 +117,6 @@ class PoseGait(Model):
         self.layout.role_joints(JOINTS, "posegait")
         self.rows = FEATURES_PER_FRAME if config.input == "features" else RELEASE_ROWS
         self.net = PoseGaitNet(self.rows, config.frames, config.embed_dim, config.dropout, spec.num_classes)
-        self.device = "cpu"
         self._mean: torch.Tensor | None = None
         self._std: torch.Tensor | None = None
 
@@ -157,32 +155,28 @@ class PoseGait(Model):
         return torch.gather(x, 2, idx[:, None, :].expand(-1, x.shape[1], -1))
 
     # ------------------------------------------------------------------------------ training
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.cpu_threads, ctx.device):
-            self._fit(train, ctx)
+    training_attributes = ("loop",)
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
         gen = torch.Generator().manual_seed(ctx.seed)
-        self.device = ctx.device
         self.net = PoseGaitNet(self.rows, cfg.frames, cfg.embed_dim, cfg.dropout, train.num_classes).to(self.device)
-        train_classifier(self.net, self._matrices(train.data), train.labels, ctx, epochs=cfg.epochs,
-                         batch_size=cfg.batch_size, lr=cfg.lr, generator=gen, batch_inputs=self._crop)
-        if cfg.save_checkpoint:
-            save_weights(self.net, ctx.checkpoint_dir, "posegait.pt")
+        inputs = self._matrices(train.data)
+        self.loop = ClassifierLoop(self.net, inputs, train.labels, batch_size=cfg.batch_size,
+                                   optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), generator=gen,
+                                   batch_inputs=lambda idx: self._crop(inputs[idx], gen))
 
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        with cpu_threads(self.config.cpu_threads, self.device):
-            self.net.eval()
-            x_all = self._matrices(samples.data)
-            if len(x_all) == 0:
-                return np.zeros((0, self.config.embed_dim), dtype=np.float32)
-            step = self.config.embed_batch
-            out = [self.net.features(self._crop(x_all[s : s + step], None).to(self.device)).cpu()
-                   for s in range(0, len(x_all), step)]
-            return torch.cat(out).numpy().astype(np.float32)
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        return self.loop.epoch(self.device)
+
+    def embed_inputs(self, samples: SampleSet) -> torch.Tensor:
+        return self._matrices(samples.data)
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net.features(self._crop(batch, None))
 
     def num_parameters(self) -> int:
         return self.net.embedding_parameters()

@@ -26,9 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import DataSpec, Model, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TrialContext
+from reid_bench.api import (DataSpec, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TorchModel, TrialContext,
+                            run_setting)
 from reid_bench.samples import class_balanced_order
-from reid_bench.torchutil import cpu_threads, save_weights
+from reid_bench.torchutil import descend
 from reid_bench_prototypes.clustering import prototypes, pseudo_labels
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -67,9 +68,7 @@ class HiMPCConfig:
     balanced: bool = True
     root_centre: bool = True
     embedding: Literal["msmr", "joint", "component", "limb"] = "msmr"
-    embed_batch: PositiveInt = 4096
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(4096)
 
 
 class LevelEncoder(nn.Module):
@@ -151,7 +150,7 @@ def hi_mpc_loss(per_level: dict[str, torch.Tensor], joint_heads_summed: bool = T
     return sum(parts) / len(LEVELS)
 
 
-class HiMPC(Model):
+class HiMPC(TorchModel):
     """Joint, component and limb views of a window clustered every epoch; meta-prototype contrast
     through shared-weight heads, frames weighted by hard skeleton mining."""
 
@@ -182,7 +181,6 @@ class HiMPC(Model):
         self.groups = {"component": [list(g) for g in self.layout.parts], "limb": [list(g) for g in self.layout.bodies]}
         self.nodes = {"joint": self.layout.num_joints, "component": len(self.layout.parts), "limb": len(self.layout.bodies)}
         self.net = HiMPCNet(self.nodes, config.hidden, config.heads)
-        self.device = "cpu"
 
     def _levels(self, data: Any) -> dict[str, torch.Tensor]:
         """Windows [N, f, J, 3] -> per level [N, f, 3n]: joints root-centred per frame, then each
@@ -198,57 +196,51 @@ class HiMPC(Model):
             out[lv] = np.stack([x[:, :, g].mean(axis=2) for g in groups], axis=2)
         return {lv: torch.from_numpy(np.ascontiguousarray(v.reshape(v.shape[0], v.shape[1], -1))) for lv, v in out.items()}
 
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.cpu_threads, ctx.device):
-            self._fit(train, ctx)
+    training_attributes = ("optimizer",)
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
-        self.device = ctx.device
         self.net = HiMPCNet(self.nodes, cfg.hidden, cfg.heads).to(self.device)
         inputs = self._levels(train.data)
         if cfg.balanced:  # [P] 155-161: built with the labels, shuffled once, never again
             order = torch.as_tensor(rng.permutation(class_balanced_order(train.labels, cfg.batch_size, rng)))
             inputs = {lv: v[order] for lv, v in inputs.items()}
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.inputs = inputs
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        cfg, inputs = self.config, self.inputs
         n = len(inputs["joint"])
         batch = min(cfg.batch_size, n)
         usable = (n // batch) * batch if batch else 0  # whole batches only ([H] 503-505, 992-994)
-        for epoch in range(cfg.epochs):
-            feats = self._window_features({lv: v[:usable] for lv, v in inputs.items()}, batch)
-            labels = {lv: pseudo_labels(feats[lv], cfg.eps, cfg.min_samples, cfg.k1, cfg.k2) for lv in LEVELS}
-            keep = np.flatnonzero(np.all([labels[lv] >= 0 for lv in LEVELS], axis=0))  # [H] 955-968
-            metrics: dict[str, float] = {f"clusters_{lv}": float(labels[lv].max() + 1) for lv in LEVELS}
-            metrics["kept"] = len(keep) / max(1, usable)
-            if len(keep) < 2:
-                ctx.report(epoch=epoch, loss=float("nan"), **metrics)
-                continue
-            protos = {lv: torch.as_tensor(prototypes(feats[lv], labels[lv])).to(self.device) for lv in LEVELS}
-            pl = {lv: torch.as_tensor(labels[lv][keep], dtype=torch.int64) for lv in LEVELS}
-            kept = {lv: v[torch.as_tensor(keep)] for lv, v in inputs.items()}
-            self.net.train()
-            total, steps = 0.0, 0
-            # whole batches of the kept windows in order; one short batch when fewer are kept
-            starts = range(0, len(keep) - batch + 1, batch) if len(keep) >= batch else range(1)
-            for s in starts:
-                xb = {lv: v[s:s + batch].to(self.device) for lv, v in kept.items()}
-                frames = self.net.frames(xb)
-                per_level = {lv: meta_prototype_losses(frames[lv], protos[lv], pl[lv][s:s + batch].to(self.device),
-                                                       self.net.heads[lv], cfg.mining) for lv in LEVELS}
-                loss = hi_mpc_loss(per_level, cfg.joint_heads_summed)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                steps += 1
-            metrics["loss"] = total / max(1, steps)
-            ctx.report(epoch=epoch, **metrics)
-            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
-        self.net.eval()
-        if cfg.save_checkpoint:
-            save_weights(self.net, ctx.checkpoint_dir, "hi_mpc.pt")
+        feats = self._window_features({lv: v[:usable] for lv, v in inputs.items()}, batch)
+        labels = {lv: pseudo_labels(feats[lv], cfg.eps, cfg.min_samples, cfg.k1, cfg.k2) for lv in LEVELS}
+        keep = np.flatnonzero(np.all([labels[lv] >= 0 for lv in LEVELS], axis=0))  # [H] 955-968
+        metrics: dict[str, float] = {f"clusters_{lv}": float(labels[lv].max() + 1) for lv in LEVELS}
+        metrics["kept"] = len(keep) / max(1, usable)
+        if len(keep) < 2:
+            return {"loss": float("nan"), **metrics}
+        protos = {lv: torch.as_tensor(prototypes(feats[lv], labels[lv])).to(self.device) for lv in LEVELS}
+        pl = {lv: torch.as_tensor(labels[lv][keep], dtype=torch.int64) for lv in LEVELS}
+        kept = {lv: v[torch.as_tensor(keep)] for lv, v in inputs.items()}
+        self.net.train()
+        total, steps = 0.0, 0
+        # whole batches of the kept windows in order; one short batch when fewer are kept
+        starts = range(0, len(keep) - batch + 1, batch) if len(keep) >= batch else range(1)
+        for s in starts:
+            xb = {lv: v[s:s + batch].to(self.device) for lv, v in kept.items()}
+            frames = self.net.frames(xb)
+            per_level = {lv: meta_prototype_losses(frames[lv], protos[lv], pl[lv][s:s + batch].to(self.device),
+                                                   self.net.heads[lv], cfg.mining) for lv in LEVELS}
+            loss = hi_mpc_loss(per_level, cfg.joint_heads_summed)
+            total += descend(self.optimizer, loss)
+            steps += 1
+        metrics["loss"] = total / max(1, steps)
+        return metrics
 
     @torch.no_grad()
     def _window_features(self, inputs: dict[str, torch.Tensor], batch: int) -> dict[str, np.ndarray]:
@@ -263,25 +255,21 @@ class HiMPC(Model):
         return {lv: (torch.cat(parts[lv]).numpy() if parts[lv] else np.zeros((0, self.config.hidden), np.float32))
                 for lv in LEVELS}
 
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
+    def embedding_dim(self, samples: SampleSet) -> int:
         """MSMR (3H-d, the release's evaluated feature) or one level's raw frame mean (H-d)."""
-        with cpu_threads(self.config.cpu_threads, self.device):
-            self.net.eval()
-            dim = self.config.hidden * (3 if self.config.embedding == "msmr" else 1)
-            inputs = self._levels(samples.data)
-            n = len(inputs["joint"])
-            if n == 0:
-                return np.zeros((0, dim), dtype=np.float32)
-            step = self.config.embed_batch
-            out = []
-            for s in range(0, n, step):
-                frames = self.net.frames({lv: v[s:s + step].to(self.device) for lv, v in inputs.items()})
-                if self.config.embedding == "msmr":
-                    out.append(self.net.msmr(frames).cpu())
-                else:
-                    out.append(frames[self.config.embedding].mean(1).cpu())
-            return torch.cat(out).numpy().astype(np.float32)
+        return self.config.hidden * (3 if self.config.embedding == "msmr" else 1)
+
+    def embed_batches(self, samples: SampleSet):
+        inputs = self._levels(samples.data)
+        step = self.config.embed_batch
+        for s in range(0, len(inputs["joint"]), step):
+            yield {lv: v[s:s + step].to(self.device) for lv, v in inputs.items()}
+
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        frames = self.net.frames(batch)
+        if self.config.embedding == "msmr":
+            return self.net.msmr(frames)
+        return frames[self.config.embedding].mean(1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import (DataSpec, Model, NonNegativeInt, PositiveFloat, PositiveInt, Probability, SampleSet,
-                            TrialContext)
+from reid_bench.api import (DataSpec, NonNegativeInt, PositiveFloat, PositiveInt, Probability, SampleSet,
+                            TorchModel, TrialContext, run_setting)
 from reid_bench.samples import class_balanced_order
-from reid_bench.torchutil import cpu_threads, save_weights
+from reid_bench.torchutil import descend
 from reid_bench_prototypes.clustering import prototypes, pseudo_labels
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -55,9 +55,7 @@ class SimMCConfig:
     epochs: NonNegativeInt = 100
     balanced: bool = True
     root_centre: bool = True
-    embed_batch: PositiveInt = 4096
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(4096)
 
 
 class SimMCNet(nn.Module):
@@ -96,7 +94,7 @@ def mic_loss(u1: torch.Tensor, u2: torch.Tensor, v1: torch.Tensor, v2: torch.Ten
     return -0.5 * (cos(u1, v2.detach(), dim=1).mean() + cos(u2, v1.detach(), dim=1).mean())
 
 
-class SimMC(Model):
+class SimMC(TorchModel):
     """Masked views of a window, clustered every epoch; prototype and intra-sequence contrast."""
 
     modality = "skeleton"
@@ -129,7 +127,6 @@ class SimMC(Model):
         if config.masked_frames >= self.window:
             raise ValueError(f"simmc: masked_frames={config.masked_frames} leaves no frame of a {self.window}-frame window")
         self.net = SimMCNet(self.layout.num_joints * 3, config.hidden)
-        self.device = "cpu"
 
     def _inputs(self, data: Any) -> torch.Tensor:
         x = np.asarray(data, dtype=np.float32)
@@ -141,80 +138,68 @@ class SimMC(Model):
             x = x - x[:, :, root].mean(axis=2, keepdims=True)
         return torch.from_numpy(x.reshape(x.shape[0], x.shape[1], -1))
 
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.cpu_threads, ctx.device):
-            self._fit(train, ctx)
+    training_attributes = ("optimizer", "generator")
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
+        self.generator = torch.Generator().manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
-        self.device = ctx.device
         self.net = SimMCNet(self.layout.num_joints * 3, cfg.hidden).to(self.device)
         x_all = self._inputs(train.data)
         if cfg.balanced:  # [S] process_L3.py 138-144, 633-670: built with the labels, shuffled once
             order = class_balanced_order(train.labels, cfg.batch_size, rng)
             x_all = x_all[torch.as_tensor(rng.permutation(order))]
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        f = x_all.shape[1]
+        self.x_all = x_all
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        cfg, x_all, f = self.config, self.x_all, self.x_all.shape[1]
         batch = min(cfg.batch_size, len(x_all))
         usable = (len(x_all) // batch) * batch  # the release drops the last partial batch
-        for epoch in range(cfg.epochs):
-            # masks per batch for both views, reused by batch number after outliers go ([S] 306-319, 754)
-            n_batches = usable // batch
-            masks = [[self._mask(f, gen) for _ in range(2)] for _ in range(n_batches)]
-            with torch.no_grad():
-                self.net.eval()
-                views = [torch.cat([self.net(x_all[b * batch:(b + 1) * batch].to(self.device), masks[b][v]).cpu()
-                                    for b in range(n_batches)]) for v in range(2)]
-            labels = [pseudo_labels(views[v].numpy(), cfg.eps, cfg.min_samples, cfg.k1, cfg.k2) for v in range(2)]
-            keep = np.flatnonzero((labels[0] >= 0) & (labels[1] >= 0))
-            metrics: dict[str, float] = {"clusters": float(labels[0].max() + 1), "kept": len(keep) / max(1, usable)}
-            if len(keep) < 2:
-                ctx.report(epoch=epoch, loss=float("nan"), **metrics)
-                continue
-            protos = [torch.as_tensor(prototypes(views[v].numpy(), labels[v])).to(self.device) for v in range(2)]
-            pl = [torch.as_tensor(labels[v][keep], dtype=torch.int64) for v in range(2)]
-            kept_x = x_all[torch.as_tensor(keep)]
-            self.net.train()
-            total, steps = 0.0, 0
-            for b, s in enumerate(range(0, len(keep) - batch + 1 if len(keep) >= batch else 1, batch)):
-                xb = kept_x[s:s + batch].to(self.device)
-                m1, m2 = masks[b % n_batches]
-                v1, v2 = self.net(xb, m1), self.net(xb, m2)
-                mpc = mpc_loss(v1, protos[0], pl[0][s:s + batch].to(self.device), cfg.temperature) + \
-                    mpc_loss(v2, protos[1], pl[1][s:s + batch].to(self.device), cfg.temperature)
-                mic = mic_loss(self.net.predictor(v1), self.net.predictor(v2), v1, v2)
-                loss = cfg.lambda_mic * mic + (1 - cfg.lambda_mic) * mpc
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                steps += 1
-            metrics["loss"] = total / max(1, steps)
-            ctx.report(epoch=epoch, **metrics)
-            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
-        self.net.eval()
-        if cfg.save_checkpoint:
-            save_weights(self.net, ctx.checkpoint_dir, "simmc.pt")
+        # masks per batch for both views, reused by batch number after outliers go ([S] 306-319, 754)
+        n_batches = usable // batch
+        masks = [[self._mask(f, self.generator) for _ in range(2)] for _ in range(n_batches)]
+        with torch.no_grad():
+            self.net.eval()
+            views = [torch.cat([self.net(x_all[b * batch:(b + 1) * batch].to(self.device), masks[b][v]).cpu()
+                                for b in range(n_batches)]) for v in range(2)]
+        labels = [pseudo_labels(views[v].numpy(), cfg.eps, cfg.min_samples, cfg.k1, cfg.k2) for v in range(2)]
+        keep = np.flatnonzero((labels[0] >= 0) & (labels[1] >= 0))
+        metrics: dict[str, float] = {"clusters": float(labels[0].max() + 1), "kept": len(keep) / max(1, usable)}
+        if len(keep) < 2:
+            return {"loss": float("nan"), **metrics}
+        protos = [torch.as_tensor(prototypes(views[v].numpy(), labels[v])).to(self.device) for v in range(2)]
+        pl = [torch.as_tensor(labels[v][keep], dtype=torch.int64) for v in range(2)]
+        kept_x = x_all[torch.as_tensor(keep)]
+        self.net.train()
+        total, steps = 0.0, 0
+        for b, s in enumerate(range(0, len(keep) - batch + 1 if len(keep) >= batch else 1, batch)):
+            xb = kept_x[s:s + batch].to(self.device)
+            m1, m2 = masks[b % n_batches]
+            v1, v2 = self.net(xb, m1), self.net(xb, m2)
+            mpc = mpc_loss(v1, protos[0], pl[0][s:s + batch].to(self.device), cfg.temperature) + \
+                mpc_loss(v2, protos[1], pl[1][s:s + batch].to(self.device), cfg.temperature)
+            mic = mic_loss(self.net.predictor(v1), self.net.predictor(v2), v1, v2)
+            loss = cfg.lambda_mic * mic + (1 - cfg.lambda_mic) * mpc
+            total += descend(self.optimizer, loss)
+            steps += 1
+        metrics["loss"] = total / max(1, steps)
+        return metrics
 
     def _mask(self, f: int, gen: torch.Generator) -> torch.Tensor:
         keep = torch.zeros(f, dtype=torch.bool)
         keep[torch.randperm(f, generator=gen)[: f - self.config.masked_frames]] = True
         return keep
 
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
+    def embed_inputs(self, samples: SampleSet) -> torch.Tensor:
+        return self._inputs(samples.data)
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
         """The mean of the per-frame features over the whole window, raw (256-d)."""
-        with cpu_threads(self.config.cpu_threads, self.device):
-            self.net.eval()
-            x_all = self._inputs(samples.data)
-            if len(x_all) == 0:
-                return np.zeros((0, self.config.hidden), dtype=np.float32)
-            step = self.config.embed_batch
-            out = [self.net(x_all[s:s + step].to(self.device)).cpu() for s in range(0, len(x_all), step)]
-            return torch.cat(out).numpy().astype(np.float32)
+        return self.net(batch)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import (DataSpec, Layout, Model, NonNegativeInt, PositiveFloat, PositiveInt, Probability, SampleSet,
-                            TrialContext)
+from reid_bench.api import (DataSpec, Layout, NonNegativeInt, PositiveFloat, PositiveInt, Probability, SampleSet,
+                            TorchModel, TrialContext, run_setting)
 from reid_bench.samples import class_balanced_order
-from reid_bench.torchutil import cpu_threads, save_weights
+from reid_bench.torchutil import descend
 from reid_bench_prototypes.clustering import prototypes, pseudo_labels
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -74,9 +74,7 @@ class SPCMGRConfig:
     epochs: NonNegativeInt = 200
     balanced: bool = True
     root_centre: bool = True
-    embed_batch: PositiveInt = 2048
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(2048)
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,7 +227,7 @@ def prototype_contrastive_loss(features: torch.Tensor, protos: torch.Tensor, lab
 # --------------------------------------------------------------------------------------------
 
 
-class SPCMGR(Model):
+class SPCMGR(TorchModel):
     """Multi-level skeleton graphs with structural and collaborative relations, clustered every
     epoch; prototype contrast. Unsupervised."""
 
@@ -260,7 +258,6 @@ class SPCMGR(Model):
             raise ValueError("spc-mgr needs a skeleton layout")
         self.layout = spec.layout
         self.net = self._build()
-        self.device = "cpu"
 
     def _build(self) -> MultiLevelGraphEncoder:
         cfg = self.config
@@ -275,75 +272,70 @@ class SPCMGR(Model):
             x = x - x[:, :, :1]
         return torch.from_numpy(np.ascontiguousarray(x))
 
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.cpu_threads, ctx.device):
-            self._fit(train, ctx)
+    #: Windows per forward pass when the training set is clustered (fixed: the features, and so the
+    #: clusters, would otherwise depend on a run setting in their last bits).
+    cluster_batch: ClassVar[int] = 2048
+    training_attributes = ("optimizer",)
 
     def _features(self, x: torch.Tensor, step: int) -> torch.Tensor:
         return torch.cat([self.net(x[s:s + step].to(self.device)).cpu() for s in range(0, len(x), step)])
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
         rng = np.random.default_rng(ctx.seed)
-        self.device = ctx.device
         self.net = self._build().to(self.device)
         x_all = self._inputs(train.data)
         if cfg.balanced:  # [P] 138-144, 641-678: built with the labels, shuffled once, never again
             order = class_balanced_order(train.labels, cfg.batch_size, rng)
             x_all = x_all[torch.as_tensor(rng.permutation(order))]
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)  # [R] 358
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)  # [R] 358
         if len(x_all) == 0:
             raise ValueError("spc-mgr: the training split has no windows")
-        batch = min(cfg.batch_size, len(x_all))
-        usable = (len(x_all) // batch) * batch  # whole batches only ([R] 403-405)
-        x_all = x_all[:usable]
-        for epoch in range(cfg.epochs):
-            with torch.no_grad():
-                self.net.eval()
-                feats = self._features(x_all, cfg.embed_batch)
-            labels = pseudo_labels(feats.numpy(), cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)  # [R] 709-715
-            keep = np.flatnonzero(labels >= 0)  # outliers sit the epoch out ([R] 717-722)
-            metrics: dict[str, float] = {"clusters": float(labels.max() + 1) if len(labels) else 0.0,
-                                         "kept": len(keep) / max(1, usable)}
-            if len(keep) < 2 or labels.max() < 0:
-                ctx.report(epoch=epoch, loss=float("nan"), **metrics)
-                continue
-            # plain means of the raw features, recomputed every epoch, no memory ([R] 726-742)
-            protos = torch.as_tensor(prototypes(feats.numpy(), labels)).to(self.device)
-            kept_x, kept_labels = x_all[torch.as_tensor(keep)], torch.as_tensor(labels[keep], dtype=torch.int64)
-            self.net.train()
-            total, steps = 0.0, 0
-            # whole batches in the kept order ([R] 744-772); a set smaller than one batch trains once
-            last = len(keep) - batch + 1 if len(keep) >= batch else 1
-            for s in range(0, last, batch):
-                xb, yb = kept_x[s:s + batch].to(self.device), kept_labels[s:s + batch].to(self.device)
-                loss = prototype_contrastive_loss(self.net(xb), protos, yb, cfg.temperature)
-                # [R] 385-387: a batch whose labels sum to 0 (all in cluster 0) has loss 0; Adam
-                # still steps on its moments, as TF's does on the zero gradient
-                if int(yb.sum()) == 0:
-                    loss = loss * 0.0
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach())
-                steps += 1
-            metrics["loss"] = total / max(1, steps)
-            ctx.report(epoch=epoch, **metrics)
-            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.3f}")
-        self.net.eval()
-        if cfg.save_checkpoint:
-            save_weights(self.net, ctx.checkpoint_dir, "spc_mgr.pt")
+        self.batch = min(cfg.batch_size, len(x_all))
+        self.x_all = x_all[:(len(x_all) // self.batch) * self.batch]  # whole batches only ([R] 403-405)
 
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        """The concatenated per-level features, raw (144-d; [R] 367, 505-508)."""
-        with cpu_threads(self.config.cpu_threads, self.device):
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        cfg, x_all, batch, usable = self.config, self.x_all, self.batch, len(self.x_all)
+        with torch.no_grad():
             self.net.eval()
-            x_all = self._inputs(samples.data)
-            if len(x_all) == 0:
-                return np.zeros((0, self.net.out_dim), dtype=np.float32)
-            return self._features(x_all, self.config.embed_batch).numpy().astype(np.float32)
+            feats = self._features(x_all, self.cluster_batch)
+        labels = pseudo_labels(feats.numpy(), cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)  # [R] 709-715
+        keep = np.flatnonzero(labels >= 0)  # outliers sit the epoch out ([R] 717-722)
+        metrics: dict[str, float] = {"clusters": float(labels.max() + 1) if len(labels) else 0.0,
+                                     "kept": len(keep) / max(1, usable)}
+        if len(keep) < 2 or labels.max() < 0:
+            return {"loss": float("nan"), **metrics}
+        # plain means of the raw features, recomputed every epoch, no memory ([R] 726-742)
+        protos = torch.as_tensor(prototypes(feats.numpy(), labels)).to(self.device)
+        kept_x, kept_labels = x_all[torch.as_tensor(keep)], torch.as_tensor(labels[keep], dtype=torch.int64)
+        self.net.train()
+        total, steps = 0.0, 0
+        # whole batches in the kept order ([R] 744-772); a set smaller than one batch trains once
+        last = len(keep) - batch + 1 if len(keep) >= batch else 1
+        for s in range(0, last, batch):
+            xb, yb = kept_x[s:s + batch].to(self.device), kept_labels[s:s + batch].to(self.device)
+            loss = prototype_contrastive_loss(self.net(xb), protos, yb, cfg.temperature)
+            # [R] 385-387: a batch whose labels sum to 0 (all in cluster 0) has loss 0; Adam
+            # still steps on its moments, as TF's does on the zero gradient
+            if int(yb.sum()) == 0:
+                loss = loss * 0.0
+            total += descend(self.optimizer, loss)
+            steps += 1
+        metrics["loss"] = total / max(1, steps)
+        return metrics
+
+    def embedding_dim(self, samples: SampleSet) -> int:
+        """The concatenated per-level features, raw (144-d; [R] 367, 505-508)."""
+        return self.net.out_dim
+
+    def embed_inputs(self, samples: SampleSet) -> torch.Tensor:
+        return self._inputs(samples.data)
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.net(batch)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())

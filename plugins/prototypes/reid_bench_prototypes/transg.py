@@ -27,10 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import (DataSpec, Layout, Model, NonNegativeInt, PositiveFloat, PositiveInt, Probability, SampleSet,
-                            TrialContext)
+from reid_bench.api import (DataSpec, Layout, NonNegativeInt, PositiveFloat, PositiveInt, Probability, SampleSet,
+                            TorchModel, TrialContext, run_setting)
 from reid_bench.samples import class_balanced_order
-from reid_bench.torchutil import cpu_threads, save_weights
 from reid_bench_prototypes.clustering import prototypes
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -83,9 +82,7 @@ class TranSGConfig:
     epochs: NonNegativeInt = 120
     balanced: bool = True
     root_centre: bool = True
-    embed_batch: PositiveInt = 1024
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(1024)
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,7 +292,7 @@ def transg_objective(net: TranSGNet, x: torch.Tensor, pos: torch.Tensor, protos:
 # --------------------------------------------------------------------------------------------
 
 
-class TranSG(Model):
+class TranSG(TorchModel):
     """A skeleton graph transformer trained with ground-truth graph prototypes (sequence and
     skeleton level) and structure / trajectory prompted reconstruction. Supervised."""
 
@@ -323,7 +320,6 @@ class TranSG(Model):
         self.window = spec.window or 6
         self._check(self.window)
         self.net = self._build(self.window)
-        self.device = "cpu"
 
     def _check(self, window: int) -> None:
         cfg = self.config
@@ -344,9 +340,10 @@ class TranSG(Model):
             x = x - x[:, :, :1]
         return torch.from_numpy(np.ascontiguousarray(x))
 
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.cpu_threads, ctx.device):
-            self._fit(train, ctx)
+    #: Windows per forward pass when the prototypes are computed during training (fixed: they
+    #: would otherwise depend on a run setting in their last bits).
+    prototype_batch: ClassVar[int] = 1024
+    training_attributes = ("optimizer", "rng")
 
     @torch.no_grad()
     def _features(self, x: torch.Tensor, step: int) -> torch.Tensor:
@@ -358,11 +355,9 @@ class TranSG(Model):
                for s in range(0, len(x), step)]
         return torch.cat(out) if out else torch.zeros(0, self.config.hidden)
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
-        rng = np.random.default_rng(ctx.seed)
-        self.device = ctx.device
+        self.rng = np.random.default_rng(ctx.seed)
         x_all = self._inputs(train.data)
         if len(x_all) == 0:
             raise ValueError("transg: the training split has no windows")
@@ -371,49 +366,51 @@ class TranSG(Model):
         self.net = self._build(self.window).to(self.device)
         labels_all = np.asarray(train.labels, dtype=np.int64)
         if cfg.balanced:  # [P] 171-177, 740-777: built with the labels, shuffled once, never again
-            order = rng.permutation(class_balanced_order(labels_all, cfg.batch_size, rng))
+            order = self.rng.permutation(class_balanced_order(labels_all, cfg.batch_size, self.rng))
             x_all, labels_all = x_all[torch.as_tensor(order)], labels_all[order]
-        batch = min(cfg.batch_size, len(x_all))
-        usable = (len(x_all) // batch) * batch  # whole batches only ([T] 446-448, 930-932)
-        x_all, labels_all = x_all[:usable], labels_all[:usable]
-        labels_t = torch.as_tensor(labels_all)
-        opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)  # [T] 262, 402
+        self.batch = min(cfg.batch_size, len(x_all))
+        usable = (len(x_all) // self.batch) * self.batch  # whole batches only ([T] 446-448, 930-932)
+        self.x_all, self.labels_all = x_all[:usable], labels_all[:usable]
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)  # [T] 262, 402
+
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        cfg, rng, x_all, batch = self.config, self.rng, self.x_all, self.batch
+        labels_t = torch.as_tensor(self.labels_all)
         pos = self.pos.to(self.device)
         j, f = self.layout.num_joints, self.window
-        for epoch in range(cfg.epochs):
-            # prototypes: each identity's mean window feature at the current weights ([T] 799, 900-916)
-            protos = torch.as_tensor(prototypes(self._features(x_all, cfg.embed_batch).numpy(), labels_all))
-            protos = protos.to(self.device)
-            self.net.train()
-            sums = np.zeros(3)
-            steps = 0
-            for s in range(0, usable, batch):
-                keep_frames = random_keep(f, cfg.trajectory_masked, rng)  # per batch ([T] 452-459)
-                keep_joints = random_keep(j, cfg.structure_masked, rng)  # [T] 482-486
-                pos_b = pos
-                if cfg.rand_flip:  # [T] 942-946
-                    pos_b = pos * torch.as_tensor(np.where(rng.random(pos.shape[1]) >= 0.5, 1.0, -1.0),
-                                                  dtype=pos.dtype, device=self.device)
-                xb, yb = x_all[s:s + batch].to(self.device), labels_t[s:s + batch].to(self.device)
-                total, gpc, stpr = transg_objective(self.net, xb, pos_b, protos, yb, keep_joints.to(self.device),
-                                                    keep_frames.to(self.device), cfg)
-                opt.zero_grad(set_to_none=True)
-                total.backward()
-                opt.step()
-                sums += [float(total.detach()), float(gpc.detach()), float(stpr.detach())]
-                steps += 1
-            loss, gpc_mean, stpr_mean = sums / max(1, steps)
-            ctx.report(epoch=epoch, loss=loss, gpc=gpc_mean, stpr=stpr_mean)
-            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {loss:.3f}")
-        self.net.eval()
-        if cfg.save_checkpoint:
-            save_weights(self.net, ctx.checkpoint_dir, "transg.pt")
+        # prototypes: each identity's mean window feature at the current weights ([T] 799, 900-916)
+        protos = torch.as_tensor(prototypes(self._features(x_all, self.prototype_batch).numpy(), self.labels_all))
+        protos = protos.to(self.device)
+        self.net.train()
+        sums = np.zeros(3)
+        steps = 0
+        for s in range(0, len(x_all), batch):
+            keep_frames = random_keep(f, cfg.trajectory_masked, rng)  # per batch ([T] 452-459)
+            keep_joints = random_keep(j, cfg.structure_masked, rng)  # [T] 482-486
+            pos_b = pos
+            if cfg.rand_flip:  # [T] 942-946
+                pos_b = pos * torch.as_tensor(np.where(rng.random(pos.shape[1]) >= 0.5, 1.0, -1.0),
+                                              dtype=pos.dtype, device=self.device)
+            xb, yb = x_all[s:s + batch].to(self.device), labels_t[s:s + batch].to(self.device)
+            total, gpc, stpr = transg_objective(self.net, xb, pos_b, protos, yb, keep_joints.to(self.device),
+                                                keep_frames.to(self.device), cfg)
+            self.optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            self.optimizer.step()
+            sums += [float(total.detach()), float(gpc.detach()), float(stpr.detach())]
+            steps += 1
+        loss, gpc_mean, stpr_mean = sums / max(1, steps)
+        return {"loss": loss, "gpc": gpc_mean, "stpr": stpr_mean}
 
     def embed(self, samples: SampleSet) -> np.ndarray:
         """The sequence-level graph representation, raw (H-d; [T] 518-523, 604-613)."""
-        with cpu_threads(self.config.cpu_threads, self.device):
-            x_all = self._inputs(samples.data)
-            return self._features(x_all, self.config.embed_batch).numpy().astype(np.float32)
+        return self._features(self._inputs(samples.data), self.config.embed_batch).numpy().astype(np.float32)
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:  # embed above batches itself
+        return graph_representations(self.net.encoder(batch, self.pos.to(self.device)))[1]
 
     def num_parameters(self) -> int:
         """Every trainable variable of the released graph, the training-only decoders and GPC

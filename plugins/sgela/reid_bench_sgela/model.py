@@ -20,9 +20,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import torch
 
-from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
-                            TrialContext)
-from reid_bench.torchutil import cpu_threads, save_weights
+from reid_bench.api import (DataSpec, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
+                            TorchModel, TrialContext, run_setting)
 from reid_bench_sgela.network import HIDDEN, AxisEncoderDecoder, ProjectionHead, adjacent_nt_xent, locality_mask
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -41,7 +40,8 @@ class AGEConfig:
     "none" (SGELA: as given, so that neighbours in a batch are consecutive windows) or
     "epoch" (reshuffled every epoch). ``drop_last``: skip the last partial batch, as the
     release's fixed-size placeholders do. ``probe_epochs``: epochs of the recognition network
-    (300; the per-protocol values of the release in ``protocol_overrides``).
+    (300; the per-protocol values of the release in ``protocol_overrides``). ``embed_batch``:
+    windows per forward pass in ``embed`` (a run setting).
     """
 
     epochs: NonNegativeInt = 400
@@ -54,9 +54,7 @@ class AGEConfig:
     shuffle: Literal["once", "none", "epoch"] = "once"
     drop_last: bool = True
     probe_epochs: PositiveInt = 300
-    embed_batch: PositiveInt = 1024
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(1024)
 
 
 @dataclass
@@ -69,7 +67,7 @@ class SGELAConfig(AGEConfig):
     temperature: PositiveFloat = 0.1
 
 
-class AGE(Model):
+class AGE(TorchModel):
     """Attention-based gait encodings: per-axis LSTM encoder-decoders with locality-aware attention."""
 
     modality = "skeleton"
@@ -92,7 +90,6 @@ class AGE(Model):
         self.window = spec.window or 6
         self.axes = torch.nn.ModuleList(AxisEncoderDecoder(self.joints) for _ in range(3))
         self.heads = self._heads()
-        self.device = "cpu"
 
     def _heads(self) -> torch.nn.ModuleList | None:
         return None
@@ -109,9 +106,8 @@ class AGE(Model):
                 "scores": "logits", "epochs": config.probe_epochs}
 
     # ------------------------------------------------------------------------------ training
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.config.cpu_threads, ctx.device):
-            self._fit(train, ctx)
+    model_attributes = ("axes", "heads")
+    training_attributes = ("optimizer", "generator")
 
     def _rebuild(self) -> None:
         self.axes = torch.nn.ModuleList(AxisEncoderDecoder(self.joints) for _ in range(3))
@@ -121,47 +117,49 @@ class AGE(Model):
         mods = [self.axes] + ([self.heads] if self.heads is not None else [])
         return [p for m in mods for p in m.parameters() if p.requires_grad]
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.config
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        self.device = ctx.device
+        self.generator = torch.Generator().manual_seed(ctx.seed)
         self._rebuild()
         self.axes.to(self.device)
         if self.heads is not None:
             self.heads.to(self.device)
-        data = _windows(train.data)
+        self.data = _windows(train.data)
+        n = len(self.data)
+        self.params = self._parameters()
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.mask = locality_mask(self.data.shape[1]).to(self.device)
+        self.order = torch.randperm(n, generator=self.generator) if cfg.shuffle == "once" else torch.arange(n)
+
+    def num_epochs(self) -> int:
+        return self.config.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        cfg, data, params, opt = self.config, self.data, self.params, self.optimizer
         n = len(data)
-        params = self._parameters()
-        opt = torch.optim.Adam(params, lr=cfg.lr)
-        mask = locality_mask(data.shape[1]).to(self.device)
-        order = torch.randperm(n, generator=gen) if cfg.shuffle == "once" else torch.arange(n)
         batch = min(cfg.batch_size, n)
-        for epoch in range(cfg.epochs):
-            if cfg.shuffle == "epoch":
-                order = torch.randperm(n, generator=gen)
-            starts = range(0, n - batch + 1 if cfg.drop_last else n, batch)
-            totals = {"loss": 0.0, "reconstruction": 0.0}
-            steps = 0
-            for s in starts:
-                x = data[order[s : s + batch]].to(self.device)
-                losses = self._losses(x, mask)
-                loss = sum(losses.values())
-                if cfg.l2 > 0:
-                    loss = loss + cfg.l2 * 0.5 * sum((p**2).sum() for p in params)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_value_(params, cfg.clip)
-                opt.step()
-                totals["loss"] += float(loss.detach())
-                totals["reconstruction"] += float(losses["reconstruction"].detach())
-                steps += 1
-            metrics = {k: v / max(1, steps) for k, v in totals.items()}
-            ctx.report(epoch=epoch, **metrics)
-            ctx.progress((epoch + 1) / cfg.epochs, f"epoch {epoch + 1}/{cfg.epochs} loss {metrics['loss']:.1f}")
+        if cfg.shuffle == "epoch":
+            self.order = torch.randperm(n, generator=self.generator)
+        starts = range(0, n - batch + 1 if cfg.drop_last else n, batch)
+        totals = {"loss": 0.0, "reconstruction": 0.0}
+        steps = 0
+        for s in starts:
+            x = data[self.order[s : s + batch]].to(self.device)
+            losses = self._losses(x, self.mask)
+            loss = sum(losses.values())
+            if cfg.l2 > 0:
+                loss = loss + cfg.l2 * 0.5 * sum((p**2).sum() for p in params)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_value_(params, cfg.clip)
+            opt.step()
+            totals["loss"] += float(loss.detach())
+            totals["reconstruction"] += float(losses["reconstruction"].detach())
+            steps += 1
+        return {k: v / max(1, steps) for k, v in totals.items()}
+
+    def end_fit(self, ctx: TrialContext) -> None:
         self.axes.eval()
-        if cfg.save_checkpoint:
-            save_weights(self.axes, ctx.checkpoint_dir, f"{type(self).__name__.lower()}.pt")
 
     def _losses(self, x: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-axis reverse reconstruction (TF's l2_loss: 0.5 x sum of squares over the batch)
@@ -189,21 +187,18 @@ class AGE(Model):
         return None
 
     # ------------------------------------------------------------------------------ encoding
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        """Per window the f attention contexts of the three axes: [N, f * 768], frame-major."""
-        with cpu_threads(self.config.cpu_threads, self.device):
-            self.axes.eval()
-            data = _windows(samples.data)
-            f = data.shape[1] if data.ndim == 4 else self.window
-            if len(data) == 0:
-                return np.zeros((0, f * 3 * HIDDEN), dtype=np.float32)
-            out = []
-            for s in range(0, len(data), self.config.embed_batch):
-                x = data[s : s + self.config.embed_batch].to(self.device)
-                per_axis = [net(x[..., axis])[2] for axis, net in enumerate(self.axes)]  # [B, f, H] each
-                out.append(torch.cat(per_axis, dim=2).flatten(1).cpu())
-            return torch.cat(out).numpy().astype(np.float32)
+    def embedding_dim(self, samples: SampleSet) -> int:
+        """Per window the f attention contexts of the three axes: f * 768, frame-major."""
+        data = np.asarray(samples.data)
+        f = data.shape[1] if data.ndim == 4 else self.window
+        return f * 3 * HIDDEN
+
+    def embed_inputs(self, samples: SampleSet) -> torch.Tensor:
+        return _windows(samples.data)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        per_axis = [net(x[..., axis])[2] for axis, net in enumerate(self.axes)]  # [B, f, H] each
+        return torch.cat(per_axis, dim=2).flatten(1)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self._parameters())

@@ -33,10 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
-                            TrialContext)
+from reid_bench.api import (DataSpec, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
+                            TorchModel, TrialContext, run_setting)
 from reid_bench.samples import class_balanced_order
-from reid_bench.torchutil import cpu_threads, save_weights
 
 from .graphs import ScaleGraph, build_graphs
 from .model import SMSGEConfig, StructuralRelations, collaborative_relations, pool_states
@@ -66,8 +65,8 @@ class MGSCRConfig:
     class-balanced training set in a fixed order, utils/process.py:70 and 261-297).
     Scoring: ``pool`` over the f-1 prefix states ("concat": all of them, what the release's
     classifier sees; "mean"; "last"), ``probe`` ("released": the release's recognition MLP on the
-    frozen features; "harness": ``ProbeConfig``'s defaults). ``embed_batch`` windows per pass,
-    ``cpu_threads`` torch threads on CPU (0: leave as is).
+    frozen features; "harness": ``ProbeConfig``'s defaults). ``embed_batch`` windows per pass
+    (a run setting).
     """
 
     d_t: PositiveInt = 8
@@ -88,9 +87,7 @@ class MGSCRConfig:
     balanced_batches: bool = True
     pool: Literal["concat", "mean", "last"] = "concat"
     probe: Literal["released", "harness"] = "released"
-    embed_batch: PositiveInt = 512
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(512)
 
 
 def membership(graph: ScaleGraph) -> np.ndarray:
@@ -236,7 +233,7 @@ class MGSCRNet(nn.Module):
         return sum(0.5 * p.pow(2).sum() for p in self.trainable())
 
 
-class MGSCR(Model):
+class MGSCR(TorchModel):
     """Multi-level skeleton graphs, structural + collaborative relations, SSP pretraining, re-ID fine-tuning."""
 
     version = "1"
@@ -271,7 +268,6 @@ class MGSCR(Model):
         part_graph = config.part_graph if len(spec.layout.parts) == 10 else "bones"
         self.graphs = build_graphs(spec.layout, config.nhood, part_graph)
         self.net = MGSCRNet(config, self.graphs, spec.layout.num_joints, spec.num_classes or 1)
-        self.device = "cpu"
         self.history: list[dict[str, float]] = []
 
     @classmethod
@@ -295,102 +291,84 @@ class MGSCR(Model):
                 "balanced": config.balanced_batches, "shuffle": False, "scores": "logits"}
 
     # ------------------------------------------------------------------------------ training
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.cfg.cpu_threads, ctx.device):
-            self._fit(train, ctx)
+    training_attributes = ("pretrain_optimizer", "finetune_optimizer", "generator", "history")
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.cfg
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        self.device = ctx.device
+        self.generator = torch.Generator().manual_seed(ctx.seed)
         labels = np.asarray(train.labels, dtype=np.int64)
         if len(labels) and labels.min() < 0:
             raise ValueError("mg-scr: training labels must be class indices >= 0")
         num_classes = max(int(train.num_classes or 0), int(labels.max()) + 1 if len(labels) else 1)
         self.net = MGSCRNet(cfg, self.graphs, self.layout.num_joints, num_classes).to(self.device)
-        net = self.net
-        data = torch.as_tensor(np.asarray(train.data, dtype=np.float32))
-        y = torch.as_tensor(labels)
-        f = data.shape[1]
+        self.data = torch.as_tensor(np.asarray(train.data, dtype=np.float32))
+        self.targets = torch.as_tensor(labels)
+        f = self.data.shape[1]
         if f < 2:
             raise ValueError(f"mg-scr needs windows of at least 2 frames, got {f}")
         if cfg.balanced_batches:  # built once, used in this order by both stages (utils/process.py:70)
-            order = torch.as_tensor(class_balanced_order(labels, cfg.batch_size, np.random.default_rng(ctx.seed)))
+            self.order = torch.as_tensor(class_balanced_order(labels, cfg.batch_size, np.random.default_rng(ctx.seed)))
         else:
-            order = None
-        m = len(data) if order is None else len(order)
-        bs = max(1, min(cfg.batch_size, m))
-        fixed = sparse_frames(f, cfg.samples, gen) if cfg.fixed_sampling else None
+            self.order = None
+        self.fixed = sparse_frames(f, cfg.samples, self.generator) if cfg.fixed_sampling else None
         self.history = []
-        total_epochs = cfg.pretrain_epochs + (cfg.epochs if cfg.finetune else 0)
+        self.pretrain_optimizer = torch.optim.Adam(self.net.trainable(), lr=cfg.lr)  # pred_opt ([R] 348-349)
+        # The re-ID stage's fresh Adam over every variable, loss = CE + l2 ([R] 384-386;
+        # base_gattn.py:9-19). The release's later ``lr = 0.0005`` (:432) comes after this
+        # optimiser is built: no effect.
+        self.finetune_optimizer = torch.optim.Adam(self.net.trainable(), lr=cfg.lr)
 
-        def batches():
-            perm = torch.randperm(len(data), generator=gen) if order is None else order
-            for start in range(0, m - bs + 1, bs):  # the last partial batch is dropped ([R] 407-409)
-                idx = perm[start:start + bs]
-                yield data[idx].to(self.device), y[idx].to(self.device)
+    def num_epochs(self) -> int:
+        return self.cfg.pretrain_epochs + (self.cfg.epochs if self.cfg.finetune else 0)
 
-        opt = torch.optim.Adam(net.trainable(), lr=cfg.lr)  # pred_opt ([R] 348-349)
-        for epoch in range(cfg.pretrain_epochs):
-            net.train()
-            total, steps = 0.0, 0
-            for x, _ in batches():
-                frames = fixed if fixed is not None else sparse_frames(f, cfg.samples, gen)
+    def _batches(self):
+        m = len(self.data) if self.order is None else len(self.order)
+        bs = max(1, min(self.cfg.batch_size, m))
+        perm = torch.randperm(len(self.data), generator=self.generator) if self.order is None else self.order
+        for start in range(0, m - bs + 1, bs):  # the last partial batch is dropped ([R] 407-409)
+            idx = perm[start:start + bs]
+            yield self.data[idx].to(self.device), self.targets[idx].to(self.device)
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        cfg, net = self.cfg, self.net
+        net.train()
+        if epoch < cfg.pretrain_epochs:  # sparse sequential prediction
+            opt, total, steps = self.pretrain_optimizer, 0.0, 0
+            for x, _ in self._batches():
+                frames = self.fixed if self.fixed is not None else sparse_frames(self.data.shape[1], cfg.samples,
+                                                                                 self.generator)
                 loss = net.ssp_objective(x, [i.to(self.device) for i in frames])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += float(loss.detach())
                 steps += 1
-            mean = total / max(1, steps)
-            self.history.append({"ssp_loss": mean})
-            ctx.report(epoch=epoch, ssp_loss=mean)
-            ctx.progress((epoch + 1) / max(1, total_epochs), f"SSP epoch {epoch + 1}/{cfg.pretrain_epochs} loss {mean:.2f}")
-        if cfg.finetune:
-            # A fresh Adam over every variable, loss = CE + l2 ([R] 384-386; base_gattn.py:9-19). The
-            # release's later ``lr = 0.0005`` (:432) comes after this optimiser is built: no effect.
-            opt = torch.optim.Adam(net.trainable(), lr=cfg.lr)
-            for epoch in range(cfg.epochs):
-                net.train()
-                total, correct, count, steps = 0.0, 0, 0, 0
-                for x, target in batches():
-                    logits = summed_logits(net.classifier, net.prefix_states(x))
-                    ce = nn.functional.cross_entropy(logits, target)
-                    loss = ce + cfg.l2 * net.l2_penalty()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(ce.detach())
-                    correct += int((logits.argmax(1) == target).sum())
-                    count += len(target)
-                    steps += 1
-                metrics = {"ce_loss": total / max(1, steps), "train_acc": correct / max(1, count)}
-                self.history.append(metrics)
-                ctx.report(epoch=cfg.pretrain_epochs + epoch, **metrics)
-                ctx.progress((cfg.pretrain_epochs + epoch + 1) / max(1, total_epochs),
-                             f"re-ID epoch {epoch + 1}/{cfg.epochs} loss {metrics['ce_loss']:.3f}")
-        net.eval()
-        if cfg.save_checkpoint:
-            save_weights(net, ctx.checkpoint_dir, "mg_scr.pt")
+            metrics = {"ssp_loss": total / max(1, steps)}
+        else:  # re-ID fine-tuning
+            opt, total, correct, count, steps = self.finetune_optimizer, 0.0, 0, 0, 0
+            for x, target in self._batches():
+                logits = summed_logits(net.classifier, net.prefix_states(x))
+                ce = nn.functional.cross_entropy(logits, target)
+                loss = ce + cfg.l2 * net.l2_penalty()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(ce.detach())
+                correct += int((logits.argmax(1) == target).sum())
+                count += len(target)
+                steps += 1
+            metrics = {"ce_loss": total / max(1, steps), "train_acc": correct / max(1, count)}
+        self.history.append(metrics)
+        return metrics
 
     # ------------------------------------------------------------------------------ embedding
-    def embedding_dim(self, f: int) -> int:
+    def embedding_dim(self, samples: SampleSet) -> int:
+        data = np.asarray(samples.data)
+        f = data.shape[1] if data.ndim == 4 else (self.spec.window or 6)
         return self.cfg.hidden * max(1, f - 1) if self.cfg.pool == "concat" else self.cfg.hidden
 
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        with cpu_threads(self.cfg.cpu_threads, self.device):
-            self.net.eval()
-            data = np.asarray(samples.data, dtype=np.float32)
-            if len(data) == 0:
-                f = data.shape[1] if data.ndim == 4 else (self.spec.window or 6)
-                return np.zeros((0, self.embedding_dim(f)), dtype=np.float32)
-            out = []
-            for s in range(0, len(data), self.cfg.embed_batch):
-                states = self.net.prefix_states(torch.from_numpy(data[s:s + self.cfg.embed_batch]).to(self.device))
-                out.append(pool_states(states, self.cfg.pool).cpu())
-            return torch.cat(out).numpy().astype(np.float32)
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        return pool_states(self.net.prefix_states(batch), self.cfg.pool)
 
     def num_parameters(self) -> int:
         """The release's trainable variables: graph encoder, LSTM, SSP predictor and the re-ID

@@ -57,9 +57,8 @@ import torch
 from torch import nn
 
 from reid_bench.samples import class_balanced_order
-from reid_bench.torchutil import cpu_threads, save_weights
-from reid_bench.api import (DataSpec, Model, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
-                            TrialContext)
+from reid_bench.api import (DataSpec, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
+                            TorchModel, TrialContext, run_setting)
 
 from .graphs import SCALES, ScaleGraph, build_graphs
 
@@ -135,8 +134,7 @@ class SMSGEConfig:
     vertical (y) axis so that its mean hip-and-shoulder left-to-right vector lies along +x (not
     in the paper; see ``canonical_yaw``). Embedding: ``pool`` over a window's frames: "mean",
     "last" or "concat" (every frame's, and the zero-input step's with ``zero_pad_step``: the
-    release's f+1 prefixes); ``embed_batch`` windows per pass. ``cpu_threads``: torch threads on
-    CPU (0: leave as is).
+    release's f+1 prefixes); ``embed_batch`` windows per pass (a run setting).
     """
 
     d_t: PositiveInt = 8
@@ -172,9 +170,7 @@ class SMSGEConfig:
     probe: Literal["released", "harness"] | None = None
     view_normalise: bool = False
     pool: Literal["mean", "last", "concat"] | None = None
-    embed_batch: PositiveInt = 512
-    cpu_threads: NonNegativeInt = 1
-    save_checkpoint: bool = True
+    embed_batch: PositiveInt = run_setting(512)
 
     def __post_init__(self) -> None:
         active_scales(self)
@@ -439,7 +435,7 @@ def sample_subsequences(lengths: list[int], f: int, rounds: int, gen: torch.Gene
     return out
 
 
-class SMSGE(Model):
+class SMSGE(TorchModel):
     """Self-supervised multi-scale skeleton graph encoding (SM-SGE)."""
 
     # 2: per-head Glorot initialisation of the structural relations (was over the stacked heads).
@@ -492,7 +488,6 @@ class SMSGE(Model):
         active_scales(self.cfg)  # validate early
         self.graphs = build_graphs(spec.layout, self.cfg.nhood, self.cfg.part_graph)
         self.net = SMSGENet(self.cfg, self.graphs)
-        self.device = "cpu"
         self.history: list[float] = []
 
     @classmethod
@@ -524,72 +519,73 @@ class SMSGE(Model):
                 "shuffle": False, "scores": "logits"}
 
     # -------------------------------------------------------------------------------- training
-    def fit(self, train: SampleSet, ctx: TrialContext) -> None:
-        with cpu_threads(self.cfg.cpu_threads, ctx.device):
-            self._fit(train, ctx)
+    training_attributes = ("optimizers", "generator", "history")
 
-    def _fit(self, train: SampleSet, ctx: TrialContext) -> None:
+    def start_fit(self, train: SampleSet, ctx: TrialContext) -> None:
         cfg = self.cfg
-        torch.manual_seed(ctx.seed)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        self.device = ctx.device
+        self.generator = torch.Generator().manual_seed(ctx.seed)
         self.net = SMSGENet(cfg, self.graphs).to(self.device)  # fresh weights from the seeded RNG
         net = self.net
-        data = torch.as_tensor(self._prepare(train))
-        n, f = data.shape[:2]
-        lengths = subsequence_lengths(cfg, f)
+        self.data = torch.as_tensor(self._prepare(train))
+        f = self.data.shape[1]
+        self.lengths = subsequence_lengths(cfg, f)
         if cfg.per_scale_adam:
             shared = list(net.mgrn.parameters()) if net.mgrn is not None else []
-            groups = {
+            self.groups = {
                 s: shared + list(net.lstm[s].parameters())
                 + [p for t in net.targets[s] for p in net.heads[f"{s}__{t}"].parameters()]
                 for s in net.scales
             }
-            opts = {s: torch.optim.Adam(ps, lr=cfg.lr) for s, ps in groups.items()}
+            self.optimizers = {s: torch.optim.Adam(ps, lr=cfg.lr) for s, ps in self.groups.items()}
         else:
-            opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
-        fixed = sample_subsequences(lengths, f, cfg.rounds, gen) if cfg.fixed_subsequences else None
+            self.optimizers = {"all": torch.optim.Adam(net.parameters(), lr=cfg.lr)}
+        self.fixed = sample_subsequences(self.lengths, f, cfg.rounds, self.generator) if cfg.fixed_subsequences else None
         if cfg.balanced_batches:  # the release's class-balanced set, built once, in a fixed order
-            order = torch.as_tensor(class_balanced_order(train.labels, cfg.batch_size, np.random.default_rng(ctx.seed)))
+            self.order = torch.as_tensor(class_balanced_order(train.labels, cfg.batch_size,
+                                                              np.random.default_rng(ctx.seed)))
         else:
-            order = None
-        m = n if order is None else len(order)
-        bs = max(1, min(cfg.batch_size, m))
+            self.order = None
         self.history = []
-        for epoch in range(cfg.epochs):
-            net.train()
-            perm = torch.randperm(n, generator=gen) if order is None else order
-            total, steps = 0.0, 0
-            for start in range(0, m - bs + 1, bs):  # the released code drops the last partial batch
-                x = data[perm[start : start + bs]].to(self.device)
-                frames = fixed if fixed is not None else sample_subsequences(lengths, f, cfg.rounds, gen)
-                losses = net.losses(x, [i.to(self.device) for i in frames])
-                loss = sum(losses.values())
-                if cfg.per_scale_adam:
-                    # TF's one sess.run: every gradient from the same forward, then four Adam steps.
-                    count = len(frames)
-                    grads = {
-                        s: torch.autograd.grad(losses[s] / count, groups[s], retain_graph=True, allow_unused=True)
-                        for s in net.scales
-                    }
-                    for s in net.scales:
-                        opts[s].zero_grad(set_to_none=True)
-                        for p, g in zip(groups[s], grads[s]):
-                            p.grad = g
-                        opts[s].step()
-                else:
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                total += float(loss.detach())
-                steps += 1
-            mean = total / max(1, steps)
-            self.history.append(mean)
-            ctx.report(epoch=epoch, loss=mean)
-            ctx.progress((epoch + 1) / max(1, cfg.epochs), f"epoch {epoch + 1}/{cfg.epochs} MSR loss {mean:.4f}")
-        net.eval()
-        if cfg.save_checkpoint:
-            save_weights(net, ctx.checkpoint_dir, "smsge.pt")
+
+    def num_epochs(self) -> int:
+        return self.cfg.epochs
+
+    def train_epoch(self, epoch: int, ctx: TrialContext) -> dict[str, float]:
+        cfg, net, data = self.cfg, self.net, self.data
+        n, f = data.shape[:2]
+        m = n if self.order is None else len(self.order)
+        bs = max(1, min(cfg.batch_size, m))
+        net.train()
+        perm = torch.randperm(n, generator=self.generator) if self.order is None else self.order
+        total, steps = 0.0, 0
+        for start in range(0, m - bs + 1, bs):  # the released code drops the last partial batch
+            x = data[perm[start : start + bs]].to(self.device)
+            frames = self.fixed if self.fixed is not None else sample_subsequences(self.lengths, f, cfg.rounds,
+                                                                                   self.generator)
+            losses = net.losses(x, [i.to(self.device) for i in frames])
+            loss = sum(losses.values())
+            if cfg.per_scale_adam:
+                # TF's one sess.run: every gradient from the same forward, then four Adam steps.
+                count = len(frames)
+                grads = {
+                    s: torch.autograd.grad(losses[s] / count, self.groups[s], retain_graph=True, allow_unused=True)
+                    for s in net.scales
+                }
+                for s in net.scales:
+                    self.optimizers[s].zero_grad(set_to_none=True)
+                    for p, g in zip(self.groups[s], grads[s]):
+                        p.grad = g
+                    self.optimizers[s].step()
+            else:
+                opt = self.optimizers["all"]
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+            total += float(loss.detach())
+            steps += 1
+        mean = total / max(1, steps)
+        self.history.append(mean)
+        return {"loss": mean}
 
     def _prepare(self, samples: SampleSet) -> np.ndarray:
         data = np.asarray(samples.data, dtype=np.float32)
@@ -598,29 +594,18 @@ class SMSGE(Model):
         return data
 
     # -------------------------------------------------------------------------------- embedding
-    @torch.no_grad()
-    def embed(self, samples: SampleSet) -> np.ndarray:
-        with cpu_threads(self.cfg.cpu_threads, self.device):
-            return self._embed(samples)
-
-    def embedding_dim(self, f: int) -> int:
+    def embedding_dim(self, samples: SampleSet) -> int:
+        data = np.asarray(samples.data)
+        f = data.shape[1] if data.ndim == 4 else (self.spec.window or 1)
         d = len(self.net.scales) * self.cfg.hidden
         return d * (f + (1 if self.cfg.zero_pad_step else 0)) if self.cfg.pool == "concat" else d
 
-    def _embed(self, samples: SampleSet) -> np.ndarray:
-        self.net.eval()
-        data = np.asarray(samples.data, dtype=np.float32)
-        if len(data):
-            data = self._prepare(samples)
-        if len(data) == 0:
-            f = data.shape[1] if data.ndim == 4 else (self.spec.window or 1)
-            return np.zeros((0, self.embedding_dim(f)), dtype=np.float32)
-        out = []
-        for s in range(0, len(data), self.cfg.embed_batch):
-            x = torch.from_numpy(data[s : s + self.cfg.embed_batch]).to(self.device)
-            h = self.net.states(x, self.cfg.zero_pad_step)  # frozen: no_grad, eval
-            out.append(pool_states(h, self.cfg.pool).cpu())
-        return torch.cat(out).numpy().astype(np.float32)
+    def embed_inputs(self, samples: SampleSet) -> torch.Tensor:
+        return torch.from_numpy(self._prepare(samples))
+
+    def features(self, batch: torch.Tensor) -> torch.Tensor:
+        h = self.net.states(batch, self.cfg.zero_pad_step)  # frozen: no_grad, eval
+        return pool_states(h, self.cfg.pool)
 
     def num_parameters(self) -> int:
         """MGRN + LSTMs + MSR heads (the whole self-supervised network; no identity classifier)."""
