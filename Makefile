@@ -17,7 +17,7 @@ FIELD_LEARNED := lstm-1 lstm-m posegait age sgela
 PROTOTYPE_MODELS := simmc spc-mgr hi-mpc transg mg-scr
 CLOUD_MODELS := cloud-hist pointnet-lite ognet ognet-small ognet-deep pointnet2-ssg pointnet2-msg dgcnn
 
-.PHONY: setup demo test bench gpu-check leaderboards ablation field prototypes clouds clean
+.PHONY: setup demo test bench gpu-check leaderboards ablation field prototypes clouds field-protocol clean
 
 setup: $(VENV)/.installed
 
@@ -91,6 +91,14 @@ clouds: setup
 	  $(BIN)/reid-bench run --model $$m --protocol $$p --seeds $(SEEDS) || exit 1; done; done
 	for p in synth-market synth-market-to-duke; do for m in ognet pointnet2-msg; do \
 	  $(BIN)/reid-bench run --model $$m --protocol $$p --seeds $(SEEDS) --set epochs=20 || exit 1; done; done
+	$(BIN)/reid-bench leaderboard
+
+# Every installed method of a field protocol's published table, at its release configuration, on
+# real data (which reid-bench does not ship): make field-protocol PROTOCOL=ias-retrieval DATA=~/data
+field-protocol: setup
+	@test -n "$(PROTOCOL)" -a -n "$(DATA)" || { echo "usage: make field-protocol PROTOCOL=<name> DATA=<data root>"; exit 2; }
+	for m in $$($(BIN)/python -m reid_bench.leaderboard methods $(PROTOCOL)); do \
+	  $(BIN)/reid-bench run --model $$m --protocol $(PROTOCOL) --data-root $(DATA) --seeds $(SEEDS) || exit 1; done
 	$(BIN)/reid-bench leaderboard
 
 # Every performance target in one table, anchors measured in the same run (about 10 minutes on

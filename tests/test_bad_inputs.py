@@ -265,7 +265,7 @@ def c_board_misplaced(tmp):
 def c_board_unknown_protocol(tmp):
     _result_doc(tmp / "results")
     return Case(["leaderboard", "--no-store", "--results", str(tmp / "results"), "--out", str(tmp / "lb"),
-                 "--protocol", "ias"], 1, "no finished runs for protocol 'ias'", absent=[tmp / "lb"])
+                 "--protocol", "synth-market"], 1, "no finished runs for protocol 'synth-market'", absent=[tmp / "lb"])
 
 
 def _result_doc(root: Path) -> Path:

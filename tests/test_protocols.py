@@ -9,7 +9,8 @@ from reid_bench.api import SkeletonSequence
 from reid_bench.layouts import KINECT_V1_20
 from reid_bench.registry import get_registry
 from reid_bench.samples import sequence_windows, windows_from_sequences
-from reid_bench.trial import HarnessData, aggregate_groups, resolve_config
+from reid_bench.scoring import RetrievalScoring, retrieval_items
+from reid_bench.trial import HarnessData, resolve_config
 from reid_bench.config import Overrides
 
 
@@ -48,13 +49,18 @@ def test_windows_reject_wrong_joint_count():
         windows_from_sequences([bad], 6, 3, KINECT_V1_20)
 
 
-def test_aggregate_groups_means_windows_per_sequence():
+def test_retrieval_items_per_sequence_and_per_window():
     recs = [_seq(1, 12), _seq(2, 12, view="w")]
     split = windows_from_sequences(recs, 6, 6, KINECT_V1_20)
     feats = np.array([[1, 0], [1, 0], [0, 3], [0, 1]], np.float32)
-    emb, pids, cams = aggregate_groups(feats, split)
-    np.testing.assert_allclose(emb, [[1, 0], [0, 1]], atol=1e-6)
+    emb, pids, cams = retrieval_items(feats, split, RetrievalScoring("cosine", "sequence"))
+    np.testing.assert_allclose(emb, [[1, 0], [0, 1]], atol=1e-6)  # normalised windows, normalised mean
     assert pids.tolist() == [1, 2] and cams.tolist() == [0, 1]
+    emb, _, _ = retrieval_items(feats, split, RetrievalScoring("euclidean", "sequence"))
+    np.testing.assert_allclose(emb, [[1, 0], [0, 2]], atol=1e-6)  # the raw mean
+    emb, pids, _ = retrieval_items(feats, split, RetrievalScoring("euclidean", "sample"))
+    np.testing.assert_array_equal(emb, feats)  # every window alone, raw
+    assert pids.tolist() == [1, 1, 2, 2]
 
 
 def _fold(protocol_name, fold, trial_seed=0, **data):

@@ -23,12 +23,13 @@ from reid_bench.config import (Fraction, NonNegativeFloat, NonNegativeInt, Posit
 from reid_bench.layouts import KINECT_V1_20, Layout
 from reid_bench.records import PointCloud, Record, SkeletonSequence
 from reid_bench.samples import DataSpec, FoldData, SampleSet
+from reid_bench.scoring import RetrievalScoring
 from reid_bench.validation import carve_validation
 
 __all__ = [
     "API_VERSION", "MODALITIES", "DataAccess", "DataSpec", "Dataset", "EvaluationMode", "FoldData", "Fraction", "Layout",
     "Modality", "Model", "NonNegativeFloat", "NonNegativeInt", "PointCloud", "PositiveFloat", "PositiveInt",
-    "Probability", "Protocol", "Range", "Record", "SampleSet", "SkeletonSequence", "TorchModel", "TrialContext",
+    "Probability", "Protocol", "Range", "Record", "RetrievalScoring", "SampleSet", "SkeletonSequence", "TorchModel", "TrialContext",
     "check_modalities", "require_order", "run_setting", "seeds_for",
 ]
 
@@ -73,7 +74,8 @@ class Model(abc.ABC):
     """A re-identification model: learns on a training split, then embeds samples.
 
     ``config_class`` is a dataclass whose defaults are the paper's hyper-parameters;
-    ``protocol_overrides`` maps a protocol name to the per-dataset values the paper gives.
+    ``protocol_overrides`` maps a protocol name to the per-dataset values the paper gives,
+    ``fold_overrides`` its per-fold values, ``budget_overrides`` what this benchmark chose.
     """
 
     api_version: ClassVar[str] = API_VERSION
@@ -85,6 +87,13 @@ class Model(abc.ABC):
     description: ClassVar[str] = ""
     citation: ClassVar[str] = ""
     protocol_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: The release's values for one fold of a protocol: {protocol: {fold: {field: value}}}
+    #: (SimMC's MIC weight is 0.75 on IAS-A, 0.5 on IAS-B). A run fits such folds separately.
+    fold_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    #: Values this benchmark chose where the release's cannot run (a CPU budget, the harness
+    #: recipe on synthetic data): {protocol: {field: value}}. Applied after the release's, and
+    #: named on every leaderboard row, which is never "default" while they differ.
+    budget_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
     #: What a leaderboard row of this model on a protocol should say (a CPU budget, a recipe).
     protocol_notes: ClassVar[dict[str, str]] = {}
 
@@ -306,6 +315,9 @@ class Dataset(abc.ABC):
     obtain: ClassVar[str] = ""
     loader_version: ClassVar[str] = "1"
     options_class: ClassVar[type | None] = None
+    #: The skeleton layout of its records, known before reading them (``reid-bench info MODEL
+    #: --protocol P`` builds the model for it); None where the files decide.
+    layout: ClassVar[str | None] = None
 
     def __init__(self, root: Path | None = None, options: Any = None) -> None:
         self.root = Path(root) if root is not None else None
@@ -315,6 +327,10 @@ class Dataset(abc.ABC):
 
     @abc.abstractmethod
     def load(self) -> list[Record]: ...
+
+    def skeleton_layout(self) -> str | None:
+        """The layout its records will have with these options (default: ``layout``)."""
+        return self.layout
 
     def verify(self) -> list[str]:
         """Problems found in the files (empty when all is well)."""
@@ -355,12 +371,19 @@ class Protocol(abc.ABC):
     #: The metric the published numbers give for the main score, when it is not the main score
     #: itself (OG-Net's mAPs are its trapezoid AP, ``map_trapz``).
     reference_score: ClassVar[str | None] = None
+    #: How a retrieval protocol ranks (distance, item, Rank-k denominator), as its papers'
+    #: released code does; ``--set eval.*`` changes it for a run, and the row says so.
+    scoring: ClassVar[RetrievalScoring] = RetrievalScoring()
 
     @property
     def metrics(self) -> tuple[str, ...]:
         if self.mode == "closed-set":
             return ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy")
         return ("rank1", "rank5", "rank10", "mAP", "mINP", "map_trapz")
+
+    #: Dataset options this protocol starts from, which ``--set data.*`` may still change (a
+    #: release's reading of the files, with the harness's as a switch).
+    data_defaults: ClassVar[dict[str, Any]] = {}
 
     def fixed_data_options(self) -> dict[str, Any]:
         """Dataset options this protocol sets itself (``--set data.*`` may not change them)."""

@@ -169,7 +169,8 @@ def _model_info(name: str, cls: Any) -> dict[str, Any]:
         "citation": cls.citation, "config": config_dict(cls.config_class()),
         "run_settings": run_settings_of(cls.config_class()),
         "resumable": bool(getattr(cls, "resumable", False)),
-        "protocol_overrides": cls.protocol_overrides, "search_space": None,
+        "protocol_overrides": cls.protocol_overrides, "fold_overrides": cls.fold_overrides,
+        "budget_overrides": cls.budget_overrides, "search_space": None,
     }
     info["search_space"] = cls.search_space()
     spec = cls.example_spec()
@@ -194,7 +195,34 @@ def _resolved_on(model: str, protocol: str) -> dict[str, Any]:
         resolved = resolve_config(model, protocol, Overrides())
     except (PluginError, ConfigError) as exc:
         fail(str(exc))
-    return {"protocol": protocol, **resolved.as_dict(), "config_fingerprint": resolved.fingerprint}
+    return {"protocol": protocol, **resolved.as_dict(), "config_fingerprint": resolved.fingerprint,
+            "differs_from_release": resolved.release_diff or "nothing (the release's configuration)",
+            **_parameters_on(model, protocol, resolved)}
+
+
+def _parameters_on(model: str, protocol: str, resolved: Any) -> dict[str, Any]:
+    """The model's parameter count as built for the protocol: its resolved configuration, the
+    layout of the protocol's data and its window (the number of identities from the model's own
+    example input: identity classifiers are not counted)."""
+    from reid_bench.samples import DataSpec
+
+    registry = get_registry()
+    model_cls, protocol_cls = registry.model(model), registry.protocol(protocol)
+    example = model_cls.example_spec()
+    layout = None
+    for name in protocol_cls.datasets:
+        ds_cls = registry.dataset(name)
+        options = ds_cls.options_class(**resolved.data.get(name, {})) if ds_cls.options_class else None
+        layout = layout or ds_cls(None, options).skeleton_layout()
+    try:
+        spec = DataSpec(protocol_cls.modality, example.num_classes, registry.layout(layout) if layout else example.layout,
+                        protocol_cls.window or example.window, example.num_points)
+        counts = {"num_parameters": int(model_cls(resolved.model, spec).num_parameters())}
+        for fold, cfg in sorted(resolved.per_fold.items()):
+            counts[f"num_parameters/{fold}"] = int(model_cls(cfg, spec).num_parameters())
+    except Exception as exc:  # a model that cannot build without data still gets its configuration shown
+        return {"num_parameters": None, "parameters_error": f"{type(exc).__name__}: {exc}"}
+    return {**counts, "parameters_for": {"layout": spec.layout.name if spec.layout else None, "window": spec.window}}
 
 
 def _dataset_info(name: str, cls: Any) -> dict[str, Any]:
@@ -212,6 +240,8 @@ def _protocol_info(name: str, cls: Any) -> dict[str, Any]:
             "seeds": list(cls.seeds), "window": cls.window, "metrics": list(cls().metrics),
             "main_score": cls.main_score, "higher_is_better": cls.higher_is_better,
             "filter_same_camera": cls.filter_same_camera if cls.mode == "retrieval" else None,
+            "scoring": ({"distance": cls.scoring.distance, "item": cls.scoring.item, "rank_over": cls.scoring.rank_over,
+                         "means": cls.scoring.describe()} if cls.mode == "retrieval" else None),
             "references": cls.references, "reference_source": cls.reference_source}
 
 
@@ -341,6 +371,7 @@ def run_cmd(
     checkpoint_minutes: float = typer.Option(10.0, "--checkpoint-minutes", help="... or every M minutes, whichever comes first (0: off); always after the last epoch"),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="keep the training checkpoints of finished trials (default: removed once the result is recorded)"),
     no_save_model: bool = typer.Option(False, "--no-save-model", help="do not keep the fitted model as an MLflow artifact (reid-bench eval scores it later)"),
+    report_best_test_epoch: int = typer.Option(0, "--report-best-test-epoch", help="also score the test split every N epochs and record each fold's best epoch, the releases' way of reporting: test-selected, kept apart from the result and shown in its own column (0: off)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON on stdout"),
 ) -> None:
     """Run a model on a protocol: folds x seeds as trials; results to MLflow. A (fold, seed)
@@ -370,7 +401,8 @@ def run_cmd(
         gpus_per_trial=gpus_per_trial, device=device, results_dir=results_dir, storage=storage,
         cache_dir=None if no_cache else (cache_dir or "default"), max_failures=max_failures, resume=resume_run or resume,
         rerun=rerun, show_progress=not as_json, checkpoint_epochs=checkpoint_epochs,
-        checkpoint_minutes=checkpoint_minutes, keep_checkpoints=keep_checkpoints, save_model=not no_save_model)
+        checkpoint_minutes=checkpoint_minutes, keep_checkpoints=keep_checkpoints, save_model=not no_save_model,
+        report_best_test_epoch=report_best_test_epoch)
     try:  # every run of the file is checked before the first one starts
         for exp in experiments:
             _check_experiment(exp, options, data_root)

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-SCOPES = ("model", "probe", "data")
+SCOPES = ("model", "probe", "data", "eval")
 
 
 class ConfigError(ValueError):
@@ -69,11 +69,17 @@ class Overrides:
     model: dict[str, str] = field(default_factory=dict)
     probe: dict[str, str] = field(default_factory=dict)
     data: dict[str, str] = field(default_factory=dict)
+    #: How a retrieval protocol ranks (``RetrievalScoring`` fields): distance, item, rank_over.
+    eval: dict[str, str] = field(default_factory=dict)
+
+    def as_scopes(self) -> dict[str, dict[str, str]]:
+        """Plain data per scope (what a trial spec carries to a worker)."""
+        return {scope: dict(getattr(self, scope)) for scope in SCOPES}
 
     def as_flat(self) -> dict[str, str]:
         flat = {f"model.{k}": v for k, v in self.model.items()}
-        flat.update({f"probe.{k}": v for k, v in self.probe.items()})
-        flat.update({f"data.{k}": v for k, v in self.data.items()})
+        for scope in SCOPES[1:]:
+            flat.update({f"{scope}.{k}": v for k, v in getattr(self, scope).items()})
         return dict(sorted(flat.items()))
 
 

@@ -105,7 +105,9 @@ def build_model(ckpt: LoadedCheckpoint) -> Any:
     shape = meta["data_spec"]
     layout = registry.layout(shape["layout"]) if shape.get("layout") else None
     spec = DataSpec(shape["modality"], int(shape["num_classes"]), layout, shape.get("window"), shape.get("num_points"))
-    model = model_cls(model_config(model_cls, meta["config"]["model"]), spec)
+    values = dict(meta["config"]["model"])
+    values.update(meta["config"].get("folds", {}).get(meta["folds"][0], {}))  # the fold's release values
+    model = model_cls(model_config(model_cls, values), spec)
     if "model" not in ckpt.state:
         raise CheckpointError(f"checkpoint {ckpt.source}: holds no model state")
     try:

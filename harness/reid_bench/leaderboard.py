@@ -70,6 +70,12 @@ class Row:
     tuned: str = ""
     rank: int | None = None
     control: str | None = None  # chance, probe on raw windows, untrained encoder
+    #: The model's own configuration on the protocol (no --set typed, not tuned, not evaluated
+    #: from a checkpoint): the row the index names as the protocol's first.
+    default: bool = False
+    #: The main score at each trial's best test epoch (``--report-best-test-epoch``), mean over
+    #: the trials that recorded it: test-selected, shown apart, never ranked.
+    test_selected: Cell | None = None
     queries: Any = None  # [seeds, queries] of the main score's per-query values (reid_bench.bootstrap)
     cmc: dict[int, list[float]] = field(default_factory=dict)  # per seed, for the site's CMC plots
     versions: dict[str, str] = field(default_factory=dict)  # reid-bench, torch, Ray, MLflow of the latest trial
@@ -91,6 +97,10 @@ class ProtocolBoard:
     rows: dict[tuple[str, str], list[Row]] = field(default_factory=dict)  # (version, fold) -> rows
     reference_source: str = ""
     reference_score: str = ""  # the metric the papers report for the main score (OG-Net: map_trapz)
+    #: The papers' numbers for this protocol, {model: {fold: {metric: percent}}}: shown as the
+    #: published table, with or without measured rows.
+    references: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    installed_version: str = ""  # the protocol's version, for a board with no measured row yet
 
     @property
     def columns(self) -> list[str]:
@@ -132,6 +142,17 @@ def config_label(values: dict[str, str]) -> str:
     return ", ".join(f"{k.removeprefix('model.')}={v}" for k, v in sorted(values.items()))
 
 
+def row_label(doc: dict[str, Any]) -> str:
+    """A row's Config: every setting that differs from the model's release on the protocol (a cut
+    budget, a recipe, a switch), or "release" when none does; a row scored from a checkpoint says
+    which one; results written before the release difference was recorded show what was typed."""
+    if doc.get("evaluated_from"):
+        return config_label(doc.get("config_label", {}))
+    if "release_diff" in doc:
+        return config_label(doc["release_diff"]) if doc["release_diff"] else "release"
+    return config_label(doc.get("config_label", doc["config_diff"]))
+
+
 def _paper(meta: dict[str, Any], doc: dict[str, Any], fold: str, metric: str) -> tuple[float | None, str | None]:
     """The published value of the row's model (shown only when the row runs the paper's
     configuration) and the reproduction status: "paper config", or which settings differ."""
@@ -144,8 +165,9 @@ def _paper(meta: dict[str, Any], doc: dict[str, Any], fold: str, metric: str) ->
         return None, None
     if doc.get("tuned"):
         return None, f"{CONFIG_DIFFERS}: tuned"
-    if doc["config_diff"]:
-        return None, f"{CONFIG_DIFFERS}: " + ", ".join(k.removeprefix("model.") for k in sorted(doc["config_diff"]))
+    differs = doc.get("release_diff", doc["config_diff"])
+    if differs:
+        return None, f"{CONFIG_DIFFERS}: " + ", ".join(k.removeprefix("model.") for k in sorted(differs))
     return float(value), "paper config"
 
 
@@ -157,7 +179,8 @@ def collect(documents: dict[Key, dict[str, Any]]) -> dict[str, ProtocolBoard]:
         if board is None:
             board = boards[protocol] = ProtocolBoard(protocol, doc["mode"], doc["main_score"], meta["higher_is_better"],
                                                      list(meta["folds"]), reference_source=meta["reference_source"],
-                                                     reference_score=meta["reference_score"])
+                                                     reference_score=meta["reference_score"],
+                                                     references=meta["references"])
         expected: dict[str, list[int]] = {}
         for key in doc["expected_trials"]:
             fold, seed = key.rsplit("/seed", 1)
@@ -185,6 +208,53 @@ def collect(documents: dict[Key, dict[str, Any]]) -> dict[str, ProtocolBoard]:
         for (version, fold), rows in board.rows.items():
             _bootstrap(board, f"{board.name}/v{version}/{fold}", rows)
     return boards
+
+
+def reference_boards(boards: dict[str, ProtocolBoard]) -> dict[str, ProtocolBoard]:
+    """Every installed protocol that carries papers' numbers gets a board, measured rows or not:
+    the published table is the comparison a user's rows are read against."""
+    from reid_bench.registry import PluginError, get_registry
+
+    registry = get_registry()
+    out = dict(boards)
+    for name in registry.names("protocols"):
+        if name in out:
+            continue
+        try:
+            cls = registry.protocol(name)
+        except PluginError:
+            continue
+        if cls.references:
+            out[name] = ProtocolBoard(name, cls.mode, cls.main_score, cls.higher_is_better, list(cls.folds),
+                                      reference_source=cls.reference_source,
+                                      reference_score=getattr(cls, "reference_score", None) or cls.main_score,
+                                      references=cls.references, installed_version=str(cls.version))
+    return out
+
+
+def published(board: ProtocolBoard) -> dict[str, list[tuple[str, dict[str, float]]]]:
+    """Per fold, the papers' rows, best first by the published main score."""
+    out: dict[str, list[tuple[str, dict[str, float]]]] = {}
+    sign = -1.0 if board.higher_is_better else 1.0
+    for fold in board.folds:
+        rows = [(model, dict(values[fold])) for model, values in board.references.items() if fold in values]
+        rows.sort(key=lambda r: (sign * r[1].get(board.reference_score, float("-inf") * sign), r[0]))
+        if rows:
+            out[fold] = rows
+    return out
+
+
+def published_metrics(board: ProtocolBoard) -> list[str]:
+    order = ["mAP", "rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "map_trapz"]
+    seen = {m for rows in published(board).values() for _, values in rows for m in values}
+    return [m for m in order if m in seen] + sorted(seen - set(order))
+
+
+def produce_line(board: ProtocolBoard) -> str:
+    """How a user with the data adds measured rows to this board."""
+    return (f"`make field-protocol PROTOCOL={board.name} DATA=/path/to/data` runs every installed method of this "
+            f"table on it at its release configuration (`reid-bench data info` says where each dataset goes); "
+            f"then `reid-bench leaderboard` adds the rows.")
 
 
 def _bootstrap(board: ProtocolBoard, section: str, rows: list[Row]) -> None:
@@ -218,7 +288,7 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
     latest = max(trials, key=lambda t: (t["end_time"], t["run_id"]))
     params = next((t["num_parameters"] for t in trials if t.get("num_parameters") is not None), None)
     paper, status = _paper(meta, doc, fold, board.reference_score)
-    return Row(model=doc["model"], config=config_label(doc.get("config_label", doc["config_diff"])), fingerprint=doc["config_fingerprint"],
+    return Row(model=doc["model"], config=row_label(doc), fingerprint=doc["config_fingerprint"],
                version=version, fold=fold, expected_seeds=expected, seeds=seeds, cells=cells,
                per_seed={t["seed"]: dict(t["metrics"]) for t in trials}, params=params, paper=paper,
                paper_status=status, run_id=latest["invocation"], commit=latest.get("commit", "unknown"),
@@ -227,7 +297,16 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
                queries=query_matrix(trials, board.main_score),
                cmc={t["seed"]: [round(float(v), 4) for v in t.get("cmc", [])] for t in trials},
                versions=dict(latest.get("versions", {})),
-               links={t["seed"]: t["mlflow_url"] for t in trials if t.get("mlflow_url")})
+               links={t["seed"]: t["mlflow_url"] for t in trials if t.get("mlflow_url")},
+               default=not (doc.get("config_label") or doc.get("tuned") or doc.get("evaluated_from")),
+               test_selected=_test_selected(trials, board.main_score))
+
+
+def _test_selected(trials: list[dict[str, Any]], metric: str) -> Cell | None:
+    values = [t["test_selected"][metric] for t in trials if metric in (t.get("test_selected") or {})]
+    if not values:
+        return None
+    return Cell(statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
 
 
 # ------------------------------------------------------------------------------------- rendering
@@ -266,6 +345,10 @@ def _cells(board: ProtocolBoard, r: Row) -> list[str]:
         diff_text += " [{:+.1f}, {:+.1f}]".format(*vs_paper["ci95"])
     cells += [n, _fmt_params(r.params), "—" if r.paper is None else f"{r.paper:.1f}",
               diff_text, r.paper_status or "—", r.run_id[:8], r.commit, r.date]
+    if _has_test_selected(board):
+        selected = r.test_selected
+        cells.append("—" if selected is None else f"{selected.fmt(board.main_score in PERCENT_METRICS)} "
+                     f"(n = {selected.n})")
     return cells
 
 
@@ -281,9 +364,15 @@ def _vs_top(r: Row) -> str:
 
 
 def _header(board: ProtocolBoard) -> list[str]:
+    label = LABELS.get(board.main_score, board.main_score)
     return (["#", "Model", "Config"] + [LABELS[c] for c in board.columns]
-            + [f"Δ #1 {LABELS.get(board.main_score, board.main_score)} [95% CI]", "n", "Params", f"Paper {LABELS.get(board.reference_score, board.reference_score)}", "Δ",
-               "Reproduction", "Run", "Commit", "Date"])
+            + [f"Δ #1 {label} [95% CI]", "n", "Params", f"Paper {LABELS.get(board.reference_score, board.reference_score)}", "Δ",
+               "Reproduction", "Run", "Commit", "Date"]
+            + ([f"{label} at the best test epoch (test-selected)"] if _has_test_selected(board) else []))
+
+
+def _has_test_selected(board: ProtocolBoard) -> bool:
+    return any(r.test_selected is not None for rows in board.rows.values() for r in rows)
 
 
 def _section_title(board: ProtocolBoard, version: str, fold: str) -> str:
@@ -291,7 +380,7 @@ def _section_title(board: ProtocolBoard, version: str, fold: str) -> str:
 
 
 def render_markdown(board: ProtocolBoard) -> str:
-    versions = ", ".join(f"v{v}" for v in board.versions)
+    versions = ", ".join(f"v{v}" for v in board.versions) or f"v{board.installed_version}"
     out = [f"# {board.name} (protocol {versions})", "",
            f"Mode: {board.mode}. Main score: {LABELS.get(board.main_score, board.main_score)} "
            f"({'higher' if board.higher_is_better else 'lower'} is better). Values are percent, mean ± sample std "
@@ -318,10 +407,29 @@ def render_markdown(board: ProtocolBoard) -> str:
         if controls:
             out += ["Controls (not ranked): chance, the probe on the raw windows, each learned model's untrained "
                     "encoder under the same probe.", ""] + table(controls) + [""]
+    if not board.rows:
+        out += ["No measured row yet: this protocol needs its dataset, which reid-bench does not ship. "
+                + produce_line(board), ""]
+    out += _published_markdown(board)
     notes = _notes(board)
     if notes:
         out += ["## Notes", ""] + [f"- {model}: {note}" for model, note in notes] + [""]
     return "\n".join(out)
+
+
+def _published_markdown(board: ProtocolBoard) -> list[str]:
+    tables = published(board)
+    if not tables:
+        return []
+    metrics = published_metrics(board)
+    out = ["## Published", "", "The papers' numbers for this protocol, as their source gives them (the measured rows "
+           "above carry them in the Paper column when their configuration is the paper's). " + produce_line(board), ""]
+    for fold, rows in tables.items():
+        header = ["Model"] + [LABELS.get(m, m) for m in metrics]
+        out += [f"### Fold {fold}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        out += ["| " + " | ".join([model] + [f"{values[m]:.1f}" if m in values else "—" for m in metrics]) + " |"
+                for model, values in rows] + [""]
+    return out
 
 
 def _notes(board: ProtocolBoard) -> list[tuple[str, str]]:
@@ -351,6 +459,8 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
              "num_parameters": r.params, "paper": r.paper, "paper_status": r.paper_status,
              "paper_difference": None if _difference(board, r) is None else round(_difference(board, r), 4),
              "bootstrap": r.bootstrap,
+             "test_selected": None if r.test_selected is None else
+             {board.main_score: r.test_selected.as_json(board.main_score in PERCENT_METRICS)},
              "run_id": r.run_id,
              "commit": r.commit, "date": r.date, "tuned": r.tuned or None, "control": r.control}
             for r in board.rows[(version, fold)]
@@ -373,7 +483,8 @@ def _site_row(board: ProtocolBoard, r: Row) -> dict[str, Any]:
                       "std": None if cell.std is None else round(scale * cell.std, 2),
                       "seeds": {str(s): round(scale * vals[m], 2) for s, vals in sorted(r.per_seed.items()) if m in vals}}
     diff = _difference(board, r)
-    return {"rank": r.rank, "model": r.model, "config": r.config, "complete": r.complete, "control": r.control,
+    return {"rank": r.rank, "model": r.model, "config": r.config, "default": r.default, "complete": r.complete,
+            "control": r.control,
             "tuned": r.tuned or None, "n": f"{len(r.seeds)}/{len(r.expected_seeds)}", "params": r.params,
             "metrics": metrics, "paper": r.paper, "paper_status": r.paper_status,
             "paper_difference": None if diff is None else round(diff, 2), "bootstrap": r.bootstrap,
@@ -387,10 +498,15 @@ def site_data(board: ProtocolBoard) -> dict[str, Any]:
                  "rows": [_site_row(board, r) for r in board.rows[(version, fold)]]}
                 for version, fold in board.sections()]
     present = [m for m in SITE_METRICS if any(m in row["metrics"] for s in sections for row in s["rows"])]
+    published_rows = {fold: [{"model": model, "metrics": values} for model, values in rows]
+                      for fold, rows in published(board).items()}
     return {"name": board.name, "mode": board.mode, "main_score": board.main_score,
             "higher_is_better": board.higher_is_better, "reference_score": board.reference_score,
             "reference_source": board.reference_source, "columns": board.columns, "metrics": present,
-            "labels": {m: LABELS.get(m, m) for m in present}, "sections": sections}
+            "labels": {m: LABELS.get(m, m) for m in present}, "sections": sections,
+            "published": published_rows, "published_metrics": published_metrics(board),
+            "published_labels": {m: LABELS.get(m, m) for m in published_metrics(board)},
+            "produce": produce_line(board)}
 
 
 def render_boards(boards: dict[str, ProtocolBoard], protocols: list[str] | None = None) -> dict[str, str]:
@@ -435,7 +551,7 @@ def build_leaderboards(out_dir: str | Path, results_dir: str | Path, tracking_ur
     if not documents:
         where = f"{tracking_uri!r} or " if tracking_uri else ""
         raise LookupError(f"no results in {where}{results_root}: run `reid-bench run` first")
-    boards = collect(documents)
+    boards = reference_boards(collect(documents))
     if protocols:
         unknown = [p for p in protocols if p not in boards]
         if unknown:
@@ -452,3 +568,20 @@ def build_leaderboards(out_dir: str | Path, results_dir: str | Path, tracking_ur
 
 
 __all__ = ["ResultsError", "build_leaderboards", "collect", "render_boards", "LABELS", "PERCENT_METRICS"]
+
+
+def field_methods(protocol: str) -> list[str]:
+    """The installed models that a protocol's published table has numbers for."""
+    from reid_bench.registry import get_registry
+
+    registry = get_registry()
+    installed = set(registry.names("models"))
+    return [model for model in registry.protocol(protocol).references if model in installed]
+
+
+if __name__ == "__main__":  # `python -m reid_bench.leaderboard methods PROTOCOL` (make field-protocol)
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "methods":
+        sys.exit("usage: python -m reid_bench.leaderboard methods PROTOCOL")
+    print(" ".join(field_methods(sys.argv[2])))

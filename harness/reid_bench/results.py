@@ -200,6 +200,7 @@ def _document_from_parent(parent: Any) -> dict[str, Any]:
         "main_score": tags.get("reid_bench.main_score", "rank1"),
         "config_diff": json.loads(tags.get("reid_bench.config_diff") or tags.get("reid_bench.overrides") or "{}"),
         "config_label": json.loads(tags.get("reid_bench.config_label") or tags.get("reid_bench.overrides") or "{}"),
+        **({"release_diff": json.loads(tags["reid_bench.release_diff"])} if tags.get("reid_bench.release_diff") else {}),
         "tuned": tags.get("reid_bench.tuned") or None, "config": {}, "expected_trials": [], "trials": [],
         **({"evaluated_from": json.loads(tags["reid_bench.evaluated_from"])} if tags.get("reid_bench.evaluated_from")
            else {}),
@@ -226,6 +227,9 @@ def _trial_from_run(client: Any, run: Any, parent: Any) -> dict[str, Any]:
                      if f"reid_bench.{name}_version" in tags} | {"reid_bench": tags.get("reid_bench.version", "?")},
         "dataset_checksums": {k.removeprefix("reid_bench.dataset_checksum."): v for k, v in sorted(tags.items())
                               if k.startswith("reid_bench.dataset_checksum.")},
+        **({"test_selected": selected} if (selected := {k.removeprefix("test_selected/"): float(v)
+                                                          for k, v in metrics.items()
+                                                          if k.startswith("test_selected/")}) else {}),
         "cmc": [round(float(v), 6) for v in detail.get("cmc", [])],
         "per_query": detail.get("per_query"),
         "config": detail.get("config"),

@@ -345,13 +345,19 @@ class Coordinator:
 # ---------------------------------------------------------------------------------- dispatchers
 
 
-def group_by_training_set(specs: list[TrialSpec], protocol: Any) -> list[TrialSpec]:
+def group_by_training_set(specs: list[TrialSpec], protocol: Any, resolved: Any = None) -> list[TrialSpec]:
     """One trial per (training set, seed): folds whose training split is the same (IAS-A and -B,
-    BIWI-S and -W, synth-gait's A and B) are fitted once and evaluated each. ``protocol`` says
-    which folds share (``Protocol.training_set``); the trial checks that their data agree."""
-    groups: dict[tuple[str, int], list[TrialSpec]] = {}
+    BIWI-S and -W, synth-gait's A and B) are fitted once and evaluated each, unless the release
+    configures them differently (``resolved.model_for``). ``protocol`` says which folds share
+    (``Protocol.training_set``); the trial checks that their data agree."""
+    from reid_bench.config import config_dict, fingerprint
+
+    def config_of(fold: str) -> str:
+        return fingerprint(config_dict(resolved.model_for(fold))) if resolved is not None else ""
+
+    groups: dict[tuple[str, int, str], list[TrialSpec]] = {}
     for spec in specs:
-        groups.setdefault((protocol.training_set(spec.fold), spec.seed), []).append(spec)
+        groups.setdefault((protocol.training_set(spec.fold), spec.seed, config_of(spec.fold)), []).append(spec)
     merged = []
     for members in groups.values():
         head = members[0]
@@ -509,7 +515,7 @@ def dispatch_ray(specs: list[TrialSpec], events: Coordinator, options: "Executio
                  "data_root": base.data_root, "device": base.device, "work_dir": base.work_dir, "threads": base.threads,
                  "cache_dir": base.cache_dir, "checkpoint_epochs": base.checkpoint_epochs,
                  "checkpoint_minutes": base.checkpoint_minutes, "checkpoint_keep": base.checkpoint_keep,
-                 "save_model": base.save_model}
+                 "save_model": base.save_model, "report_every": base.report_every}
     entries = [{"fold": s.fold, "seed": s.seed, "also": list(s.also), "resume_from": s.resume_from} for s in specs]
     token = name
     COORDINATORS[token] = events
@@ -629,7 +635,8 @@ def check_data(protocol_cls: Any, resolved: Any, data_root: str | None, cache_di
 
 def check_checkpoint_options(options: "ExecutionOptions") -> None:
     for flag, value in (("--checkpoint-epochs", options.checkpoint_epochs),
-                        ("--checkpoint-minutes", options.checkpoint_minutes)):
+                        ("--checkpoint-minutes", options.checkpoint_minutes),
+                        ("--report-best-test-epoch", options.report_best_test_epoch)):
         if not (isinstance(value, (int, float)) and value >= 0 and value == value and value != float("inf")):
             raise RunError(f"{flag} {value}: must be a finite number >= 0 (0: that rule off)")
 
@@ -818,6 +825,8 @@ class ExecutionOptions:
     #: Keep the training checkpoints of finished trials (default: removed once the result is in).
     keep_checkpoints: bool = False
     save_model: bool = True
+    #: Also score the test split every N epochs and record each fold's best epoch, test-selected (0: off).
+    report_best_test_epoch: int = 0
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -908,6 +917,8 @@ def _tags(plan: Plan) -> dict[str, str]:
         "reid_bench.config_diff": json.dumps(plan.config_diff, sort_keys=True),
         # what was typed, unless it amounts to the defaults (then the row is "default")
         "reid_bench.config_label": json.dumps(overrides.as_flat() if plan.config_diff else {}, sort_keys=True),
+        # every setting that differs from the model's release on this protocol (budget, recipe, switches)
+        "reid_bench.release_diff": json.dumps(plan.resolved.release_diff, sort_keys=True),
         **tracking.environment_tags(),
     }
 
@@ -917,12 +928,12 @@ def _specs(plan: Plan, options: ExecutionOptions, work_dir: Path, points: dict[s
     data_root = plan.request.data_root
     return [
         TrialSpec(model=plan.request.model, protocol=plan.request.protocol, fold=f, seed=s,
-                  overrides={"model": overrides.model, "probe": overrides.probe, "data": overrides.data},
+                  overrides=overrides.as_scopes(),
                   data_root=str(Path(data_root).resolve()) if data_root else None, device=options.device,
                   work_dir=str(work_dir), threads=max(1, int(options.cpus_per_trial)), cache_dir=plan.cache_dir,
                   resume_from=points.get(f"{f}/seed{s}"), checkpoint_epochs=int(options.checkpoint_epochs),
                   checkpoint_minutes=float(options.checkpoint_minutes), checkpoint_keep=options.checkpoint_keep,
-                  save_model=options.save_model)
+                  save_model=options.save_model, report_every=int(options.report_best_test_epoch))
         for f in plan.folds for s in plan.seeds
     ]
 
@@ -1003,7 +1014,8 @@ def _open_store(plan: Plan, options: ExecutionOptions, uri: str, earlier: dict[s
     for key, run in earlier.items():
         if key in trials:
             _earlier_state(trials[key], run, plan.metrics)
-    specs = group_by_training_set([s for s in all_specs if trials[s.key].status != "FINISHED"], plan.protocol_cls())
+    specs = group_by_training_set([s for s in all_specs if trials[s.key].status != "FINISHED"], plan.protocol_cls(),
+                                  plan.resolved)
     return _Store(client, experiment_id, recorder, parent_id, invocation, previous, trials, specs, base_params,
                   base_tags, work_dir, earlier)
 

@@ -35,6 +35,27 @@ def _page(title: str, body: str, data: dict[str, Any] | None = None) -> str:
             f'<script src="site.js"></script></body></html>\n')
 
 
+def _published_html(data: dict[str, Any]) -> str:
+    """The papers' table of the protocol, drawn without JavaScript (a board may have no measured row)."""
+    esc = html.escape
+    tables = data.get("published") or {}
+    if not tables:
+        return ""
+    metrics, labels = data["published_metrics"], data["published_labels"]
+    parts = ['<section class="published"><h2>Published</h2>']
+    if not data["sections"]:
+        parts.append("<p>No measured row yet: this protocol needs its dataset, which reid-bench does not ship.</p>")
+    parts.append(f'<p class="meta">{esc(data.get("reference_source", ""))}</p><p>{esc(data.get("produce", ""))}</p>')
+    for fold, rows in tables.items():
+        head = "".join(f"<th>{esc(labels.get(m, m))}</th>" for m in metrics)
+        body = "".join("<tr><td>" + esc(r["model"]) + "</td>" + "".join(
+            f"<td>{r['metrics'][m]:.1f}</td>" if m in r["metrics"] else "<td>—</td>" for m in metrics) + "</tr>"
+            for r in rows)
+        parts.append(f"<h3>Fold {esc(fold)}</h3><table><thead><tr><th>Model</th>{head}</tr></thead>"
+                     f"<tbody>{body}</tbody></table>")
+    return "".join(parts) + "</section>"
+
+
 def render_site(pages: dict[str, dict[str, Any]]) -> dict[str, str]:
     """The files of the site from each protocol's page data (``reid_bench.leaderboard.site_data``)."""
     esc = html.escape
@@ -44,13 +65,18 @@ def render_site(pages: dict[str, dict[str, Any]]) -> dict[str, str]:
         label = data["labels"].get(data["main_score"], data["main_score"])
         tops = []
         for section in data["sections"]:
-            top = next((r for r in section["rows"] if r["rank"] == 1), None)
+            # the first of the models' own configurations, not the best of a model's ablations
+            ranked = [r for r in section["rows"] if r["rank"] is not None and r.get("default")]
+            top = min(ranked, key=lambda r: r["rank"], default=None)
             cell = top and top["metrics"].get(data["main_score"])
             if cell and cell["mean"] is not None:
                 spread = f" ± {cell['std']:.1f}" if len(cell["seeds"]) > 1 else ""
-                tops.append(f"{esc(section['fold'])}: {esc(top['model'])} ({cell['mean']:.1f}{spread})")
+                tops.append(f"{esc(section['fold'])}: {esc(top['model'])} [{esc(top['config'])}] "
+                            f"({cell['mean']:.1f}{spread})")
+        methods = len({r["model"] for rows in data.get("published", {}).values() for r in rows})
+        paper = f"; published: {methods} method{'s' if methods != 1 else ''}" if methods else ""
         items.append(f'<li><a href="{esc(name)}.html">{esc(name)}</a> <span class="meta">{esc(data["mode"])}, '
-                     f'{esc(label)}; first: {"; ".join(tops) or "—"}</span></li>')
+                     f'{esc(label)}; first: {"; ".join(tops) or "no measured row yet"}{paper}</span></li>')
     index = _page("reid-bench leaderboards",
                   "<h1>reid-bench leaderboards</h1>\n<p>One page per protocol: sort, filter, compare CMC curves "
                   "and seeds. Built from <code>results/</code> by <code>reid-bench leaderboard</code>; the same "
@@ -60,6 +86,6 @@ def render_site(pages: dict[str, dict[str, Any]]) -> dict[str, str]:
     for name, data in sorted(pages.items()):
         body = (f'<p><a href="index.html">all boards</a></p><h1>{esc(name)}</h1>\n<div id="app">'
                 '<p class="noscript">This page draws its tables with JavaScript; the same board is in '
-                f'<a href="{esc(name)}.md">{esc(name)}.md</a>.</p></div>')
+                f'<a href="{esc(name)}.md">{esc(name)}.md</a>.</p></div>' + _published_html(data))
         files[f"{name}.html"] = _page(f"{name} - reid-bench", body, data)
     return files

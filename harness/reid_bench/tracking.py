@@ -473,6 +473,9 @@ class Recorder:
         values["num_parameters"] = result["num_parameters"]
         if result.get("val_score") is not None:
             values["val_score"] = result["val_score"]
+        if result.get("test_selected"):  # the releases' best test epoch: apart from the scores
+            values.update({f"test_selected/{k}": v for k, v in result["test_selected"]["metrics"].items()})
+            values["test_selected/epoch"] = result["test_selected"]["epoch"]
         for k, v in result["timings"].items():
             values[f"time/{k}"] = v
         if "wall_s" in result:

@@ -47,6 +47,9 @@ class TrialSpec:
     checkpoint_keep: int = 2
     #: Keep the fitted model as a checkpoint (an MLflow artifact of each fold's run).
     save_model: bool = True
+    #: Every N epochs also score the test split and keep each fold's best epoch (the releases'
+    #: way of reporting: test-selected, recorded apart from the result; 0: off).
+    report_every: int = 0
 
     @property
     def key(self) -> str:
@@ -69,10 +72,30 @@ class ResolvedConfig:
     probe: Any
     data: dict[str, dict[str, Any]]
     model_version: str = "1"
+    #: How retrieval ranks on this run, and the fields where it departs from the protocol's
+    #: declared scoring (a named switch: part of the configuration, shown on the row).
+    scoring: Any = None
+    eval: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: A fold whose release sets its own values (SimMC's MIC weight on IAS-B): its configuration.
+    per_fold: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Every setting that differs from the model's release on this protocol, spelt as --set
+    #: takes it (budget, recipe, data options, scoring): what a leaderboard row says it is.
+    release_diff: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"model": config_dict(self.model), "probe": config_dict(self.probe), "data": self.data,
-                "model_version": self.model_version}
+        out = {"model": config_dict(self.model), "probe": config_dict(self.probe), "data": self.data,
+               "model_version": self.model_version}
+        if self.eval:  # only when it differs from the protocol's: other fingerprints stay as they were
+            out["eval"] = dict(sorted(self.eval.items()))
+        if self.per_fold:  # likewise: only for models whose release sets values per fold
+            base = config_dict(self.model)
+            out["folds"] = {fold: {k: v for k, v in config_dict(cfg).items() if base.get(k) != v}
+                            for fold, cfg in sorted(self.per_fold.items())}
+        return out
+
+    def model_for(self, fold: str) -> Any:
+        """The model configuration a trial of ``fold`` runs."""
+        return self.per_fold.get(fold, self.model)
 
     @property
     def run_settings(self) -> dict[str, Any]:
@@ -99,6 +122,9 @@ class ResolvedConfig:
             for name, value in options.items():
                 if base["data"].get(dataset, {}).get(name) != value:
                     out[f"data.{name}"] = _cli_value(value)
+        for name, value in mine.get("eval", {}).items():
+            if base.get("eval", {}).get(name) != value:
+                out[f"eval.{name}"] = _cli_value(value)
         return dict(sorted(out.items()))
 
 
@@ -117,31 +143,82 @@ def resolve_config(
     overrides: Overrides,
     registry: Registry | None = None,
 ) -> ResolvedConfig:
-    """Validate every override against the classes it targets; raise ConfigError naming the key."""
-    from reid_bench.probe import ProbeConfig
+    """Validate every override against the classes it targets; raise ConfigError naming the key.
 
+    A model's configuration on a protocol: its defaults, the release's values for the protocol
+    (``protocol_overrides``) and, per fold, for the fold (``fold_overrides``), then the
+    benchmark's budget (``budget_overrides``), then ``--set``. What differs from the release
+    (budget and ``--set``, data options and scoring switches) is ``release_diff``: a row's label."""
     registry = registry or get_registry()
     model_cls = registry.model(model_name)
     protocol = registry.protocol(protocol_name)()
-    model_cfg = model_cls.config_class()
-    per_protocol = model_cls.protocol_overrides.get(protocol_name, {})
-    if per_protocol:
-        model_cfg = dataclasses.replace(model_cfg, **per_protocol)
-    model_cfg = apply_overrides(model_cfg, overrides.model, f"model {model_name!r}")
+    asked, model_cfg = _model_config(model_cls, model_name, protocol_name, protocol, overrides.model)
+    release, _ = _model_config(model_cls, model_name, protocol_name, protocol, {}, budget=False)
+    per_fold = {}
+    for fold in model_cls.fold_overrides.get(protocol_name, {}):
+        _, fold_cfg = _model_config(model_cls, model_name, protocol_name, protocol, overrides.model, fold=fold)
+        if fold_cfg != model_cfg:
+            per_fold[fold] = fold_cfg
+    probe_cfg = _probe_config(model_cls, model_name, model_cfg, protocol, overrides)
+    scoring, eval_diff = _scoring(protocol, protocol_name, overrides)
+    data = _data_options(registry, protocol, protocol_name, overrides)
+    release_diff = {name: _cli_value(value) for name, value in config_dict(asked).items()
+                    if config_dict(release).get(name) != value}
+    release_data = _data_options(registry, protocol, protocol_name, Overrides())
+    release_diff.update({f"data.{k}": _cli_value(v) for name, options in data.items() for k, v in options.items()
+                         if release_data.get(name, {}).get(k) != v})
+    release_diff.update({f"eval.{k}": _cli_value(v) for k, v in eval_diff.items()})
+    return ResolvedConfig(model=model_cfg, probe=probe_cfg, data=data, model_version=str(model_cls.version),
+                          scoring=scoring if protocol.mode == "retrieval" else None, eval=eval_diff,
+                          per_fold=per_fold, release_diff=dict(sorted(release_diff.items())))
+
+
+def _model_config(model_cls: Any, model_name: str, protocol_name: str, protocol: Protocol, sets: dict[str, str],
+                  fold: str | None = None, budget: bool = True) -> tuple[Any, Any]:
+    """(the configuration as asked, the one a trial runs after ``finalize_config``)."""
+    layers = [model_cls.protocol_overrides.get(protocol_name, {})]
+    if fold is not None:
+        layers.append(model_cls.fold_overrides.get(protocol_name, {}).get(fold, {}))
+    if budget:
+        layers.append(model_cls.budget_overrides.get(protocol_name, {}))
+    cfg = model_cls.config_class()
+    for values in layers:
+        if values:
+            cfg = dataclasses.replace(cfg, **values)
+    cfg = apply_overrides(cfg, sets, f"model {model_name!r}")
     try:
-        model_cfg = model_cls.finalize_config(model_cfg, protocol)
+        final = model_cls.finalize_config(cfg, protocol)
     except ValueError as exc:
         raise ConfigError(f"model {model_name!r}: {exc}") from None
-    check_config(model_cfg, f"model {model_name!r}")
-    probe_cfg = None
-    if protocol.mode == "closed-set":
-        try:
-            probe_base = dataclasses.replace(ProbeConfig(), **model_cls.probe_defaults(model_cfg, protocol))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"model {model_name!r}: its probe: {exc}") from None
-        probe_cfg = apply_overrides(probe_base, overrides.probe, "the closed-set probe", prefix="probe.")
-    elif overrides.probe:
-        raise ConfigError(f"--set probe.* applies to closed-set protocols only; this protocol is {protocol.mode}")
+    check_config(final, f"model {model_name!r}")
+    return cfg, final
+
+
+def _probe_config(model_cls: Any, model_name: str, model_cfg: Any, protocol: Protocol, overrides: Overrides) -> Any:
+    from reid_bench.probe import ProbeConfig
+
+    if protocol.mode != "closed-set":
+        if overrides.probe:
+            raise ConfigError(f"--set probe.* applies to closed-set protocols only; this protocol is {protocol.mode}")
+        return None
+    try:
+        probe_base = dataclasses.replace(ProbeConfig(), **model_cls.probe_defaults(model_cfg, protocol))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"model {model_name!r}: its probe: {exc}") from None
+    return apply_overrides(probe_base, overrides.probe, "the closed-set probe", prefix="probe.")
+
+
+def _scoring(protocol: Protocol, protocol_name: str, overrides: Overrides) -> tuple[Any, dict[str, Any]]:
+    """The run's retrieval scoring and where it departs from the protocol's declaration."""
+    if overrides.eval and protocol.mode != "retrieval":
+        raise ConfigError(f"--set eval.* applies to retrieval protocols only; this protocol is {protocol.mode}")
+    scoring = apply_overrides(protocol.scoring, overrides.eval, f"protocol {protocol_name!r}'s scoring", prefix="eval.")
+    declared = config_dict(protocol.scoring)
+    return scoring, {k: v for k, v in config_dict(scoring).items() if declared.get(k) != v}
+
+
+def _data_options(registry: Registry, protocol: Protocol, protocol_name: str,
+                  overrides: Overrides) -> dict[str, dict[str, Any]]:
     data: dict[str, dict[str, Any]] = {}
     known: set[str] = set()
     fixed = protocol.fixed_data_options()
@@ -159,7 +236,9 @@ def resolve_config(
         fields = {f.name for f in dataclasses.fields(ds_cls.options_class)}
         known |= fields
         mine = {k: v for k, v in overrides.data.items() if k in fields}
-        opts = apply_overrides(ds_cls.options_class(), mine, f"dataset {name!r}", prefix="data.")
+        start = dataclasses.replace(ds_cls.options_class(),
+                                    **{k: v for k, v in protocol.data_defaults.items() if k in fields})
+        opts = apply_overrides(start, mine, f"dataset {name!r}", prefix="data.")
         data[name] = config_dict(opts)
         data[name].update(getattr(protocol, "data_options", {}) if getattr(protocol, "dataset", None) == name else {})
     unknown = sorted(set(overrides.data) - known)
@@ -168,7 +247,7 @@ def resolve_config(
             f"unknown --set key 'data.{unknown[0]}' for the datasets of this protocol "
             f"({', '.join(protocol.datasets) or 'none'}); keys: {', '.join(sorted(known)) or 'none'}"
         )
-    return ResolvedConfig(model=model_cfg, probe=probe_cfg, data=data, model_version=str(model_cls.version))
+    return data
 
 
 class HarnessData(DataAccess):
@@ -288,22 +367,6 @@ def pick_device(requested: str) -> str:
     return requested
 
 
-def aggregate_groups(features: np.ndarray, split: SampleSet) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sequence embeddings as the mean of their windows' (L2-normalised) embeddings."""
-    feats = _l2(features)
-    groups, inverse = np.unique(split.group, return_inverse=True)
-    sums = np.zeros((len(groups), feats.shape[1]), dtype=np.float64)
-    np.add.at(sums, inverse, feats)
-    first = np.zeros(len(groups), dtype=np.int64)
-    first[inverse[::-1]] = np.arange(len(inverse))[::-1]
-    return _l2(sums.astype(np.float32)), split.person[first], split.camera[first]
-
-
-def _l2(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def _check_features(feats: np.ndarray, split: SampleSet, model: str) -> np.ndarray:
     feats = np.asarray(feats)
     if feats.ndim != 2 or feats.shape[0] != len(split):
@@ -313,8 +376,10 @@ def _check_features(feats: np.ndarray, split: SampleSet, model: str) -> np.ndarr
     return feats.astype(np.float32, copy=False)
 
 
-def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, probe_cfg: Any, seed: int, device: str) -> dict[str, Any]:
-    """The protocol's evaluation mode applied to a fitted model: metrics plus the CMC curve."""
+def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, probe_cfg: Any, seed: int, device: str,
+             scoring: Any = None) -> dict[str, Any]:
+    """The protocol's evaluation mode applied to a fitted model: metrics plus the CMC curve.
+    Retrieval ranks as ``scoring`` says (default: the protocol's declared scoring)."""
     from reid_bench import metrics
     from reid_bench.probe import train_probe_and_score
 
@@ -327,14 +392,13 @@ def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, 
         return {"metrics": res.as_dict(), "cmc": np.asarray(res.cmc).tolist(),
                 "per_query": {"true_class_rank": res.window_rank.astype(int).tolist()}}
     assert fold.query is not None and fold.gallery is not None
-    q = _check_features(model.embed(fold.query), fold.query, model_name)
-    g = _check_features(model.embed(fold.gallery), fold.gallery, model_name)
-    if protocol.modality == "skeleton":
-        q, q_pids, q_cams = aggregate_groups(q, fold.query)
-        g, g_pids, g_cams = aggregate_groups(g, fold.gallery)
-    else:
-        q, g = _l2(q), _l2(g)
-        q_pids, q_cams, g_pids, g_cams = fold.query.person, fold.query.camera, fold.gallery.person, fold.gallery.camera
+    from reid_bench.scoring import retrieval_items
+
+    scoring = scoring or protocol.scoring
+    q_f = _check_features(model.embed(fold.query), fold.query, model_name)
+    g_f = _check_features(model.embed(fold.gallery), fold.gallery, model_name)
+    q, q_pids, q_cams = retrieval_items(q_f, fold.query, scoring)
+    g, g_pids, g_cams = retrieval_items(g_f, fold.gallery, scoring)
     import torch
 
     distmat = torch.cdist(torch.from_numpy(q).double(), torch.from_numpy(g).double())
@@ -342,9 +406,13 @@ def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, 
         distmat, q_pids, g_pids, q_cams, g_cams, max_rank=min(protocol.max_rank, len(g)),
         filter_same_camera=protocol.filter_same_camera
     )
+    cmc = np.asarray(res.cmc, dtype=np.float64)
+    if scoring.rank_over == "all" and res.num_queries:  # a query without a true match is a miss
+        cmc = cmc * res.num_valid_queries / res.num_queries
     out = res.as_dict()
-    return {"metrics": {k: v for k, v in out.items() if k != "num_valid_queries"}, "cmc": np.asarray(res.cmc).tolist(),
-            "num_valid_queries": int(res.num_valid_queries),
+    out.update({f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if k <= len(cmc)})
+    return {"metrics": {k: v for k, v in out.items() if k != "num_valid_queries"}, "cmc": cmc.tolist(),
+            "num_valid_queries": int(res.num_valid_queries), "num_queries": int(res.num_queries),
             "per_query": {"first_match_rank": res.query_first_rank.astype(int).tolist(),
                           "ap": [round(float(v), 6) for v in res.query_ap]}}
 
@@ -449,6 +517,7 @@ class _Setup:
     data_spec: DataSpec
     t0: float
     t_data: float
+    watcher: Any = None
 
 
 def _execute_fit(spec: TrialSpec, sink: TrialSink, registry: Registry | None,
@@ -470,12 +539,15 @@ def _execute_fit(spec: TrialSpec, sink: TrialSink, registry: Registry | None,
         set_rng_state(after_fit)  # each fold is scored as a trial of its own would score it
         sink.progress({"phase": "eval", "progress": 1.0, "fold": fold_name})
         t_eval = time.perf_counter()
-        evaluation = evaluate(setup.protocol, fold, model, spec.model, setup.resolved.probe, spec.seed, setup.device)
+        evaluation = evaluate(setup.protocol, fold, model, spec.model, setup.resolved.probe, spec.seed, setup.device,
+                              setup.resolved.scoring)
         result = _result(spec, setup, fold_name, fold, model, evaluation,
                          timings={"data_s": setup.t_data - setup.t0, "fit_s": t_fit - setup.t_data,
                                   "eval_s": time.perf_counter() - t_eval,
                                   "trial_s": time.perf_counter() - t_eval + t_fit - setup.t0})
         result["resumed_from"] = resumed
+        if spec.report_every:
+            result["test_selected"] = setup.watcher.best.get(fold_name)
         sink.result(result)
         results.append(result)
     return results
@@ -540,6 +612,41 @@ def training_fingerprint(train: SampleSet) -> str:
     return digest.hexdigest()
 
 
+class BestTestEpochs:
+    """The releases' way of reporting, recorded beside the harness's: every ``every`` epochs
+    (and after the last) each fold of the trial is scored on its test split and the epoch with
+    the best main score is kept per fold (SimMC.py lines 649-673, TranSG.py 863-898: they report
+    that epoch). Nothing is selected by it: the random state and every module's train/eval mode
+    are put back after each look, so the trial's own result is the one an unwatched fit gives."""
+
+    def __init__(self, every: int, setup: _Setup, spec: TrialSpec):
+        self.every, self.setup, self.spec = every, setup, spec
+        self.best: dict[str, dict[str, Any]] = {}
+
+    def due(self, epoch: int, epochs: int) -> bool:
+        return bool(self.every) and ((epoch + 1) % self.every == 0 or epoch + 1 == epochs)
+
+    def look(self, model: Model, epoch: int) -> None:
+        from reid_bench.checkpoints import rng_state, set_rng_state
+
+        setup, before = self.setup, rng_state()
+        modes = [(m, m.training) for name in getattr(model, "model_attributes", ())
+                 for m in (getattr(getattr(model, name, None), "modules", lambda: [])())]
+        sign = 1.0 if setup.protocol.higher_is_better else -1.0
+        try:
+            for fold_name, fold in setup.folds.items():
+                scores = evaluate(setup.protocol, fold, model, self.spec.model, setup.resolved.probe, self.spec.seed,
+                                  setup.device, setup.resolved.scoring)["metrics"]
+                main = sign * float(scores[setup.protocol.main_score])
+                kept = self.best.get(fold_name)
+                if kept is None or main > sign * kept["metrics"][setup.protocol.main_score]:
+                    self.best[fold_name] = {"epoch": int(epoch), "metrics": {k: float(v) for k, v in scores.items()}}
+        finally:
+            for module, training in modes:
+                module.train(training)
+            set_rng_state(before)
+
+
 def _fit(spec: TrialSpec, setup: _Setup, sink: TrialSink, registry: Registry,
          resume: tuple[dict[str, Any], dict[str, Any]] | None) -> tuple[Model, dict[str, Any] | None]:
     """The model of this trial, fitted, or restored from ``resume``: a model checkpoint skips the
@@ -558,7 +665,8 @@ def _fit(spec: TrialSpec, setup: _Setup, sink: TrialSink, registry: Registry,
             # Per-epoch validation score for early stopping (ASHA). The closed-set probe is a kNN
             # here: cheap enough to run every epoch; the final score uses the configured probe.
             quick = _quick_probe(setup.resolved.probe)
-            scores = evaluate(setup.protocol, first, holder["model"], spec.model, quick, spec.seed, setup.device)
+            scores = evaluate(setup.protocol, first, holder["model"], spec.model, quick, spec.seed, setup.device,
+                              setup.resolved.scoring)
             payload["val_score"] = float(scores["metrics"][setup.protocol.main_score])
         sink.progress(payload)
 
@@ -570,17 +678,22 @@ def _fit(spec: TrialSpec, setup: _Setup, sink: TrialSink, registry: Registry,
             sink.progress({"phase": "fit", "progress": state["progress"], "message": str(message)})
 
     def epoch_done(model: Model, epoch: int, epochs: int) -> None:
+        if watcher.due(epoch, epochs):
+            watcher.look(model, epoch)
         now = time.monotonic()
         if epoch + 1 < epochs and not policy.due(epoch, last["epoch"], last["time"], now):
             return
-        sink.checkpoint(model.training_state(epoch), checkpoint_meta(spec, setup, registry, "training", epochs, epoch))
+        state = dict(model.training_state(epoch), harness={"best_test_epochs": watcher.best})
+        sink.checkpoint(state, checkpoint_meta(spec, setup, registry, "training", epochs, epoch))
         last["epoch"], last["time"] = epoch, time.monotonic()
+
+    watcher = setup.watcher = BestTestEpochs(spec.report_every, setup, spec)
 
     ckpt_dir = trial_folder(spec)
     ctx = TrialContext(device=setup.device, seed=spec.seed, checkpoint_dir=ckpt_dir, report=on_epoch,
                        progress=on_progress, validation=first.validation, epoch_done=epoch_done)
     sink.progress({"phase": "fit", "progress": 0.0})
-    model = setup.model_cls(setup.resolved.model, setup.data_spec)
+    model = setup.model_cls(setup.resolved.model_for(spec.fold), setup.data_spec)
     holder["model"] = model
     resumed = None
     if resume is not None:
@@ -593,6 +706,7 @@ def _fit(spec: TrialSpec, setup: _Setup, sink: TrialSink, registry: Registry,
             return model, resumed
         if model.resumable:
             ctx.resume = saved
+            watcher.best = dict((saved.get("harness") or {}).get("best_test_epochs") or {})
             sink.progress({"phase": "fit", "progress": (int(meta["epoch"]) + 1) / max(1, int(meta["epochs"])),
                            "message": f"resuming after epoch {int(meta['epoch']) + 1} of {meta['epochs']}"})
         else:

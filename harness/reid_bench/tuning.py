@@ -231,7 +231,7 @@ def run_search(
             f"tune {model}@{protocol}", tracking.flatten("search", settings),
             dict(base_tags, **{"reid_bench.search_name": name, "reid_bench.search_storage": storage_path}), kind="search")
     base_spec = TrialSpec(model=model, protocol=protocol, fold=fold, seed=0,
-                          overrides={"model": overrides.model, "probe": overrides.probe, "data": overrides.data},
+                          overrides=overrides.as_scopes(),
                           data_root=str(Path(data_root).resolve()) if data_root else None, device=device,
                           work_dir=str(results_root / name), threads=max(1, int(cpus_per_trial)), split="validation")
     view = LiveView(f"tune {model} on {protocol} (validation split; MLflow run {parent_id[:8]})", [],
@@ -295,7 +295,7 @@ def run_search(
     invocation = None
     if evaluate_best:
         tuned = Overrides(model={**overrides.model, **{k: _as_override(v) for k, v in best_params.items()}},
-                          probe=dict(overrides.probe), data=dict(overrides.data))
+                          probe=dict(overrides.probe), data=dict(overrides.data), eval=dict(overrides.eval))
         budget = f"{len(grid)} samples, {scheduler}, {search}"
         invocation = run_benchmark(
             RunRequest(model, protocol, tuned, seeds=seeds, data_root=data_root),

@@ -98,6 +98,7 @@ class CasiaB3D(FileDataset):
     """
 
     modality = "skeleton"
+    layout = "casia-14"
     folder = "casia-b-3d"
     loader_version = "1"
     description = (
@@ -236,6 +237,7 @@ class CasiaBCoco(FileDataset):
     """
 
     modality = "skeleton"
+    layout = "coco-17"
     folder = "casia-b-coco"
     loader_version = "1"
     description = (

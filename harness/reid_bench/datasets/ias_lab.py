@@ -101,6 +101,7 @@ def read_ias_frame(path: Path, first_skeleton_only: bool = False) -> tuple[np.nd
 
 class IASLab(FileDataset):
     modality = "skeleton"
+    layout = "kinect-v1-20"
     folder = "ias-lab"
     loader_version = "1"
     description = (

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -50,8 +52,19 @@ RELEASE_SUBFOLDERS = (Path("."), Path("kinect gait raw dataset"), Path("Dataset 
 _PERSON_DIR = re.compile(r"^Person(\d+)$")
 
 
-def read_kgbd_walk(path: Path) -> np.ndarray:
-    """One walk: frames [T, 20, 3] in kinect-v1-20 order."""
+@dataclass
+class KGBDOptions:
+    """``joint_order``: "sdk" maps each row by its joint name onto kinect-v1-20 (Kinect SDK order,
+    HipCenter first); "file" keeps each frame's rows in the file's own order (Head first), as the
+    skeleton releases' preprocessing reads them (Kali-Hac/SimMC Preprocess.py lines 328-340, commit
+    c325ad5: the name is split off and ignored), so that their kinect-v1-20 graphs, part lists and
+    centring on joint 0 apply to the file's order, as there."""
+
+    joint_order: Literal["sdk", "file"] = "sdk"
+
+
+def read_kgbd_walk(path: Path, joint_order: str = "sdk") -> np.ndarray:
+    """One walk: frames [T, 20, 3] in kinect-v1-20 order, or in the file's row order."""
     lines = numbered_lines(path)
     if not lines:
         raise DataFormatError(path, "empty sequence (no joint rows)")
@@ -77,18 +90,21 @@ def read_kgbd_walk(path: Path) -> np.ndarray:
         if seen[joint]:
             raise DataFormatError(path, f"joint {fields[0]!r} appears twice in frame {t + 1}", line=number)
         seen[joint] = True
+        target = joint if joint_order == "sdk" else slot
         for k, axis in enumerate("xyz", start=1):
             value = parse_number(path, number, axis, fields[k])
             if not math.isfinite(value):
                 raise DataFormatError(path, f"non-finite {axis} coordinate {fields[k]!r}", line=number)
-            frames[t, joint, k - 1] = value
+            frames[t, target, k - 1] = value
     return frames.astype(np.float32)
 
 
 class KGBD(FileDataset):
     modality = "skeleton"
+    layout = "kinect-v1-20"
     folder = "kgbd"
     loader_version = "1"
+    options_class = KGBDOptions
     description = (
         "Kinect Gait Biometry Dataset: 164 people, several walks each in front of a Kinect v1 (uneven "
         "counts per person). Joints are mapped by name from the recorder's order to Kinect SDK order."
@@ -141,7 +157,7 @@ class KGBD(FileDataset):
                 raise DataFormatError(person_dir, "person folder has no walk files (<k>.txt)")
             for path in walks:
                 records.append(SkeletonSequence(
-                    frames=read_kgbd_walk(path), layout="kinect-v1-20", person=person,
+                    frames=read_kgbd_walk(path, self.options.joint_order), layout="kinect-v1-20", person=person,
                     sequence=f"{person_dir.name}/{path.stem}", source=str(path),
                 ))
         return records

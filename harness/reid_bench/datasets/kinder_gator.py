@@ -142,6 +142,7 @@ def _documented_gap(pid: int, action: str) -> bool:
 
 class KinderGator(FileDataset):
     modality = "skeleton"
+    layout = "kinect-v1-20"
     folder = "kinder-gator"
     loader_version = "1"
     description = (

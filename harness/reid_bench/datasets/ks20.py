@@ -47,6 +47,7 @@ def read_ks20_frame(path: Path) -> np.ndarray:
 
 class KS20(FileDataset):
     modality = "skeleton"
+    layout = "kinect-v2-25"
     folder = "ks20"
     loader_version = "1"
     description = (

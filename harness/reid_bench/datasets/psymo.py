@@ -127,6 +127,7 @@ def read_walk(path: Path) -> tuple[np.ndarray, np.ndarray, int, int]:
 
 class PsyMo(FileDataset):
     modality = "skeleton"
+    layout = "coco-17"
     folder = "psymo"
     folder_aliases = ("psymo-subset",)  # the name of the 10-identity development copy
     loader_version = "1"

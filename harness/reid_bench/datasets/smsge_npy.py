@@ -62,6 +62,10 @@ class _Split:
 
 
 class SmsgeNpy(FileDataset):
+    def skeleton_layout(self) -> str | None:
+        layout = DATASET_LAYOUTS.get(self.options.dataset_name)
+        return None if layout is None else layout.name
+
     """SM-SGE's preprocessed windows: ``Datasets/<DS>/<f>/<DS>_{train,test}_npy_data``."""
 
     modality = "skeleton"

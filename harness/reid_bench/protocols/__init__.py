@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from reid_bench.api import DataAccess, FoldData, Protocol, SkeletonSequence
+from reid_bench.api import DataAccess, FoldData, Protocol, RetrievalScoring, SkeletonSequence
 from reid_bench.samples import clouds_to_sampleset, code_map, label_map, windows_from_sequences
 
 
@@ -143,6 +143,9 @@ class CloudRetrievalProtocol(Protocol):
     modality: ClassVar[str] = "pointcloud"
     main_score: ClassVar[str] = "mAP"
     filter_same_camera: ClassVar[bool] = True
+    #: OG-Net's evaluation: L2-normalised features, each cloud an item (evaluate_gpu.py of
+    #: layumi/person-reid-3d), Market-1501's junk rules.
+    scoring: ClassVar[RetrievalScoring] = RetrievalScoring(distance="cosine", item="sample", rank_over="valid")
     train_dataset: ClassVar[str]
     train_options: ClassVar[dict[str, Any]] = {}
     test_dataset: ClassVar[str]

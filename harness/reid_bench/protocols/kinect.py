@@ -7,15 +7,30 @@ Closed-set (Rao et al., SM-SGE, ACM MM 2021): the same people in training and te
 Windows: f = 6 frames, training stride f/2, non-overlapping test windows, skeletons centred on
 joint 0 (HipCenter in kinect-v1-20, SpineBase in kinect-v2-25).
 
-Retrieval (version 2: the preprocessing of SimMC / SPC-MGR / TranSG, whose ``Preprocess.py`` is
-one file, read at Kali-Hac/SimMC c325ad5; TranSG reads the same preprocessed data):
+Retrieval (version 3: the preprocessing of SimMC / SPC-MGR / Hi-MPC / MoCos, whose
+``Preprocess.py`` is one file, read at Kali-Hac/SimMC c325ad5; TranSG reads the same preprocessed
+data):
 - ``ias-retrieval``: TestingA windows as probes against TestingB windows (fold A-B, the field's
   IAS-A), and the reverse (B-A, IAS-B); the model learns on Training (lines 17-22, SimMC.py
   559-572).
 - ``kgbd-retrieval``: per person two random walks form the gallery, one more the probe, the rest
-  train (a person with three walks: one each; lines 306-317, 341-355).
+  train. The release special-cases person 15 alone (its three files: one gallery, one probe, one
+  train; lines 306-317), so any other person with three walks trains on none there; the harness
+  applies one rule to everyone: two gallery walks when a person has four or more, else one, then
+  one probe walk, the rest train. Input (``data.joint_order``): "file", the releases' reading,
+  keeps each frame's rows in the file's order (Head first, lines 328-340), centres them on row 0
+  (the head) and applies the kinect-v1-20 graphs and part lists to that order, as SimMC, SPC-MGR
+  and SM-SGE do (Hi-MPC, TranSG and MoCos remap the rows to Kinect SDK order after centring on the
+  head: utils/process.py 180-183, process_SG.py 196-199); "sdk" maps the rows by name to SDK
+  order and centres on HipCenter.
 - ``ks20-retrieval``: per person one random gait cycle (all its views) is the gallery, another the
-  probe, the remaining cycles train (lines 910-923, 946-966).
+  probe, the remaining cycles train (lines 910-923). The release routes a group of frames by the
+  *next* file's gait cycle (line 941 reads it from the new file, 946-966 store the previous
+  group), so at each cycle boundary one group goes to the wrong split (with its sorted body ids,
+  person 6's gc1 data follows gc2's rule and its gc2 data gc3's), and it never stores the last
+  group of each view (no flush after the loop, 926: person 6's gc3 in every view). The harness
+  routes each sequence by its own cycle and keeps every sequence; on the real data the window
+  counts per split differ by those groups (not counted here: the data is not shipped).
 - ``biwi``: BIWI-S (fold S) ranks Still windows against Walking windows, BIWI-W (fold W) the
   reverse; the model learns on Training (lines 179-184, SimMC.py 545-558).
 As there: f = 6 (the default ``--length``), every test window is its own retrieval item, never
@@ -25,8 +40,13 @@ of the first f frames (556-565, 745-753, 1002-1010; KGBD: non-overlapping, 367-3
 trimmed at both ends of every test sequence (IAS, BIWI, KGBD) and at the start of IAS training
 sequences, both ends of BIWI and KGBD training sequences, none on KS20 (``clip_num`` line 9;
 93-102, 242-245, 341-355); a sequence left shorter than a window gives no window (counted in
-the fold info). Deviations: the splits are seeded (the release draws them unseeded), and no
-partial batch of test windows is left out (the release drops up to batch - 1 of them).
+the fold info). Scoring (``reid_bench.scoring.FIELD_RELEASES``): the Euclidean distance of the raw
+window features (SimMC.py 460-470, 992), Rank-k over every probe window (a probe whose person
+has no gallery window counts as a miss, 483-504), mAP over the probes with a match (453), no
+same-camera rule. Deviations: the splits are seeded (the release draws them unseeded), and no
+partial batch of probe or gallery windows is left out (each release drops the windows past the
+last whole batch of its batch size, 128 or 256: SimMC.py 354-356 and 384-386, so its Rank-k and
+mAP are over up to batch - 1 fewer windows of the last identities in order).
 
 "Random" splits are seeded hash orderings: every sequence (or gait cycle) gets the SHA-256 of
 ``<split seed>:<fold>:<id>`` and the lowest values are held out, so a fold is the same on every
@@ -41,12 +61,13 @@ from typing import Any, Callable, ClassVar, Iterable
 
 import numpy as np
 
-from reid_bench.api import DataAccess, FoldData, SampleSet, SkeletonSequence
+from reid_bench.api import DataAccess, FoldData, RetrievalScoring, SampleSet, SkeletonSequence
 from reid_bench.protocols import (SessionClosedSetProtocol, SkeletonClosedSet, SkeletonRetrieval, _layout_of,
                                   closed_set_windows)
 from reid_bench.protocols.field import SOURCE as FIELD_SOURCE
 from reid_bench.protocols.field import field_references
 from reid_bench.samples import code_map, label_map, windows_from_sequences
+from reid_bench.scoring import FIELD_RELEASES
 
 SMSGE_SOURCE = (
     "SM-SGE (Rao et al., ACM MM 2021), results table as published in github.com/Kali-Hac/SM-SGE "
@@ -200,13 +221,6 @@ class KS20ClosedSet(HeldOutClosedSet):
 # ------------------------------------------------------------------------------------------
 
 
-def _each_window_alone(split: SampleSet) -> SampleSet:
-    """Make every window its own retrieval item (the harness pools windows by ``group``)."""
-    split.meta["sequence_group"] = split.group.copy()
-    split.group = np.arange(len(split), dtype=np.int64)
-    return split
-
-
 def _trimmed(records: list[SkeletonSequence], start: int, end: int) -> list[SkeletonSequence]:
     """Sequences without their first ``start`` and last ``end`` frames (empty ones left out)."""
     if not (start or end):
@@ -225,7 +239,10 @@ class KinectRetrieval(SkeletonRetrieval):
     of (mostly) the same people, as in the unsupervised skeleton re-id papers (module docstring:
     the release's trimming and windows)."""
 
-    version: ClassVar[str] = "2"
+    # 3: ranked as the releases rank: raw Euclidean distance, every window an item, Rank-k over
+    # every probe window (was: L2-normalised features, Rank-k over probes with a true match).
+    version: ClassVar[str] = "3"
+    scoring: ClassVar[RetrievalScoring] = FIELD_RELEASES
     split_seed: ClassVar[int | None] = None
     #: Frames trimmed (start, end) from training and test sequences.
     train_trim: ClassVar[tuple[int, int]] = (10, 10)
@@ -266,7 +283,7 @@ class KinectRetrieval(SkeletonRetrieval):
         info["sequences_too_short_after_trimming"] = sum(len(v) for v in short.values())
         info["split"] = {**_split_info(self.split_seed, train=train_recs, query=query_recs, gallery=gallery_recs),
                          "too_short_after_trimming": short}
-        return FoldData(train=train, query=_each_window_alone(query), gallery=_each_window_alone(gallery), info=info)
+        return FoldData(train=train, query=query, gallery=gallery, info=info)
 
 
 class IASRetrieval(KinectRetrieval):
@@ -315,10 +332,16 @@ class KGBDRetrieval(KinectRetrieval):
         "KGBD retrieval (SimMC/SPC-MGR/TranSG): per person two random walks form the gallery and one more the "
         "probe, the remaining walks train (three walks: one each; two: gallery and probe; one: gallery "
         "only). Seeded split stored with the run; f = 6, every window is a retrieval item, 10 frames trimmed "
-        "at both ends, non-overlapping training windows."
+        "at both ends, non-overlapping training windows. Input as the releases read it: each frame's rows in "
+        "the file's order (Head first), centred on row 0, their 20-joint graphs applied to that order "
+        "(data.joint_order=file; =sdk maps the rows to Kinect SDK order and centres on HipCenter)."
     )
     dataset = "kgbd"
     datasets = ("kgbd",)
+    #: The releases' reading: each frame's rows in the file's order (Head first), centred on row 0
+    #: (the head), their kinect-v1-20 graphs applied to that order. ``--set data.joint_order=sdk``:
+    #: the rows mapped by name to Kinect SDK order, centred on HipCenter (this harness's reading).
+    data_defaults = {"joint_order": "file"}
     folds = ("all",)
     split_seed = 2022
     dense_training = False

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from reid_bench.api import DataAccess, FoldData, Protocol, SkeletonSequence
+from reid_bench.api import DataAccess, FoldData, Protocol, RetrievalScoring, SkeletonSequence
 from reid_bench.datasets.generic import DEFAULT_CENTRES
 from reid_bench.datasets.psymo import VARIATIONS, VIEWS, parse_walk_name
 from reid_bench.protocols.generic import skeleton_retrieval_fold
@@ -53,6 +53,8 @@ class KinderGatorCrossAction(Protocol):
         "gallery-other: the reverse. Sequence embedding = mean of window embeddings (f = 6, centred on HipCenter)."
     )
     version = "1"
+    #: This project's own protocol: L2-normalised window features averaged per sequence.
+    scoring = RetrievalScoring(distance="cosine", item="sequence", rank_over="valid")
     mode = "retrieval"
     modality = "skeleton"
     datasets = ("kinder-gator",)
@@ -99,6 +101,8 @@ class PsyMoCrossView(Protocol):
         "CASIA-B window); skeletons centred on the hip midpoint and scaled by the torso length per frame."
     )
     version = "1"
+    #: This project's own protocol: L2-normalised window features averaged per sequence.
+    scoring = RetrievalScoring(distance="cosine", item="sequence", rank_over="valid")
     mode = "retrieval"
     modality = "skeleton"
     datasets = ("psymo",)

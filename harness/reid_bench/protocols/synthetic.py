@@ -6,6 +6,7 @@ clouds) so that every code path the real protocols use is exercised without down
 
 from __future__ import annotations
 
+from reid_bench.api import RetrievalScoring
 from reid_bench.protocols import CloudRetrievalProtocol, SessionClosedSetProtocol, SessionRetrievalProtocol
 
 
@@ -44,7 +45,10 @@ class SynthGaitRetrieval(SessionRetrievalProtocol):
         "Sequence retrieval on synthetic walkers: session A sequences as probes against session B "
         "as gallery, and the reverse; the model learns on session 'train'."
     )
-    version = "1"
+    # 2: the skeleton releases' distance, raw Euclidean, on each sequence's mean window feature
+    # (was: L2-normalised windows and means).
+    version = "2"
+    scoring = RetrievalScoring(distance="euclidean", item="sequence", rank_over="all")
     dataset = "synth-skeletons"
     datasets = ("synth-skeletons",)
     folds = ("A-B", "B-A")

@@ -468,6 +468,7 @@ class SyntheticSkeletons(Dataset):
     """Synthetic walkers (the embedded default skeleton data)."""
 
     modality = "skeleton"
+    layout = "kinect-v1-20"
     options_class = WalkerOptions
     loader_version = GENERATOR_VERSION
     description = (

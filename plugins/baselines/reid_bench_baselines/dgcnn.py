@@ -220,7 +220,7 @@ class DGCNN(PointBaseline):
     """DGCNN at OG-Net's Table II size (1.37M parameters)."""
 
     config_class = DGCNNConfig
-    protocol_overrides = {"synth-market": dict(_SYNTH), "synth-market-to-duke": dict(_SYNTH)}
+    budget_overrides = {"synth-market": dict(_SYNTH), "synth-market-to-duke": dict(_SYNTH)}
     description = "DGCNN (EdgeConv 64-128-256-512, k=20 on xyz, rgb features), max+avg pooling, 512-d BN embedding"
     citation = (
         "Wang, Sun, Liu, Sarma, Bronstein, Solomon. Dynamic Graph CNN for Learning on Point Clouds. "

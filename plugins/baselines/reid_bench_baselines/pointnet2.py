@@ -321,7 +321,7 @@ class PointNet2SSG(PointBaseline):
     """PointNet++ single-scale grouping at OG-Net's Table II size (1.59M parameters)."""
 
     config_class = PointNet2SSGConfig
-    protocol_overrides = {"synth-market": dict(_SYNTH_SSG), "synth-market-to-duke": dict(_SYNTH_SSG)}
+    budget_overrides = {"synth-market": dict(_SYNTH_SSG), "synth-market-to-duke": dict(_SYNTH_SSG)}
     description = "PointNet++ SSG (3 set-abstraction levels, rgb features + relative xyz), OG-Net's head; 512-d BN embedding"
     citation = (
         "Qi, Yi, Su, Guibas. PointNet++: Deep Hierarchical Feature Learning on Point Sets in a Metric "
@@ -336,5 +336,5 @@ class PointNet2MSG(PointNet2SSG):
     """PointNet++ multi-scale grouping at OG-Net's Table II size (1.87M parameters)."""
 
     config_class = PointNet2MSGConfig
-    protocol_overrides = {"synth-market": dict(_SYNTH_MSG), "synth-market-to-duke": dict(_SYNTH_MSG)}
+    budget_overrides = {"synth-market": dict(_SYNTH_MSG), "synth-market-to-duke": dict(_SYNTH_MSG)}
     description = "PointNet++ MSG (3 radii per level, rgb features + relative xyz), OG-Net's head; 512-d BN embedding"

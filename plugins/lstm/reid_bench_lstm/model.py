@@ -77,7 +77,7 @@ class SingleLayerLSTM(TorchModel):
     description = "Single-layer LSTM over per-frame joint coordinates, last hidden state (256-d); supervised"
     citation = ("Haque, Alahi, Fei-Fei: Recurrent attention models for depth-based person identification, CVPR 2016 "
                 "(the tables' 'Single-layer LSTM')")
-    protocol_overrides = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
+    budget_overrides = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
     protocol_notes = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 100)")
     training_attributes = ("loop",)
 

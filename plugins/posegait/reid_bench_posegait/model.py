@@ -105,7 +105,7 @@ class PoseGait(TorchModel):
     description = "PoseGait: CNN over 81 pose features x 17 frames, 512-d embedding; supervised (cross-entropy)"
     citation = ("Liao, Yu, An, Huang: A model-based gait recognition method with body pose and human prior "
                 "knowledge, Pattern Recognition 98 (2020)")
-    protocol_overrides = dict.fromkeys(_SYNTHETIC, {"epochs": 20, "lr": 1e-4, "batch_size": 64})
+    budget_overrides = dict.fromkeys(_SYNTHETIC, {"epochs": 20, "lr": 1e-4, "batch_size": 64})
     protocol_notes = dict.fromkeys(
         _SYNTHETIC, "CPU budget: 20 epochs at lr 1e-4, batch 64 (release: 200 epochs at 1e-6, batch 8)")
 

@@ -114,8 +114,15 @@ class SimMC(TorchModel):
         # [S] 87-90, 143-148: CASIA-B t 0.075, eps 0.75, lambda 0.25, 10 frames masked
         **dict.fromkeys(("casia-b-cme", "casia-b-coco-cme"), {"temperature": 0.075, "eps": 0.75, "lambda_mic": 0.25,
                                                              "masked_frames": 10}),
-        **dict.fromkeys(_SYNTHETIC, {"epochs": 30}),
     }
+    fold_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {
+        # [S] 136-144: lambda 0.5 for probe B (IAS-B); 0.75 above is probe A's (IAS-A)
+        "ias": {"B": {"lambda_mic": 0.5}},
+        "ias-retrieval": {"B-A": {"lambda_mic": 0.5}},
+        # [S] 81-99: BIWI-Still keeps the eps flag's default 0.6 (only Walking sets 0.8)
+        "biwi": {"S": {"eps": 0.6}},
+    }
+    budget_overrides: ClassVar[dict[str, dict[str, Any]]] = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
     protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 100, about 9 min per trial on 2 idle threads here, 40 min on the shared machine these rows ran on)")
 
     def __init__(self, config: SimMCConfig, spec: DataSpec) -> None:

@@ -77,8 +77,8 @@ class AGE(TorchModel):
                 "re-identification, IJCAI 2020")
     protocol_overrides: ClassVar[dict[str, dict[str, Any]]] = {
         **dict.fromkeys(_KGBD, {"probe_epochs": 150}),  # [A] 885-887
-        **dict.fromkeys(_SYNTHETIC, {"epochs": 40}),
     }
+    budget_overrides: ClassVar[dict[str, dict[str, Any]]] = dict.fromkeys(_SYNTHETIC, {"epochs": 40})
     protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(
         _SYNTHETIC, "CPU budget: 40 encoder epochs (release: 400, about 50 min per trial here)")
 
@@ -214,7 +214,6 @@ class SGELA(AGE):
     protocol_overrides = {
         **dict.fromkeys(_KGBD, {"probe_epochs": 200, "temperature": 0.5, "epochs": 150}),  # [C] 120-123, 619, 3926-3930
         **dict.fromkeys(("ks20", "ks20-retrieval"), {"probe_epochs": 800}),
-        **dict.fromkeys(_SYNTHETIC, {"epochs": 40}),
     }
 
     def _heads(self) -> torch.nn.ModuleList | None:

@@ -469,11 +469,9 @@ class SMSGE(TorchModel):
         "casia-b": {"lr": 0.0005, "batch_size": 128, "epochs": 160},
         "casia-b-npy": {"lr": 0.0005, "batch_size": 128, "epochs": 160},
         "casia-b-cme": {"lr": 0.0005, "batch_size": 128, "epochs": 200},
-        **dict.fromkeys(
-            ("synth-gait", "synth-gait-dev", "synth-gait-retrieval"),
-            {"recipe": "harness", "epochs": 6, "view_normalise": True},
-        ),
     }
+    budget_overrides = dict.fromkeys(("synth-gait", "synth-gait-dev", "synth-gait-retrieval"),
+                                     {"recipe": "harness", "epochs": 6, "view_normalise": True})
 
     protocol_notes = dict.fromkeys(
         ("synth-gait", "synth-gait-dev", "synth-gait-retrieval"),
