@@ -154,7 +154,8 @@
         else if (k === "commit") {
           td.textContent = row.commit;
           td.title = Object.keys(row.versions).map(function (v) { return v + " " + row.versions[v]; }).join(", ");
-          var seeds = Object.keys(row.links);
+          // only web links: a results file is someone else's data (javascript: and the like are dropped)
+          var seeds = Object.keys(row.links).filter(function (s) { return /^https?:\/\//i.test(String(row.links[s])); });
           if (seeds.length) {
             td.textContent = "";
             td.appendChild(document.createTextNode(row.commit + " "));

@@ -101,7 +101,7 @@ def c_zero_seeds(tmp): return Case(["run", "--model", "d13", "--protocol", "synt
                                    "--seeds must be at least 1")
 def c_zero_cpus(tmp): return Case(["run", *D13, "--cpus-per-trial", "0"], 2, "--cpus-per-trial 0: must be > 0")
 def c_negative_cpus(tmp): return Case(["run", *D13, "--cpus-per-trial", "-1"], 2, "--cpus-per-trial -1: must be > 0")
-def c_negative_failures(tmp): return Case(["run", *D13, "--max-failures", "-1"], 2, "--max-failures -1: must be >= 0")
+def c_negative_failures(tmp): return Case(["run", *D13, "--max-failures", "-1"], 2, "--max-failures -1: must be from 0 to 100")
 def c_gpus_no_ray(tmp): return Case(["run", *D13, "--gpus-per-trial", "1"], 2, "--gpus-per-trial 1: this machine has 0 GPUs")
 def c_gpus_on_ray(tmp): return Case(["run", "--model", "d13", "--protocol", "synth-gait", "--seeds", "1", "--fold", "A",
                                      *TINY_GAIT, "--gpus-per-trial", "1"], 2,
@@ -256,12 +256,12 @@ def c_board_missing_key(tmp):
     del doc["trials"][0]["metrics"]
     path.write_text(json.dumps(doc))
     return Case(["leaderboard", "--no-store", "--results", str(tmp / "results"), "--out", str(tmp / "lb")], 1,
-                "trials[0] is missing key 'metrics'", absent=[tmp / "lb"])
+                "trials[0]: 'metrics' is a required property", absent=[tmp / "lb"])
 def c_board_misplaced(tmp):
     path = _result_doc(tmp / "results")
     path.rename(path.with_name("other.json"))
     return Case(["leaderboard", "--no-store", "--results", str(tmp / "results"), "--out", str(tmp / "lb")], 1,
-                "other.json: holds synth-gait/1/m/f, which belongs in", absent=[tmp / "lb"])
+                "other.json: holds synth-gait/1/m/0123456789ab, which belongs in", absent=[tmp / "lb"])
 def c_board_unknown_protocol(tmp):
     _result_doc(tmp / "results")
     return Case(["leaderboard", "--no-store", "--results", str(tmp / "results"), "--out", str(tmp / "lb"),
@@ -271,11 +271,11 @@ def c_board_unknown_protocol(tmp):
 def _result_doc(root: Path) -> Path:
     from reid_bench.results import SCHEMA
 
-    path = root / "synth-gait" / "v1" / "m" / "f.json"
+    path = root / "synth-gait" / "v1" / "m" / "0123456789ab.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "schema": SCHEMA, "protocol": "synth-gait", "protocol_version": "1", "model": "m", "mode": "closed-set",
-        "main_score": "rank1", "config_fingerprint": "f", "config_diff": {}, "tuned": None, "config": {},
+        "main_score": "rank1", "config_fingerprint": "0123456789ab", "config_diff": {}, "tuned": None, "config": {},
         "expected_trials": ["A/seed0"], "trials": [{"fold": "A", "seed": 0, "run_id": "r", "invocation": "i",
                                                     "end_time": 1, "metrics": {"rank1": 0.5}}]}))
     return path
@@ -315,6 +315,33 @@ def c_import_plugin_name(tmp):
     src = _import_source(tmp)
     return Case(["data", "import", str(src), "--name", "ias-lab", "--data-root", str(tmp / "root")], 1,
                 "is the folder of the installed dataset plugin 'ias-lab'", absent=[tmp / "root" / "ias-lab"])
+def c_manifest_fifo(tmp):
+    (tmp / "src").mkdir()
+    os.mkfifo(tmp / "src" / "manifest.csv")  # reading it would block for ever
+    return Case(["data", "import", str(tmp / "src"), "--name", "mine", "--data-root", str(tmp / "root")], 1,
+                "manifest.csv: not a regular file", absent=[tmp / "root" / "mine"], max_seconds=60)
+def c_seeds_billion(tmp):
+    return Case(["run", "--model", "d13", "--protocol", "synth-gait", "--no-ray", "--seeds", "1000000000"], 2,
+                "--seeds 1000000000: at most 1000", max_seconds=60)
+def c_config_seeds_billion(tmp):
+    (tmp / "exp.toml").write_text('[[run]]\nmodel = "d13"\nprotocol = "synth-gait"\nseeds = 1000000000\n')
+    return Case(["run", "--config", str(tmp / "exp.toml"), "--no-ray"], 2,
+                "'seeds' must be an integer from 1 to 1000, got 1000000000", max_seconds=60)
+def c_config_fifo(tmp):
+    os.mkfifo(tmp / "exp.toml")
+    return Case(["run", "--config", str(tmp / "exp.toml"), "--no-ray"], 2, "exp.toml: not a regular file",
+                max_seconds=60)
+def c_config_second_run_bad_data(tmp):
+    """Every run's data is checked before the first run starts: nothing of run 1 is recorded."""
+    root = _ias(tmp)
+    frame = root / "ias-lab" / "Training" / "002" / "00004_skel.txt"
+    lines = frame.read_text().splitlines()
+    lines[1] = ",".join([lines[1].split(",")[0], "abc", *lines[1].split(",")[2:]])
+    frame.write_text("\n".join(lines) + "\n")
+    (tmp / "exp.toml").write_text('[[run]]\nmodel = "d13"\nprotocol = "synth-gait"\nseeds = 1\nfolds = ["A"]\n\n'
+                                  '[[run]]\nmodel = "d13"\nprotocol = "ias"\nseeds = 1\n')
+    return Case(["run", "--config", str(tmp / "exp.toml"), "--no-ray", "--data-root", str(root)], 2,
+                "Training/002/00004_skel.txt:2: field 'x' is not a number")
 def c_verify_unknown_dataset(tmp): return Case(["data", "verify", "ias-lba"], 2, "did you mean 'ias-lab'")
 def c_verify_bad_option(tmp): return Case(["data", "verify", "synth-skeletons", "--set", "identities=0"], 2,
                                           "data.identities=0: must be >= 1")
@@ -327,7 +354,7 @@ def c_tune_bad_space(tmp):
     return Case(["tune", "--model", "gait-lstm", "--protocol", "synth-gait", "--space", str(tmp / "space.toml")], 2,
                 f"--space {tmp / 'space.toml'}: 'lr' loguniform")
 def c_tune_zero_samples(tmp): return Case(["tune", "--model", "gait-lstm", "--protocol", "synth-gait", "--samples", "0"],
-                                          2, "--samples must be at least 1")
+                                          2, "--samples 0: must be from 1 to 10000")
 def c_tune_zero_concurrency(tmp): return Case(["tune", "--model", "gait-lstm", "--protocol", "synth-gait",
                                                "--max-concurrent", "0"], 2, "--max-concurrent must be at least 1")
 def c_tune_bad_range(tmp): return Case(["tune", "--model", "gait-lstm", "--protocol", "synth-gait", "--set", "epochs=-1"],

@@ -106,3 +106,20 @@ def test_smsge_on_ias_lab_fixture_through_the_cli(cli, tracking_uri, tmp_path):
     _, runs = mlflow_runs(tracking_uri)
     child = [r for r in runs if r.data.tags.get("reid_bench.kind") == "trial"][0]
     assert child.data.params["model.lr"] == "0.0025"  # the paper's IAS value, from protocol_overrides
+
+
+def test_a_finished_request_on_changed_data_files_runs_again(cli, tracking_uri, tmp_path):
+    """The data's checksum is part of what a finished request is: a result on other files is not
+    this request's result, so it is not skipped."""
+    write_ias_lab(tmp_path / "data", persons=4, frames=14)
+    args = ["run", "--model", "d13", "--protocol", "ias", "--fold", "A", "--data-root", str(tmp_path / "data"),
+            "--no-ray", "--seeds", "1", "--tracking-uri", tracking_uri, "--json"]
+    assert json.loads(cli(*args).stdout)["skipped"] == []
+    assert json.loads(cli(*args).stdout)["skipped"] == ["A/seed0"]  # the same files: finished
+    frame = tmp_path / "data" / "ias-lab" / "Training" / "002" / "00004_skel.txt"
+    lines = frame.read_text().splitlines()
+    fields = lines[1].split(",")
+    lines[1] = ",".join([fields[0], str(float(fields[1]) + 0.25), *fields[2:]])
+    frame.write_text("\n".join(lines) + "\n")
+    again = json.loads(cli(*args).stdout)
+    assert again["skipped"] == [] and again["trials"][0]["status"] == "FINISHED"  # other files: run again

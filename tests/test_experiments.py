@@ -54,7 +54,7 @@ protocol = "synth-gait"
 @pytest.mark.parametrize("text, message", [
     ('[[run]]\nmodel = "d13"\nprotocol = "synth-gait"\nseed = 3\n', "run 1: unknown key 'seed'"),
     ('[[run]]\nmodel = "d13"\n', "run 1: 'protocol' must be a non-empty string"),
-    ('[[run]]\nmodel = "d13"\nprotocol = "synth-gait"\nseeds = 0\n', "'seeds' must be a positive integer"),
+    ('[[run]]\nmodel = "d13"\nprotocol = "synth-gait"\nseeds = 0\n', "'seeds' must be an integer from 1 to 1000"),
     ('[[run]]\nmodel = "d13"\nprotocol = "synth-gait"\nfolds = "A"\n', "'folds' must be a non-empty list"),
     ('[[run]]\nmodel = "d13"\nprotocol = "synth-gait"\n[run.set]\nx = [[1]]\n', "set.x: expected a number"),
     ('model = "d13"\nprotocol = [1\n', "exp.toml: "),

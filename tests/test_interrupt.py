@@ -101,7 +101,9 @@ def test_ctrl_c_inside_a_store_call_lands_after_the_call(tmp_path):
     real = client._client.log_metric
 
     def interrupted_halfway(*args, **kwargs):
-        os.kill(os.getpid(), signal.SIGINT)  # handled at the next bytecode, i.e. inside this call
+        # raise() delivers to this thread before it returns (kill() to the process may reach another
+        # thread later, after the call, which made this test fail on a loaded machine)
+        signal.raise_signal(signal.SIGINT)
         return real(*args, **kwargs)
 
     client._client.log_metric = interrupted_halfway

@@ -121,8 +121,8 @@ def test_paper_value_only_on_the_paper_configuration(tmp_path):
         path = tmp_path / "results" / "ias" / "v1" / "d13" / f"{fingerprint}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(doc))
-    write("aaaa", {})
-    write("bbbb", {"model.statistics": "mean"})
+    write("aaaaaaaaaaaa", {})
+    write("bbbbbbbbbbbb", {"model.statistics": "mean"})
     build_leaderboards(tmp_path / "lb", tmp_path / "results")
     md = _fold((tmp_path / "lb" / "ias.md").read_text(), "A", last=True)
     paper_row = md.split("| default |")[1].splitlines()[0]

@@ -418,6 +418,11 @@ class DataAccess(abc.ABC):
         """Records of ``dataset``; ``options`` are the protocol's, the run's ``data.*`` win."""
 
 
+#: The most seeds a request may ask for (each is a trial per fold: a typo of 1000000000 must not
+#: build a billion of them before anything starts).
+MAX_SEEDS = 1000
+
+
 def seeds_for(protocol: Protocol | type[Protocol], count: int | None) -> list[int]:
     """The first ``count`` seeds of a protocol, extended by counting upwards when more are asked."""
     base = list(protocol.seeds)
@@ -425,6 +430,8 @@ def seeds_for(protocol: Protocol | type[Protocol], count: int | None) -> list[in
         return base
     if count < 1:
         raise ValueError("--seeds must be at least 1")
+    if count > MAX_SEEDS:
+        raise ValueError(f"--seeds {count}: at most {MAX_SEEDS}")
     extra = [s for s in range(max(base, default=-1) + 1, max(base, default=-1) + 1 + count)]
     return (base + extra)[:count]
 

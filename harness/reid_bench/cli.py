@@ -381,7 +381,7 @@ def run_cmd(
     from reid_bench.config import ConfigError
     from reid_bench.experiments import Experiment, ExperimentError, load
     from reid_bench.runner import ExecutionOptions, RunError, run_benchmark
-    from reid_bench.tracking import TrackingError
+    from reid_bench.tracking import StoreLost, TrackingError
 
     if config is not None:
         given = [flag for flag, value in (("--model", model), ("--protocol", protocol), ("--set", sets),
@@ -418,6 +418,8 @@ def run_cmd(
                 result = run_benchmark(_request(exp, data_root), options)
         except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
             fail(f"{exp.source}: {exc}" if exp.source else str(exc))
+        except StoreLost as exc:
+            fail(exc.message(), 1)
         except KeyboardInterrupt:
             err.print("[bold red]interrupted[/]: runs marked KILLED in MLflow")
             raise typer.Exit(130)

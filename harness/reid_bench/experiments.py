@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reid_bench.api import MAX_SEEDS
+
 RUN_KEYS = ("model", "protocol", "seeds", "folds", "set")
 
 
@@ -84,8 +86,8 @@ def _experiment(entry: Any, where: str) -> Experiment:
         if not isinstance(entry.get(key), str) or not entry[key]:
             raise ExperimentError(f"{where}: {key!r} must be a non-empty string")
     seeds = entry.get("seeds")
-    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1):
-        raise ExperimentError(f"{where}: 'seeds' must be a positive integer, got {seeds!r}")
+    if seeds is not None and (isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS):
+        raise ExperimentError(f"{where}: 'seeds' must be an integer from 1 to {MAX_SEEDS}, got {seeds!r}")
     folds = entry.get("folds")
     if folds is not None and (not isinstance(folds, list) or not folds or not all(isinstance(f, str) for f in folds)):
         raise ExperimentError(f"{where}: 'folds' must be a non-empty list of fold names, got {folds!r}")
@@ -97,6 +99,8 @@ def _experiment(entry: Any, where: str) -> Experiment:
 
 
 def load_file(path: Path) -> list[Experiment]:
+    if not path.is_file():  # a FIFO or a device would block the read, or never end it
+        raise ExperimentError(f"{path}: not a regular file (an experiment file is a .toml file)")
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -120,7 +124,7 @@ def load(path: str | Path) -> list[Experiment]:
     """The runs of one file, or of every ``*.toml`` below a folder (sorted by path)."""
     path = Path(path)
     if path.is_dir():
-        files = sorted(path.rglob("*.toml"))
+        files = sorted(p for p in path.rglob("*.toml") if not p.is_dir())
         if not files:
             raise ExperimentError(f"{path}: no .toml experiment file in this folder")
         return [e for f in files for e in load_file(f)]

@@ -20,7 +20,8 @@ from typing import Any
 
 from reid_bench.bootstrap import query_matrix
 from reid_bench.controls import control_kind
-from reid_bench.results import Key, ResultsError, export_store, load_results, render_results, write_files
+from reid_bench.results import (Key, ResultsError, check_document, export_store, load_results, render_results, result_path,
+                                write_files)
 from reid_bench.site import render_site
 
 PERCENT_METRICS = {"rank1", "rank5", "rank10", "nAUC", "mAP", "mINP", "roc_auc_micro", "sequence_accuracy",
@@ -297,7 +298,8 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
                queries=query_matrix(trials, board.main_score),
                cmc={t["seed"]: [round(float(v), 4) for v in t.get("cmc", [])] for t in trials},
                versions=dict(latest.get("versions", {})),
-               links={t["seed"]: t["mlflow_url"] for t in trials if t.get("mlflow_url")},
+               links={t["seed"]: t["mlflow_url"] for t in trials
+                      if str(t.get("mlflow_url", "")).lower().startswith(("http://", "https://"))},
                default=not (doc.get("config_label") or doc.get("tuned") or doc.get("evaluated_from")),
                test_selected=_test_selected(trials, board.main_score))
 
@@ -548,6 +550,8 @@ def build_leaderboards(out_dir: str | Path, results_dir: str | Path, tracking_ur
             server = tracking_uri if tracking_uri.startswith(("http://", "https://")) else None
             exported = export_store(client, experiment_id, documents, server_url=server)
             documents, new_trials = exported.documents, exported.new_trials
+            for key, doc in documents.items():  # what the store gave is checked as a file would be
+                check_document(result_path(results_root, key), doc)
     if not documents:
         where = f"{tracking_uri!r} or " if tracking_uri else ""
         raise LookupError(f"no results in {where}{results_root}: run `reid-bench run` first")

@@ -15,21 +15,20 @@ fractions in [0, 1] everywhere in the data; boards show percent.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 SCHEMA = "reid-bench.result/1"
 #: The metrics a trial result carries (the rest of an MLflow run's metrics are timings and curves).
 SCORES = ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy", "mAP", "mINP", "map_trapz")
-_REQUIRED = ("schema", "protocol", "protocol_version", "mode", "main_score", "model", "config_fingerprint",
-             "config_diff", "config", "expected_trials", "trials")
-_TRIAL_REQUIRED = ("fold", "seed", "run_id", "invocation", "end_time", "metrics")
-
 Key = tuple[str, str, str, str]  # protocol, protocol version, model, config fingerprint
 
 
@@ -47,8 +46,17 @@ def key_of(doc: dict[str, Any]) -> Key:
     return (doc["protocol"], str(doc["protocol_version"]), doc["model"], doc["config_fingerprint"])
 
 
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
 def result_path(root: Path, key: Key) -> Path:
+    """Where a document lives; every part is checked first, so a name cannot reach outside."""
     protocol, version, model, fingerprint = key
+    for what, value in (("protocol", protocol), ("protocol_version", version), ("model", model),
+                        ("config_fingerprint", fingerprint)):
+        if not isinstance(value, str) or not _SAFE_NAME.match(value) or value in (".", ".."):
+            raise ResultsError(f"{what} {value!r}: not a name a results path can be built from "
+                               "(letters, digits, '.', '_', '-')")
     return Path(root) / protocol / f"v{version}" / model / f"{fingerprint}.json"
 
 
@@ -61,31 +69,62 @@ def trial_key(trial: dict[str, Any]) -> str:
     return f"{trial['fold']}/seed{trial['seed']}"
 
 
-def _check_document(path: Path, doc: Any, root: Path) -> dict[str, Any]:
-    if not isinstance(doc, dict):
-        raise ResultsError(f"{path}: a result must be a JSON object")
-    if doc.get("schema") != SCHEMA:
-        raise ResultsError(f"{path}: key 'schema' must be {SCHEMA!r}, got {doc.get('schema')!r}")
-    for name in _REQUIRED:
-        if name not in doc:
-            raise ResultsError(f"{path}: missing key {name!r}")
-    if not isinstance(doc["trials"], list) or not isinstance(doc["expected_trials"], list):
-        raise ResultsError(f"{path}: keys 'trials' and 'expected_trials' must be lists")
+@functools.lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
+
+    schema = json.loads(resources.files("reid_bench").joinpath("result.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _where(error: Any) -> str:
+    """``trials[3].metrics.rank1`` from a validation error's path."""
+    out = ""
+    for part in error.absolute_path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(the document)"
+
+
+def check_document(path: Path, doc: Any, root: Path | None = None) -> dict[str, Any]:
+    """A results document checked whole: the declared schema (``result.schema.json``: every key,
+    type and range), then what a schema cannot say (each (fold, seed) once, an installed protocol
+    and its folds, the file where its key says). ResultsError names the file, the key and why."""
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: (list(e.absolute_path), e.message))
+    if errors:
+        error = errors[0]
+        raise ResultsError(f"{path}: {_where(error)}: {error.message}")
     seen: set[str] = set()
     for i, trial in enumerate(doc["trials"]):
-        missing = [k for k in _TRIAL_REQUIRED if not isinstance(trial, dict) or k not in trial]
-        if missing:
-            raise ResultsError(f"{path}: trials[{i}] is missing key {missing[0]!r}")
-        if not isinstance(trial["metrics"], dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in trial["metrics"].values()):
-            raise ResultsError(f"{path}: trials[{i}].metrics must map metric names to numbers")
         if trial_key(trial) in seen:
             raise ResultsError(f"{path}: trials[{i}] repeats {trial_key(trial)}")
         seen.add(trial_key(trial))
-    expected = result_path(root, key_of(doc))
-    if path.resolve() != expected.resolve():
-        raise ResultsError(f"{path}: holds {'/'.join(key_of(doc))}, which belongs in {expected}")
+    _check_protocol(path, doc)
+    if root is not None:
+        expected = result_path(root, key_of(doc))
+        if path.resolve() != expected.resolve():
+            raise ResultsError(f"{path}: holds {'/'.join(key_of(doc))}, which belongs in {expected}")
     return doc
+
+
+def _check_protocol(path: Path, doc: dict[str, Any]) -> None:
+    """The protocol must be installed and every fold one of its folds: a result cannot make up a
+    board or a section."""
+    from reid_bench.registry import PluginError, get_registry
+
+    try:
+        folds = get_registry().protocol(doc["protocol"]).folds
+    except PluginError as exc:
+        raise ResultsError(f"{path}: protocol: {exc}") from None
+    for where, fold in [*((f"trials[{i}].fold", t["fold"]) for i, t in enumerate(doc["trials"])),
+                        *((f"expected_trials[{i}]", k.rsplit("/seed", 1)[0]) for i, k in enumerate(doc["expected_trials"]))]:
+        if fold not in folds:
+            raise ResultsError(f"{path}: {where}: protocol {doc['protocol']!r} has no fold {fold!r} "
+                               f"(folds: {', '.join(folds)})")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
 
 
 def load_results(root: str | Path) -> dict[Key, dict[str, Any]]:
@@ -97,13 +136,17 @@ def load_results(root: str | Path) -> dict[Key, dict[str, Any]]:
     if not root.is_dir():
         raise ResultsError(f"{root}: results folder is not a folder")
     for path in sorted(root.rglob("*.json")):
+        if not path.is_file():
+            raise ResultsError(f"{path}: not a regular file")
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(path.read_text(), parse_constant=_reject_constant)
         except (OSError, UnicodeDecodeError) as exc:
             raise ResultsError(f"{path}: cannot read: {exc}") from None
         except json.JSONDecodeError as exc:
             raise ResultsError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-        doc = _check_document(path, raw, root)
+        except ValueError as exc:
+            raise ResultsError(f"{path}: {exc}") from None
+        doc = check_document(path, raw, root)
         docs[key_of(doc)] = doc
     return docs
 
@@ -254,10 +297,18 @@ def render_results(root: str | Path, documents: dict[Key, dict[str, Any]]) -> di
     return {result_path(Path(root), key): dumps(doc) for key, doc in sorted(documents.items())}
 
 
+def _file_mode() -> int:
+    """0666 less the user's umask: what ``open`` would have made."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def write_files(files: dict[Path, str]) -> list[Path]:
     """Write every file or none: all are staged next to their targets first, then moved in.
     Files whose content is unchanged are left alone. Returns the paths written."""
     changed = {p: text for p, text in files.items() if not (p.is_file() and p.read_text() == text)}
+    mode = _file_mode()
     staged: list[tuple[Path, Path]] = []
     try:
         for path, text in changed.items():
@@ -266,6 +317,7 @@ def write_files(files: dict[Path, str]) -> list[Path]:
             staged.append((Path(tmp), path))
             with os.fdopen(fd, "w") as fh:
                 fh.write(text)
+            os.chmod(tmp, mode)  # mkstemp makes 0600: a served or shared board must be readable
     except BaseException:
         for tmp, _ in staged:
             tmp.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ from typing import Any
 from reid_bench.api import seeds_for
 from reid_bench.config import Overrides
 from reid_bench.registry import get_registry
+from reid_bench.tracking import StoreLost
 from reid_bench.trial import TrialSpec, format_failure, resolve_config
 
 
@@ -220,7 +221,7 @@ class Coordinator:
     trial_kind = "trial"
 
     def __init__(self, recorder, view: LiveView, trials: dict[str, TrialState], base_params: dict[str, str],
-                 base_tags: dict[str, str], keep_checkpoints: bool = True):
+                 base_tags: dict[str, str], keep_checkpoints: bool = True, pending: Path | None = None):
         self.recorder = recorder
         self.view = view
         self.trials = trials
@@ -229,6 +230,32 @@ class Coordinator:
         self.keep_checkpoints = keep_checkpoints
         self.models: dict[str, Any] = {}  # key -> its fitted model's checkpoint (a folder or a Ray Checkpoint)
         self._holders: dict[str, set[str]] = {}  # local checkpoint folder -> keys still needing it
+        #: Where results that the store could not take are kept for ``--resume`` (None: nowhere).
+        self.pending = pending
+        self.lost: StoreLost | None = None
+
+    def _store(self, write: Any, *args: Any, **kwargs: Any) -> Any:
+        """A write to the tracking store; any failure there ends the run (``StoreLost``)."""
+        if self.lost is not None:
+            raise self.lost
+        try:
+            return write(*args, **kwargs)
+        except Exception as exc:
+            self.lost = StoreLost(self.recorder.uri, exc, str(self.pending) if self.pending else "")
+            raise self.lost from exc
+
+    def keep(self, key: str, result: dict[str, Any]) -> Path | None:
+        """A result the store could not take, written where ``--resume`` finds it."""
+        if self.pending is None:
+            return None
+        self.pending.mkdir(parents=True, exist_ok=True)
+        model = self.models.get(key)
+        payload = {"key": key, "result": result, "model": model if isinstance(model, str) else None}
+        path = self.pending / f"{key.replace('/', '_')}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, default=str, sort_keys=True))
+        os.replace(tmp, path)
+        return path
 
     def started(self, key: str) -> None:
         state = self.trials[key]
@@ -238,8 +265,8 @@ class Coordinator:
         params = dict(self.base_params, fold=state.spec.fold, seed=str(state.spec.seed), **self.trial_params(key))
         tags = dict(self.base_tags, **{"reid_bench.fold": state.spec.fold, "reid_bench.seed": str(state.spec.seed)},
                     **self.trial_tags(key))
-        state.run_id = self.recorder.start_trial(key, f"{state.spec.model}@{state.spec.protocol}/{key}", params, tags,
-                                                 kind=self.trial_kind)
+        state.run_id = self._store(self.recorder.start_trial, key, f"{state.spec.model}@{state.spec.protocol}/{key}",
+                                   params, tags, kind=self.trial_kind)
         self.view.update(state, "start")
 
     def trial_params(self, key: str) -> dict[str, str]:
@@ -267,7 +294,7 @@ class Coordinator:
             state.epoch = int(payload["epoch"])
         if "progress" in payload:
             state.progress = float(payload["progress"])
-        self.recorder.log_progress(key, payload)
+        self._store(self.recorder.log_progress, key, payload)
         if payload.get("message"):
             state.message = str(payload["message"])
             self.view.update(state, "message")
@@ -280,7 +307,7 @@ class Coordinator:
             return
         if self.trials[key].status != "RUNNING":
             self.started(key)
-        self.recorder.note_checkpoint(key, kind, location, epoch)
+        self._store(self.recorder.note_checkpoint, key, kind, location, epoch)
         if kind == "model":
             self.models[key] = handle if handle is not None else location
         if "://" not in location:
@@ -293,12 +320,10 @@ class Coordinator:
         state.ended = time.time()
         result["wall_s"] = state.ended - (state.started or state.ended)
         try:
-            self.recorder.finish_trial(key, result, model=self.models.get(key))
-        except Exception as exc:  # a result that cannot be recorded is not a finished trial
-            from reid_bench.trial import format_failure
-
-            self.failed(key, "recording the result in MLflow failed:\n" + format_failure(exc))
-            return
+            self._store(self.recorder.finish_trial, key, result, model=self.models.get(key))
+        except StoreLost:  # the result is kept where --resume finds it
+            self.keep(key, result)
+            raise
         state.result, state.status, state.phase, state.progress = result, "FINISHED", "done", 1.0
         self._release(key)
         self.view.update(state, "finish")
@@ -317,7 +342,7 @@ class Coordinator:
     def retried(self, key: str, error: str) -> None:
         state = self.trials[key]
         state.attempts += 1
-        self.recorder.note_retry(key, state.attempts, error)
+        self._store(self.recorder.note_retry, key, state.attempts, error)
         self.view.update(state, "retry")
 
     def completed(self, key: str) -> None:
@@ -327,7 +352,7 @@ class Coordinator:
             return
         state.ended = time.time()
         state.status, state.phase = "STOPPED", "stopped early"
-        self.recorder.stop_trial(key, "stopped early by the scheduler")
+        self._store(self.recorder.stop_trial, key, "stopped early by the scheduler")
         self.view.update(state, "finish")
 
     def failed(self, key: str, error: str) -> None:
@@ -338,7 +363,7 @@ class Coordinator:
             self.started(key)
         state.ended = time.time()
         state.status, state.error, state.phase = "FAILED", error, "failed"
-        self.recorder.fail_trial(key, error)
+        self._store(self.recorder.fail_trial, key, error)
         self.view.update(state, "fail")
 
 
@@ -580,8 +605,8 @@ def check_trial_options(cpus_per_trial: float, gpus_per_trial: float, max_failur
         raise RunError(f"--cpus-per-trial {cpus_per_trial:g}: must be > 0")
     if not gpus_per_trial >= 0:
         raise RunError(f"--gpus-per-trial {gpus_per_trial:g}: must be >= 0")
-    if max_failures < 0:
-        raise RunError(f"--max-failures {max_failures}: must be >= 0")
+    if not 0 <= max_failures <= 100:
+        raise RunError(f"--max-failures {max_failures}: must be from 0 to 100")
 
 
 def check_device(device: str, use_ray: bool) -> None:
@@ -609,15 +634,18 @@ def check_local_gpus(gpus_per_trial: float) -> None:
                        "no trial was started")
 
 
-def check_data(protocol_cls: Any, resolved: Any, data_root: str | None, cache_dir: str | Path | None = "default") -> None:
+def check_data(protocol_cls: Any, resolved: Any, data_root: str | None,
+               cache_dir: str | Path | None = "default") -> dict[str, str]:
     """Every on-disk dataset the protocol reads is where the run will look for it, and parses:
     a bad file is refused here, naming the file and line, before anything is written. The
-    parse goes through the cache, so trials on this machine read the checked records."""
+    parse goes through the cache, so trials on this machine read the checked records. Returns
+    each on-disk dataset's checksum (its files): part of what a finished request is."""
     from reid_bench.datasets import DataFormatError, DatasetNotFoundError, FileDataset
     from reid_bench.trial import HarnessData
 
     data = HarnessData(get_registry(), str(Path(data_root).resolve()) if data_root else None, resolved.data,
                        cache_dir=cache_dir)
+    checksums: dict[str, str] = {}
     for name in protocol_cls.datasets:
         dataset = data.dataset(name)
         if not isinstance(dataset, FileDataset):
@@ -631,6 +659,8 @@ def check_data(protocol_cls: Any, resolved: Any, data_root: str | None, cache_di
             raise RunError(f"dataset {name!r}: {exc}") from None
         except OSError as exc:
             raise RunError(f"dataset {name!r}: {exc.filename or ''}: {exc.strerror or exc}") from None
+        checksums[name] = dataset.checksum()
+    return checksums
 
 
 def check_checkpoint_options(options: "ExecutionOptions") -> None:
@@ -680,9 +710,10 @@ def check_folder(folder: str | Path, flag: str) -> Path:
 
 
 def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str, fingerprint: str,
-                     keys: list[str]) -> dict[str, Any]:
-    """The trials of this exact request (model, protocol version, resolved configuration, fold,
-    seed) that already finished in the store, by key; the latest where there are several. Reads
+                     keys: list[str], data_checksums: dict[str, str] | None = None) -> dict[str, Any]:
+    """The trials of this exact request (model, protocol version, resolved configuration, the
+    same data files, fold, seed) that already finished in the store, by key; the latest where
+    there are several. A trial on data files that have changed since is not finished. Reads
     only: an absent store or experiment means nothing finished."""
     from reid_bench import tracking
 
@@ -694,7 +725,7 @@ def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str,
     if db is not None:
         fast = tracking.finished_runs_in_sqlite(db, tags)
         if fast is not None:
-            return _latest_per_key(fast, keys)
+            return _latest_per_key(_on_data(fast, data_checksums), keys)
     client, experiment_id = tracking.connect(uri, create=False)
     if experiment_id is None:
         return {}
@@ -703,7 +734,24 @@ def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str,
         filter_string=" and ".join([*(f"tags.`{k}` = '{v}'" for k, v in tags.items()), "attributes.status = 'FINISHED'"]),
         order_by=["attributes.start_time DESC"], max_results=10000,
     )
-    return _latest_per_key(runs, keys)
+    return _latest_per_key(_on_data(runs, data_checksums), keys)
+
+
+def _on_data(runs: list[Any], checksums: dict[str, str] | None) -> list[Any]:
+    """The runs whose recorded dataset checksums are the data's now (for each on-disk dataset)."""
+    if not checksums:
+        return runs
+
+    def same(run: Any) -> bool:
+        tags = run.data.tags
+        for name, checksum in checksums.items():
+            recorded = [v for k, v in tags.items() if k == f"reid_bench.dataset_checksum.{name}"
+                        or k.startswith(f"reid_bench.dataset_checksum.{name}/")]
+            if not recorded or any(v != checksum for v in recorded):
+                return False
+        return True
+
+    return [run for run in runs if same(run)]
 
 
 def _latest_per_key(runs: list[Any], keys: list[str]) -> dict[str, Any]:
@@ -842,6 +890,8 @@ class Plan:
     folds: list[str]
     seeds: list[int]
     cache_dir: str | None
+    #: Each on-disk dataset's checksum, once ``check_data`` has read the files.
+    data_checksums: dict[str, str] = field(default_factory=dict)
 
     @property
     def fingerprint(self) -> str:
@@ -981,7 +1031,7 @@ def _open_store(plan: Plan, options: ExecutionOptions, uri: str, earlier: dict[s
         points = resume_points(client, experiment_id, previous, plan, roots)
         if not options.rerun:  # trials of this request that finished in any invocation are not run again
             earlier = finished_earlier(uri, plan.request.model, plan.request.protocol, str(plan.protocol_cls.version),
-                                       plan.fingerprint, plan.keys)
+                                       plan.fingerprint, plan.keys, plan.data_checksums)
     invocation = (previous.data.tags.get("reid_bench.invocation") if previous else None) or \
         f"{plan.request.model}-{plan.request.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
     work_dir = results_root / invocation
@@ -1039,11 +1089,12 @@ def run_benchmark(request: RunRequest, options: ExecutionOptions | None = None) 
     age = seconds_since_process_start()
     process_started = None if age is None else time.time() - age
     plan = validate(request, options)
-    check_data(plan.protocol_cls, plan.resolved, request.data_root, plan.cache_dir)
+    plan.data_checksums = check_data(plan.protocol_cls, plan.resolved, request.data_root, plan.cache_dir)
     uri = options.tracking_uri or tracking.default_tracking_uri()
     tracking.check_uri(uri, must_exist=bool(options.resume))
     earlier = {} if options.rerun else finished_earlier(uri, request.model, request.protocol,
-                                                        str(plan.protocol_cls.version), plan.fingerprint, plan.keys)
+                                                        str(plan.protocol_cls.version), plan.fingerprint, plan.keys,
+                                                        plan.data_checksums)
     if not options.resume and plan.keys and len(earlier) == len(plan.keys):
         return _skipped_result(plan, earlier, uri, t_start)
 
@@ -1064,21 +1115,48 @@ def run_benchmark(request: RunRequest, options: ExecutionOptions | None = None) 
     view = LiveView(f"{request.model} on {request.protocol}  (MLflow run {store.parent_id[:8]})",
                     list(store.trials.values()), plan.protocol_cls.main_score, enabled=options.show_progress)
     events = Coordinator(store.recorder, view, store.trials, store.base_params, store.base_tags,
-                         keep_checkpoints=options.keep_checkpoints)
+                         keep_checkpoints=options.keep_checkpoints, pending=store.work_dir / "pending")
     timing = {"ray_start_s": ray_start_s, "mlflow_setup_s": mlflow_setup_s, "t_dispatch": time.perf_counter(),
               "t_start": t_start, "process_started": process_started}
     status = "FAILED"
     try:
+        if store.previous is not None:
+            record_pending(events, store, plan)
         _dispatch(store, events, view, options, storage_root)
         status = "FINISHED" if all(t.status == "FINISHED" for t in store.trials.values()) else "FAILED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
+    except StoreLost:
+        status = "LOST"  # nothing more can be written; what was not recorded is kept locally
+        raise
     finally:
-        overhead = _close(store, plan, status, timing)
+        overhead = _close(store, plan, status, timing) if status != "LOST" else {}
     return InvocationResult(store.parent_id, store.experiment_id, uri, list(store.trials.values()),
                             summarise(list(store.trials.values()), plan.metrics), overhead["wall_s"], overhead,
                             skipped=sorted(k for k in store.earlier if k in store.trials))
+
+
+def record_pending(events: Coordinator, store: _Store, plan: Plan) -> None:
+    """Results that an earlier run of this invocation finished but could not record (its store
+    stopped answering): recorded now as those trials' runs, with their model, and not run again."""
+    folder = events.pending
+    if folder is None or not folder.is_dir():
+        return
+    for path in sorted(folder.glob("*.json")):
+        payload = json.loads(path.read_text())
+        key = payload["key"]
+        if key not in store.trials or store.trials[key].status == "FINISHED":
+            path.unlink()
+            continue
+        events.started(key)
+        if payload.get("model") and Path(payload["model"]).is_dir():
+            events.checkpointed(key, "model", payload["model"], None)
+        result = dict(payload["result"], recorded_late=True)
+        events.finished(key, result)
+        path.unlink()
+    unfinished = [t.spec for t in store.trials.values() if t.status != "FINISHED"]
+    store.specs = group_by_training_set(unfinished, plan.protocol_cls(), plan.resolved)
 
 
 def _dispatch(store: _Store, events: Coordinator, view: LiveView, options: ExecutionOptions,

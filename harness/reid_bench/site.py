@@ -24,11 +24,21 @@ def _static(name: str) -> str:
     return files("reid_bench").joinpath("site_static", name).read_text(encoding="utf-8")
 
 
+#: Characters that could end a script block or change its parsing state ("</script", "<!--"), and
+#: the line separators some parsers treat as line ends, all written as JSON \u escapes.
+_SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
+                              "\u2029": "\\u2029"})
+
+
+def script_json(data: Any) -> str:
+    """JSON that is safe inside ``<script type="application/json">`` whatever its strings hold."""
+    return json.dumps(data, sort_keys=True, separators=(",", ":")).translate(_SCRIPT_SAFE)
+
+
 def _page(title: str, body: str, data: dict[str, Any] | None = None) -> str:
     payload = ""
-    if data is not None:  # "</" cannot end the script early: JSON escapes it
-        text = json.dumps(data, sort_keys=True, separators=(",", ":")).replace("</", "<\\/")
-        payload = f'<script id="board-data" type="application/json">{text}</script>\n'
+    if data is not None:
+        payload = f'<script id="board-data" type="application/json">{script_json(data)}</script>\n'
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>\n'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<link rel="stylesheet" href="site.css"></head><body>\n{body}\n{payload}'

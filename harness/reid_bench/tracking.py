@@ -30,6 +30,41 @@ class TrackingError(RuntimeError):
     pass
 
 
+class StoreLost(BaseException):
+    """The tracking store stopped answering in the middle of a run (a server gone, a full disk).
+
+    A BaseException, like KeyboardInterrupt, so that no handler that turns an ordinary error into
+    a failed trial (and writes that to the store, which fails again) catches it: the run ends at
+    once with one line, keeping locally what it could not record."""
+
+    def __init__(self, uri: str, cause: BaseException, kept: str = ""):
+        self.uri, self.cause, self.kept = uri, cause, kept
+        super().__init__(self.message())
+
+    def message(self) -> str:
+        what = "tracking server" if self.uri.startswith(("http://", "https://")) else "tracking store"
+        reason = _reason(self.cause)
+        kept = f"; results not recorded yet are kept in {self.kept}" if self.kept else ""
+        return (f"{what} {self.uri} stopped answering during the run: {reason}{kept}; when it is back, "
+                "`reid-bench run ... --resume` records them and continues the unfinished trials from their checkpoints")
+
+
+def _reason(exc: BaseException) -> str:
+    """The root cause of a store error, one line (MLflow wraps the connection error it retried)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for marker in ("Connection refused", "No space left on device", "database or disk is full", "disk I/O error",
+                   "Read timed out", "Max retries exceeded"):
+        if marker in str(exc):
+            return marker
+    return text[:300]
+
+
+#: How an HTTP store is asked, unless the environment says otherwise: MLflow's defaults (7 retries,
+#: 120 s timeouts, doubling back-off) keep a run silent for minutes when its server is gone.
+HTTP_RETRIES = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+
+
 def default_tracking_uri() -> str:
     """``MLFLOW_TRACKING_URI`` if set, else an absolute sqlite file in the working directory
     (the ./mlruns file store is refused by MLflow 3)."""
@@ -52,6 +87,8 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # It logs a store error with its traceback before raising it; the run reports it in one line.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 
 #: Room a store needs to take one more invocation (runs, params, metrics, a few artifacts).
@@ -245,9 +282,15 @@ def connect(uri: str, experiment: str = EXPERIMENT, create: bool = True):
     check_uri(uri, must_exist=not create)
     from mlflow.tracking import MlflowClient
 
+    server = uri.startswith(("http://", "https://"))
+    if server:
+        for name, value in HTTP_RETRIES.items():
+            os.environ.setdefault(name, value)
     try:
         with _store_lock(uri):
-            client = InterruptSafeClient(MlflowClient(tracking_uri=uri))
+            # A server's write is one request: Ctrl-C may cut it. A sqlite write must not be cut
+            # between INSERT and COMMIT (``sigint_deferred``).
+            client = MlflowClient(tracking_uri=uri) if server else InterruptSafeClient(MlflowClient(tracking_uri=uri))
             exp = client.get_experiment_by_name(experiment)
             if exp is None:
                 if not create:

@@ -24,6 +24,8 @@ from reid_bench.runner import (Coordinator, ExecutionOptions, InvocationResult, 
 from reid_bench.trial import LocalSink, TrialSpec, execute_fit, resolve_config
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint", "qrandint", "grid")
+#: The most configurations one search may draw.
+MAX_SAMPLES = 10000
 
 
 def load_space(path: str | Path) -> dict[str, Any]:
@@ -165,8 +167,8 @@ def run_search(
         raise ConfigError(f"--scheduler {scheduler!r}: expected 'asha' or 'fifo'")
     if search not in ("random", "optuna"):
         raise ConfigError(f"--search {search!r}: expected 'random' or 'optuna'")
-    if samples < 1:
-        raise ConfigError("--samples must be at least 1")
+    if not 1 <= samples <= MAX_SAMPLES:
+        raise ConfigError(f"--samples {samples}: must be from 1 to {MAX_SAMPLES}")
     if max_concurrent is not None and max_concurrent < 1:
         raise ConfigError("--max-concurrent must be at least 1")
     check_trial_options(cpus_per_trial, gpus_per_trial, 0)

@@ -220,6 +220,8 @@ def _inside(folder: Path, value: str, where: Path, line: int | None, allow_absol
 def read_manifest(path: Path, modality: str, allow_absolute: bool = False) -> list[ManifestRow]:
     """Rows of ``manifest.csv``, validated; array files must exist (they are parsed later)."""
     folder = path.parent
+    if path.exists() and not path.is_file():  # a FIFO would block the read: refuse it by what it is
+        raise DataFormatError(path, "not a regular file (a manifest is a CSV file)")
     try:
         fh = path.open(newline="", encoding="utf-8-sig")
     except OSError as exc:
@@ -639,6 +641,8 @@ def import_dataset(
         src_folder, manifest = source.parent, source
     else:
         raise DataFormatError(source, f"expected a folder with {MANIFEST} or a manifest .csv file")
+    if manifest.exists() and not manifest.is_file():
+        raise DataFormatError(manifest, "not a regular file (a manifest is a CSV file)")
     if not manifest.is_file():
         raise DataFormatError(manifest, "missing: the source needs a manifest (see docs/generic-format.md)")
     dest = dest_root / name
