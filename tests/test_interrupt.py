@@ -1,4 +1,5 @@
-"""Ctrl-C during a run ends it KILLED (exit 130), in both dispatch paths, and --resume completes it."""
+"""Ctrl-C during a run ends it KILLED (exit 130), in both dispatch paths, and --resume completes it;
+SIGTERM, a scheduler's or a container runtime's stop, does the same with exit 143."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def _wait_until_training(proc: subprocess.Popen, db, timeout: float = 300.0) -> 
     raise AssertionError("no trial reported an epoch in time")
 
 
-def _interrupt(args, cwd, db) -> subprocess.CompletedProcess:
+def _interrupt(args, cwd, db, sig=signal.SIGINT) -> subprocess.CompletedProcess:
     # The child starts with SIGINT at its default, as from an interactive shell: a suite launched as a
     # background job (`cmd &` without job control) inherits SIGINT ignored, and Python then keeps it so.
     proc = subprocess.Popen([sys.executable, "-m", "reid_bench.cli", *args], cwd=cwd, stdout=subprocess.PIPE,
@@ -41,7 +42,7 @@ def _interrupt(args, cwd, db) -> subprocess.CompletedProcess:
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_until_training(proc, db)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
@@ -54,12 +55,13 @@ def _statuses(uri):
     return sorted((r.data.tags.get("reid_bench.kind"), r.info.status) for r in runs)
 
 
-def test_sigint_marks_runs_killed(tmp_path):
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_stop_signal_marks_runs_killed(tmp_path, sig, code):
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     done = _interrupt(["run", "--model", "gait-lstm", "--protocol", "synth-gait", "--no-ray", "--tracking-uri", uri,
-                       "--set", "epochs=500", *TINY_GAIT], tmp_path, db)
-    assert done.returncode == 130, done.stderr[-2000:]
+                       "--set", "epochs=500", *TINY_GAIT], tmp_path, db, sig)
+    assert done.returncode == code, done.stderr[-2000:]
     # folds A and B learn on the same training session: one fit, both trials running when stopped
     assert _statuses(uri) == [("invocation", "KILLED"), ("trial", "KILLED"), ("trial", "KILLED")]
 
@@ -86,6 +88,19 @@ def test_sigint_on_ray_then_resume_completes_the_board(tmp_path):
     build_leaderboards(tmp_path / "lb", tmp_path / "results", uri)
     row = [line for line in (tmp_path / "lb" / "synth-gait.md").read_text().splitlines() if "| gait-lstm |" in line]
     assert len(row) == 1 and "| 2/2 |" in row[0] and "incomplete" not in row[0]
+
+
+@pytest.mark.ray
+def test_sigterm_on_ray_ends_the_runs_killed(tmp_path):
+    """ray.init installs a SIGTERM handler that only exits; the command's own must win, or the
+    runs would stay RUNNING in the store."""
+    db = tmp_path / "mlflow.db"
+    uri = f"sqlite:///{db}"
+    done = _interrupt(["run", "--model", "gait-lstm", "--protocol", "synth-gait", "--fold", "A", "--tracking-uri", uri,
+                       "--set", "epochs=200", *TINY_GAIT], tmp_path, db, signal.SIGTERM)
+    assert done.returncode == 143, done.stderr[-2000:]
+    statuses = _statuses(uri)
+    assert ("invocation", "KILLED") in statuses and not any(s == "RUNNING" for _, s in statuses), statuses
 
 
 def test_ctrl_c_inside_a_store_call_lands_after_the_call(tmp_path):

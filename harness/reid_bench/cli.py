@@ -9,7 +9,7 @@ import os
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -344,6 +344,16 @@ def _fmt_summary(result: Any, metrics: tuple[str, ...]) -> Table:
     return table
 
 
+def _stopped(exc: KeyboardInterrupt, what_now: str) -> NoReturn:
+    """Ctrl-C exits 130 and SIGTERM 143 (128 + the signal, as a shell reports a killed job), each
+    after the runs were ended KILLED: a scheduler's stop is as safe as a user's."""
+    from reid_bench.tracking import Terminated
+
+    terminated = isinstance(exc, Terminated)
+    err.print(f"[bold red]{'terminated' if terminated else 'interrupted'}[/]: {what_now}")
+    raise typer.Exit(143 if terminated else 130)
+
+
 @app.command("run", cls=_Command)
 def run_cmd(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="model plugin name"),
@@ -381,7 +391,9 @@ def run_cmd(
     from reid_bench.config import ConfigError
     from reid_bench.experiments import Experiment, ExperimentError, load
     from reid_bench.runner import ExecutionOptions, RunError, run_benchmark
-    from reid_bench.tracking import StoreLost, TrackingError
+    from reid_bench.tracking import StoreLost, TrackingError, terminate_as_interrupt
+
+    terminate_as_interrupt()
 
     if config is not None:
         given = [flag for flag, value in (("--model", model), ("--protocol", protocol), ("--set", sets),
@@ -420,9 +432,8 @@ def run_cmd(
             fail(f"{exp.source}: {exc}" if exp.source else str(exc))
         except StoreLost as exc:
             fail(exc.message(), 1)
-        except KeyboardInterrupt:
-            err.print("[bold red]interrupted[/]: runs marked KILLED in MLflow")
-            raise typer.Exit(130)
+        except KeyboardInterrupt as exc:
+            _stopped(exc, "runs marked KILLED in MLflow; --resume continues them")
         results.append(result)
         if not as_json:
             _print_run(result, exp.protocol)
@@ -499,8 +510,10 @@ def tune_cmd(
     """Search a model's space on a validation split (ASHA), then run the best config on the test folds."""
     from reid_bench.config import ConfigError, parse_sets
     from reid_bench.runner import RunError
-    from reid_bench.tracking import TrackingError
+    from reid_bench.tracking import TrackingError, terminate_as_interrupt
     from reid_bench.tuning import run_search
+
+    terminate_as_interrupt()
 
     try:
         with _StdoutToStderr(as_json):
@@ -511,9 +524,8 @@ def tune_cmd(
                              show_progress=not as_json, evaluate_best=not no_final)
     except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
-        err.print("[bold red]interrupted[/]: continue with --resume")
-        raise typer.Exit(130)
+    except KeyboardInterrupt as exc:
+        _stopped(exc, "continue with --resume")
     payload = {"search_run_id": res.search_run_id, "best_params": res.best_params, "best_val_score": res.best_score,
                "trials": res.trials, "final_run": res.invocation.as_json() if res.invocation else None}
     if as_json:
@@ -550,7 +562,9 @@ def eval_cmd(
     from reid_bench.config import ConfigError
     from reid_bench.evaluation import EvalRequest, evaluate_checkpoint
     from reid_bench.runner import RunError
-    from reid_bench.tracking import TrackingError
+    from reid_bench.tracking import TrackingError, terminate_as_interrupt
+
+    terminate_as_interrupt()
 
     request = EvalRequest(checkpoint, protocol, tuple(folds) if folds else None, data_root, tracking_uri, device,
                           cache_dir or "default")
@@ -558,9 +572,8 @@ def eval_cmd(
         result = evaluate_checkpoint(request, show_progress=not as_json)
     except (CheckpointError, PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
         fail(str(exc))
-    except KeyboardInterrupt:
-        err.print("[bold red]interrupted[/]: runs marked KILLED in MLflow")
-        raise typer.Exit(130)
+    except KeyboardInterrupt as exc:
+        _stopped(exc, "runs marked KILLED in MLflow")
     if as_json:
         print_json(result.as_json())
     else:

@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import statistics
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -525,8 +527,13 @@ def init_ray(address: str | None) -> None:
 
         # Ray turns token mode on for a new local instance itself; the token is this instance's.
         os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    on_term = signal.getsignal(signal.SIGTERM)
     ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level="ERROR",
              configure_logging=True, runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+    if callable(on_term) and threading.current_thread() is threading.main_thread():
+        # ray.init makes SIGTERM a bare sys.exit, which would leave the runs RUNNING; the command's
+        # handler ends them KILLED first (Ray's own shutdown still runs at exit)
+        signal.signal(signal.SIGTERM, on_term)
 
 
 def dispatch_ray(specs: list[TrialSpec], events: Coordinator, options: "ExecutionOptions", storage_path: str,

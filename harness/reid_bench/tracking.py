@@ -238,18 +238,21 @@ def sigint_deferred():
     command exits 1 instead of 130 (tests/test_interrupt.py failed so in about one run in four).
     Only the main thread receives signals, so other threads run the block as it is.
     """
-    previous = signal.getsignal(signal.SIGINT)
-    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    held = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    held = {sig: handler for sig, handler in held.items() if callable(handler)}  # an ignored signal stays so
     received: list[int] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    for sig in held:
+        signal.signal(sig, lambda signum, frame: received.append(signum))
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in held.items():
+            signal.signal(sig, handler)
     if received:
-        raise KeyboardInterrupt
+        held[received[0]](received[0], None)  # the handler it would have met: raises its interrupt
 
 
 class InterruptSafeClient:
@@ -617,3 +620,18 @@ def write_cmc(folder: Path, cmc: Iterable[float], title: str) -> None:
         for i, v in enumerate(cmc, start=1):
             writer.writerow([i, f"{v:.6f}"])
     (folder / "cmc.svg").write_text(cmc_svg({"": [cmc]}, title))
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch scheduler or container runtime stopping the job), handled as Ctrl-C is:
+    the runs end KILLED, checkpoints stay for ``--resume``; the command exits with 143."""
+
+
+def terminate_as_interrupt() -> None:
+    """Turn SIGTERM into ``Terminated`` in the main thread (SIGINT keeps whatever the shell gave:
+    a job started with ``&`` ignores it, by the shell's convention)."""
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
