@@ -55,3 +55,15 @@ def test_bad_values_name_the_key(values, message):
     with pytest.raises(ConfigError, match=None) as info:
         apply_overrides(Cfg(), values, "model m")
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("typed, shown", [
+    ("0.000381314106731405", "0.000381"),  # a sampled value
+    ("3.5e-4", "3.5e-4"), ("0.5", "0.5"), ("1234", "1234"), ("0.1235", "0.1235"),  # typed: as written
+    ("12345.678", "1.23e+04"), ("-0.06283185307", "-0.0628"), ("adam", "adam"), ("[1, 2]", "[1, 2]"),
+])
+def test_labels_round_long_numbers_only(typed, shown):
+    from reid_bench.config import readable_value
+
+    assert readable_value(typed) == shown
+

@@ -41,9 +41,9 @@ def _fold(md: str, fold: str, last: bool = False) -> str:
 
 def test_mean_std_ranking_and_incomplete_rows(tmp_path, tracking_uri):
     expected = ["A/seed0", "A/seed1", "A/seed2", "B/seed0", "B/seed1", "B/seed2"]
-    strong = _record_invocation(tracking_uri, "strong", "f1",
+    strong = _record_invocation(tracking_uri, "strong", "f1" * 6,
                                 [("A", 0, 0.60), ("A", 1, 0.70), ("A", 2, 0.80), ("B", 0, 0.5), ("B", 1, 0.5), ("B", 2, 0.5)], expected)
-    _record_invocation(tracking_uri, "weak", "f2",
+    _record_invocation(tracking_uri, "weak", "f2" * 6,
                        [("A", 0, 0.30), ("A", 1, 0.30), ("A", 2, 0.30), ("B", 0, 0.9), ("B", 1, 0.9)], expected,
                        overrides=json.dumps({"model.lr": "0.1"}))
     out = tmp_path / "lb"
@@ -75,11 +75,11 @@ def test_mean_std_ranking_and_incomplete_rows(tmp_path, tracking_uri):
 def test_a_row_aggregates_every_invocation_of_its_config(tmp_path, tracking_uri):
     """A 1-seed smoke run after a 3-seed run adds nothing new; a run of the missing seeds completes a row."""
     three = ["A/seed0", "A/seed1", "A/seed2"]
-    _record_invocation(tracking_uri, "m", "f1", [("A", 0, 0.40), ("A", 1, 0.50), ("A", 2, 0.60)], three)
-    _record_invocation(tracking_uri, "m", "f1", [("A", 0, 0.40)], ["A/seed0"])          # the smoke run
-    _record_invocation(tracking_uri, "one", "f9", [("A", 0, 0.42)], ["A/seed0"])        # a 1-seed row
-    _record_invocation(tracking_uri, "split", "f3", [("A", 0, 0.2)], three)             # seeds 1, 2 failed...
-    _record_invocation(tracking_uri, "split", "f3", [("A", 1, 0.3), ("A", 2, 0.4)], ["A/seed1", "A/seed2"])  # ...rerun
+    _record_invocation(tracking_uri, "m", "f1" * 6, [("A", 0, 0.40), ("A", 1, 0.50), ("A", 2, 0.60)], three)
+    _record_invocation(tracking_uri, "m", "f1" * 6, [("A", 0, 0.40)], ["A/seed0"])          # the smoke run
+    _record_invocation(tracking_uri, "one", "f9" * 6, [("A", 0, 0.42)], ["A/seed0"])        # a 1-seed row
+    _record_invocation(tracking_uri, "split", "f3" * 6, [("A", 0, 0.2)], three)             # seeds 1, 2 failed...
+    _record_invocation(tracking_uri, "split", "f3" * 6, [("A", 1, 0.3), ("A", 2, 0.4)], ["A/seed1", "A/seed2"])  # ...rerun
     out = tmp_path / "lb"
     build_leaderboards(out, tmp_path / "results", tracking_uri)
     md = _fold((out / "synth-gait.md").read_text(), "A", last=True)
@@ -91,11 +91,11 @@ def test_a_row_aggregates_every_invocation_of_its_config(tmp_path, tracking_uri)
 
 def test_results_are_data_and_boards_rebuild_from_them_alone(tmp_path, tracking_uri):
     expected = ["A/seed0", "A/seed1"]
-    _record_invocation(tracking_uri, "m", "f1", [("A", 0, 0.40), ("A", 1, 0.50)], expected)
+    _record_invocation(tracking_uri, "m", "f1" * 6, [("A", 0, 0.40), ("A", 1, 0.50)], expected)
     results, first, second = tmp_path / "results", tmp_path / "one", tmp_path / "two"
     report = build_leaderboards(first, results, tracking_uri)
     assert report["new_trials"] == 2
-    doc_path = results / "synth-gait" / "v1" / "m" / "f1.json"
+    doc_path = results / "synth-gait" / "v1" / "m" / "f1f1f1f1f1f1.json"
     doc = json.loads(doc_path.read_text())
     assert doc["schema"] == SCHEMA and doc["config"] == {"model": {"k": 1}}
     assert [(t["fold"], t["seed"], t["metrics"]["rank1"], t["commit"]) for t in doc["trials"]] == [
@@ -139,7 +139,7 @@ def test_errors_write_nothing(tmp_path, tracking_uri, cli):
     absent = tmp_path / "absent.db"
     result = cli("leaderboard", "--tracking-uri", f"sqlite:///{absent}", "--out", str(out), "--results", str(results))
     assert result.exit_code == 1 and "no tracking store" in result.output and not absent.exists()
-    _record_invocation(tracking_uri, "m", "f1", [("A", 0, 0.1)], ["A/seed0"])
+    _record_invocation(tracking_uri, "m", "f1" * 6, [("A", 0, 0.1)], ["A/seed0"])
     result = cli("leaderboard", "--tracking-uri", tracking_uri, "--out", str(out), "--results", str(results),
                  "--protocol", "synth-market")
     assert result.exit_code == 1 and "no finished runs for protocol 'synth-market'" in result.output
@@ -149,9 +149,9 @@ def test_errors_write_nothing(tmp_path, tracking_uri, cli):
     assert result.exit_code == 1 and "is a file" in result.output and len(result.output.strip().splitlines()) == 1
     assert not out.exists() and not results.exists()
     (results / "synth-gait" / "v1" / "m").mkdir(parents=True)
-    (results / "synth-gait" / "v1" / "m" / "f1.json").write_text('{"schema": \n')
+    (results / "synth-gait" / "v1" / "m" / "f1f1f1f1f1f1.json").write_text('{"schema": \n')
     result = cli("leaderboard", "--tracking-uri", tracking_uri, "--out", str(out), "--results", str(results))
-    assert result.exit_code == 1 and "f1.json:2: not valid JSON" in result.output
+    assert result.exit_code == 1 and "f1f1f1f1f1f1.json:2: not valid JSON" in result.output
     assert not out.exists()
 
 
@@ -193,7 +193,7 @@ def test_rows_link_to_their_mlflow_runs_when_the_store_is_a_server(tmp_path, tra
     from reid_bench.results import export_store
     from reid_bench.site import render_site
 
-    _record_invocation(tracking_uri, "m", "f1", [("A", 0, 0.40)], ["A/seed0"])
+    _record_invocation(tracking_uri, "m", "f1" * 6, [("A", 0, 0.40)], ["A/seed0"])
     client, exp = tracking.connect(tracking_uri, create=False)
     docs = export_store(client, exp, {}, server_url="http://mlflow.lab:5000/").documents
     trial = next(iter(docs.values()))["trials"][0]

@@ -58,6 +58,12 @@ def test_tune_with_asha_then_tuned_run_in_leaderboard(cli, tracking_uri, tmp_pat
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert set(payload["best_params"]) == {"lr", "hidden"} and payload["trials"] == 4
+    samples = payload["samples"]  # every sample, best first, with its exact values and how it ended
+    assert len(samples) == 4 and samples[0]["params"] == payload["best_params"]
+    assert samples[0]["val_score"] == payload["best_val_score"] and samples[0]["status"] == "FINISHED"
+    scores = [s["val_score"] for s in samples]
+    assert scores == sorted(scores, reverse=True)
+    assert all(1 <= s["epochs"] <= 3 and s["status"] in ("FINISHED", "STOPPED") for s in samples)
     client, runs = mlflow_runs(tracking_uri)
     kinds = [r.data.tags.get("reid_bench.kind") for r in runs]
     assert kinds.count("search") == 1 and kinds.count("tune-trial") == 4 and kinds.count("invocation") == 1
@@ -75,7 +81,26 @@ def test_tune_with_asha_then_tuned_run_in_leaderboard(cli, tracking_uri, tmp_pat
     build_leaderboards(tmp_path / "lb", tmp_path / "results", tracking_uri)
     md = (tmp_path / "lb" / "synth-gait.md").read_text()
     assert "gait-lstm (tuned: 4 samples, asha, random)" in md
+    lr = payload["best_params"]["lr"]  # sampled at full precision, shown rounded, kept exact in the config
+    assert f"lr={lr:.3g}" in md and str(lr) not in md
     assert md.count("| gait-lstm") == 2  # folds A and B: only the final run is ranked, never search trials
+
+
+def test_search_progress_names_each_sample_by_its_values_and_score(tmp_path):
+    """Without a terminal the search prints a line per event: each sample by its values, and
+    the score it ended with, so that samples can be told apart."""
+    from rich.console import Console
+
+    from reid_bench.runner import LiveView, TrialState
+    from reid_bench.trial import TrialSpec
+
+    view = LiveView("tune", [], "val_score")
+    view.console = Console(file=(tmp_path / "out.txt").open("w"), width=200)
+    stopped = TrialState(TrialSpec(model="gait-lstm", protocol="synth-gait", fold="A", seed=0),
+                         status="STOPPED", label="#2 lr=0.00381, hidden=16", epoch=0, last_score=0.25)
+    view.update(stopped, "finish")
+    view.console.file.close()
+    assert (tmp_path / "out.txt").read_text().strip() == "[trial #2 lr=0.00381, hidden=16] stopped  val_score=25.0%  (after epoch 1)"
 
 
 @pytest.mark.parametrize(

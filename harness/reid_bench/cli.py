@@ -527,10 +527,12 @@ def tune_cmd(
     except KeyboardInterrupt as exc:
         _stopped(exc, "continue with --resume")
     payload = {"search_run_id": res.search_run_id, "best_params": res.best_params, "best_val_score": res.best_score,
-               "trials": res.trials, "final_run": res.invocation.as_json() if res.invocation else None}
+               "trials": res.trials, "samples": res.samples,
+               "final_run": res.invocation.as_json() if res.invocation else None}
     if as_json:
         print_json(payload)
     else:
+        out.print(_search_table(res.samples))
         out.print(f"search run {res.search_run_id}: {res.trials} trials, best validation score {res.best_score:.4f}",
                   highlight=False, markup=False)
         out.print(f"best config: {json.dumps(res.best_params, default=str)}", highlight=False, markup=False)
@@ -538,6 +540,24 @@ def tune_cmd(
             out.print(_fmt_summary(res.invocation, get_registry().protocol(protocol)().metrics))
     if res.invocation is not None and not res.invocation.ok:
         raise typer.Exit(1)
+
+
+def _search_table(samples: list[dict[str, Any]]) -> Table:
+    """The samples of a search, best first, with their values rounded for reading (the exact
+    ones are in the search's MLflow runs and in ``--json``)."""
+    from reid_bench.config import readable_value
+
+    names = sorted({k for row in samples for k in row["params"]})
+    table = Table(title="search samples, best validation score first", title_justify="left")
+    for col in ("", *names, "status", "epochs", "val_score"):
+        table.add_column(col, justify="left" if col in ("", "status") else "right")
+    for row in samples:
+        score = row["val_score"]
+        table.add_row(row["trial"], *[escape(readable_value(json.dumps(row["params"][k]) if isinstance(
+            row["params"].get(k), (list, tuple)) else str(row["params"].get(k, "")))) for k in names],
+            row["status"].lower(), "" if row["epochs"] is None else str(row["epochs"]),
+            "" if score is None else f"{100 * score:.1f}")
+    return table
 
 
 # ----------------------------------------------------------------------------------------- eval

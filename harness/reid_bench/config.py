@@ -299,3 +299,18 @@ def fingerprint(payload: dict[str, Any]) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def readable_value(text: str, digits: int = 3) -> str:
+    """A number as a label shows it: a sampled ``0.000381314106731405`` reads ``0.000381``. Values
+    typed with few digits (``3.5e-4``, ``0.5``) and non-numbers stay as written; configurations
+    and fingerprints keep the exact value."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return text
+    mantissa = text.strip().lstrip("+-").lower().split("e")[0].replace(".", "").lstrip("0")
+    if not math.isfinite(value) or len(mantissa) <= digits + 1:
+        return text
+    return f"{value:.{digits}g}"
+

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from reid_bench.bootstrap import query_matrix
+from reid_bench.config import readable_value
 from reid_bench.controls import control_kind
 from reid_bench.results import (Key, ResultsError, check_document, export_store, load_results, render_results, result_path,
                                 write_files)
@@ -140,7 +141,7 @@ def _protocol_meta(name: str, doc: dict[str, Any]) -> dict[str, Any]:
 def config_label(values: dict[str, str]) -> str:
     if not values:
         return "default"
-    return ", ".join(f"{k.removeprefix('model.')}={v}" for k, v in sorted(values.items()))
+    return ", ".join(f"{k.removeprefix('model.')}={readable_value(str(v))}" for k, v in sorted(values.items()))
 
 
 def row_label(doc: dict[str, Any]) -> str:

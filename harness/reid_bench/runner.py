@@ -40,6 +40,10 @@ class TrialState:
     attempts: int = 0
     fit_started: float | None = None
     message: str = ""
+    #: How progress lines name the trial when its fold and seed do not tell it apart (a search sample).
+    label: str = ""
+    #: The last validation score it reported (a search trial stopped early has no result).
+    last_score: float | None = None
 
 
 @dataclass
@@ -173,40 +177,52 @@ class LiveView:
             return
         if event == "progress":
             return
+        name = state.label or state.spec.key
         if event == "message":
-            self.console.print(f"[trial {state.spec.key}] {state.message}{_eta(state)}", highlight=False, markup=False)
+            self.console.print(f"[trial {name}] {state.message}{_eta(state)}", highlight=False, markup=False)
             return
-        line = f"[trial {state.spec.key}] {state.status.lower()}"
-        if state.result:
-            score = state.result["metrics"].get(self.main_score)
-            if score is not None:
-                line += f"  {self.main_score}={100 * score:.1f}%  ({state.result['timings']['trial_s']:.1f}s)"
+        line = f"[trial {name}] {state.status.lower()}"
+        score = self.score_of(state)
+        if score is not None:
+            line += f"  {self.main_score}={100 * score:.1f}%"
+            if state.result:
+                line += f"  ({state.result['timings']['trial_s']:.1f}s)"
+            elif state.epoch is not None:
+                line += f"  (after epoch {state.epoch + 1})"
         if state.error:
             line += "  " + state.error.strip().splitlines()[-1]
         self.console.print(line, highlight=False, markup=False)
 
+    def score_of(self, state: TrialState) -> float | None:
+        """The trial's main score: its result's, else (a search trial) the last one it reported."""
+        if state.result:
+            value = state.result["metrics"].get(self.main_score, state.result.get(self.main_score))
+            if value is not None:
+                return float(value)
+        return state.last_score
+
     def _table(self):
+        from rich.markup import escape
         from rich.table import Table
 
         table = Table(title=self.title, title_justify="left")
-        for col in ("fold", "seed", "status", "phase", "epoch", "progress", self.main_score, "time"):
-            table.add_column(col, justify="right" if col not in ("fold", "status", "phase") else "left")
+        named = any(t.label for t in self.trials)  # search samples: their values, not fold and seed
+        for col in (("trial",) if named else ("fold", "seed")) + ("status", "phase", "epoch", "progress",
+                                                                   self.main_score, "time"):
+            table.add_column(col, justify="right" if col not in ("trial", "fold", "status", "phase") else "left")
         now = time.time()
         for t in self.trials:
-            score = ""
-            if t.result:
-                value = t.result["metrics"].get(self.main_score)
-                score = f"{100 * value:.1f}" if value is not None else ""
+            value = self.score_of(t)
+            score = f"{100 * value:.1f}" if value is not None else ""
             elapsed = ""
             if t.started:
                 elapsed = f"{(t.ended or now) - t.started:.0f}s"
             colour = {"FINISHED": "green", "FAILED": "red", "RUNNING": "yellow", "STOPPED": "blue"}.get(t.status, "")
             table.add_row(
-                t.spec.fold,
-                str(t.spec.seed),
+                *((escape(t.label or t.spec.key),) if named else (t.spec.fold, str(t.spec.seed))),
                 f"[{colour}]{t.status}[/]" if colour else t.status,
                 t.phase,
-                "" if t.epoch is None else str(t.epoch),
+                "" if t.epoch is None else str(t.epoch + 1),  # counted from 1, as the progress lines
                 f"{100 * t.progress:.0f}%",
                 score,
                 elapsed,
@@ -296,6 +312,8 @@ class Coordinator:
             state.epoch = int(payload["epoch"])
         if "progress" in payload:
             state.progress = float(payload["progress"])
+        if payload.get("val_score") is not None:
+            state.last_score = float(payload["val_score"])
         self._store(self.recorder.log_progress, key, payload)
         if payload.get("message"):
             state.message = str(payload["message"])

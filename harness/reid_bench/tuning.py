@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from reid_bench.config import ConfigError, Overrides
+from reid_bench.config import ConfigError, Overrides, readable_value
 from reid_bench.registry import get_registry
 from reid_bench.runner import (Coordinator, ExecutionOptions, InvocationResult, LiveView, RunError, RunRequest, TrialState,
                                check_data, check_device, check_folder, check_resources, check_storage,
@@ -105,13 +105,35 @@ class SearchCoordinator(Coordinator):
 
     def started(self, key: str) -> None:
         if key not in self.trials:
-            state = TrialState(self.base_spec)
+            values = ", ".join(f"{k}={readable_value(_as_override(v))}" for k, v in self.params.get(key, {}).items())
+            state = TrialState(self.base_spec, label=f"#{len(self.trials) + 1} {values}".strip())
             self.trials[key] = state
             self.view.trials.append(state)
         super().started(key)
 
     def trial_params(self, key: str) -> dict[str, str]:
         return {f"params.{k}": _as_override(v) for k, v in self.params.get(key, {}).items()}
+
+    def table(self, grid: Any, higher_is_better: bool) -> list[dict[str, Any]]:
+        """Every sample of the search, best first: its exact values, how it ended, its validation
+        score and the epochs it ran (a sample ASHA stopped early ranks by the score it had then).
+        Read from Ray's results, so a resumed search lists the samples of its first part too."""
+        rows = []
+        for result in grid:
+            metrics = result.metrics or {}
+            key = str(metrics.get("trial_id", ""))
+            state = self.trials.get(key)
+            payload = json.loads(metrics.get("payload", "{}") or "{}")
+            status = ("FAILED" if result.error is not None else "FINISHED" if metrics.get("reid_event") == "final"
+                      else "STOPPED")
+            epoch = payload.get("epoch", state.epoch if state else None)  # counted from 0
+            score = metrics.get("val_score")
+            rows.append({"trial": state.label.split(" ", 1)[0] if state else key, "ray_trial_id": key,
+                         "params": dict(result.config.get("params", {})), "status": status,
+                         "val_score": None if score is None else float(score),
+                         "epochs": None if epoch is None else int(epoch) + 1})
+        sign = -1.0 if higher_is_better else 1.0
+        return sorted(rows, key=lambda r: (r["val_score"] is None, sign * (r["val_score"] or 0.0)))
 
 
 @dataclass
@@ -121,6 +143,8 @@ class SearchResult:
     best_score: float
     trials: int
     invocation: InvocationResult | None
+    #: Every sample, best first (``SearchCoordinator.table``).
+    samples: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def _max_iterations(config: Any, space: dict[str, Any]) -> int:
@@ -305,4 +329,5 @@ def run_search(
                              cpus_per_trial=cpus_per_trial, device=device, results_dir=results_dir,
                              show_progress=show_progress,
                              extra_tags={"reid_bench.tuned": budget, "reid_bench.search_run_id": parent_id}))
-    return SearchResult(parent_id, best_params, best_score, len(grid), invocation)
+    return SearchResult(parent_id, best_params, best_score, len(grid), invocation,
+                        events.table(grid, protocol_cls.higher_is_better))
