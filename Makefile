@@ -17,7 +17,7 @@ FIELD_LEARNED := lstm-1 lstm-m posegait age sgela
 PROTOTYPE_MODELS := simmc spc-mgr hi-mpc transg mg-scr
 CLOUD_MODELS := cloud-hist pointnet-lite ognet ognet-small ognet-deep pointnet2-ssg pointnet2-msg dgcnn
 
-.PHONY: setup demo test bench gpu-check leaderboards ablation field prototypes clouds field-protocol clean
+.PHONY: setup demo test bench gpu-check leaderboards docs-images ablation field prototypes clouds field-protocol clean
 
 setup: $(VENV)/.installed
 
@@ -54,6 +54,12 @@ REID_BENCH_DATA ?= $(abspath ../shared/data)
 leaderboards: setup
 	REID_BENCH_DATA=$(REID_BENCH_DATA) $(BIN)/reid-bench run --config experiments/
 	$(BIN)/reid-bench leaderboard
+	$(MAKE) docs-images
+
+# The docs' figures (docs/img/) and the sentences about them, from the committed boards, in
+# headless Chromium (apt-get install chromium); tests/test_docs.py checks they are current.
+docs-images: setup
+	$(BIN)/python tools/docs_images.py
 
 # synth-gait's committed SM-SGE rows: SM-SGE's Table 4 and leave-one-out variants; the baseline at
 # its own best budget on synth-gait-dev (3 epochs) as a fairness row; SM-SGE's released recipe

@@ -5,13 +5,25 @@
   var board = JSON.parse(node.textContent);
   var app = document.getElementById("app");
   var COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"];
-  var state = {sort: "rank", dir: "asc", filter: "", shown: board.columns.slice(), plot: {}};
+  var state = {sort: "rank", dir: "asc", filter: "", shown: board.columns.slice(), plot: {}, unknownSort: null};
+  var SORTABLE = {rank: "#", model: "Model", config: "Config", vs_top: "\u0394 #1", params: "Params",
+                  paper: "Paper", delta: "\u0394 paper", commit: "Commit", date: "Date"};
+
+  function sortKey(text) {  // a column's key, or its header text as shown ("Rank-1", "mAP"), any case
+    var wanted = String(text).toLowerCase(), found = null;
+    board.metrics.forEach(function (m) { if (m.toLowerCase() === wanted || label(m).toLowerCase() === wanted) found = m; });
+    Object.keys(SORTABLE).forEach(function (k) { if (k.toLowerCase() === wanted || SORTABLE[k].toLowerCase() === wanted) found = k; });
+    return found;
+  }
 
   function readHash() {
     location.hash.replace(/^#/, "").split("&").forEach(function (kv) {
       var i = kv.indexOf("="); if (i < 0) return;
       var k = decodeURIComponent(kv.slice(0, i)), v = decodeURIComponent(kv.slice(i + 1));
-      if (k === "sort") state.sort = v;
+      if (k === "sort") {
+        var key = sortKey(v);
+        if (key) state.sort = key; else state.unknownSort = v;  // said on the page, not ignored silently
+      }
       else if (k === "dir") state.dir = v === "desc" ? "desc" : "asc";
       else if (k === "filter") state.filter = v;
       else if (k === "metrics") state.shown = v.split(",").filter(function (m) { return board.metrics.indexOf(m) >= 0; });
@@ -53,7 +65,8 @@
     }).map(function (p) { return p[0]; });
   }
   function rowText(row) {  // every column's text, so the filter reaches any of them
-    var parts = [row.model, row.config, row.control || "", row.tuned || "", row.n, row.paper_status || "",
+    var parts = [row.model, row.config, row.control || "", row.tuned || "", row.n, row.fewer_seeds ? "fewer seeds" : "",
+                 row.paper_status || "",
                  row.commit, row.date, row.rank === null ? "" : "#" + row.rank];
     Object.keys(row.metrics).forEach(function (m) { if (row.metrics[m].mean !== null) parts.push(fmt(row.metrics[m].mean)); });
     return parts.join(" ").toLowerCase();
@@ -96,9 +109,9 @@
   }
 
   function table(section, key) {
-    var cols = [["plot", "plot"], ["rank", "#"], ["model", "Model"], ["config", "Config"]]
+    var cols = [["plot", "plot"], ["n", "Seeds"], ["rank", "#"], ["model", "Model"], ["config", "Config"]]
       .concat(state.shown.map(function (m) { return [m, label(m)]; }))
-      .concat([["vs_top", "\u0394 #1 " + label(board.main_score) + " [95% CI]"], ["n", "n"], ["params", "Params"],
+      .concat([["vs_top", "\u0394 #1 " + label(board.main_score) + " [95% CI]"], ["params", "Params"],
                ["paper", "Paper " + label(board.reference_score)], ["delta", "\u0394 paper"],
                ["status", "Reproduction"], ["commit", "Commit"], ["date", "Date"]]);
     var t = el("table", {"class": "board", "data-fold": section.fold});
@@ -115,10 +128,13 @@
     });
     t.appendChild(head);
     var chosen = state.plot[key];
+    var wrap = el("div", {"class": "table-scroll"});  // a wide board scrolls inside the page, never cut
+    wrap.appendChild(t);
     sortedRows(section.rows).filter(visible).forEach(function (row) {
       var index = section.rows.indexOf(row);
       var tr = el("tr", {"data-model": row.model, "data-index": String(index)});
       if (!row.complete) tr.className = "incomplete";
+      if (row.fewer_seeds) tr.className += " fewer-seeds";
       if (row.control) tr.className += " control";
       cols.forEach(function (c) {
         var td = el("td"), k = c[0];
@@ -133,7 +149,8 @@
         } else if (k === "rank") { td.textContent = row.rank === null ? "\u2014" : row.rank; td.className = "num"; }
         else if (k === "model") {
           td.textContent = row.model + (row.tuned ? " (tuned: " + row.tuned + ")" : "") + (row.control ? " (" + row.control + ")" : "");
-        } else if (k === "config") td.textContent = row.config;
+          td.className = "model";
+        } else if (k === "config") { td.textContent = row.config; td.className = "config"; }
         else if (k === "vs_top") {
           td.className = "num";
           if (row.rank === 1) td.textContent = "top";
@@ -142,15 +159,23 @@
             td.textContent = signed(b.difference) + " [" + signed(b.ci95[0]) + ", " + signed(b.ci95[1]) + "]" + (b.tied ? " tied" : "");
             td.className += b.tied ? " tie" : "";
           } else td.textContent = "\u2014";
-        } else if (k === "n") { td.textContent = row.n; td.className = "num"; }
-        else if (k === "params") { td.textContent = row.params === null ? "\u2014" : row.params.toLocaleString("en"); td.className = "num"; }
+        } else if (k === "n") {
+          td.textContent = row.n; td.className = "num" + (row.fewer_seeds ? " few" : "");
+          if (row.fewer_seeds) td.title = "fewer seeds than the protocol's: its rank and ties rest on less";
+        }
+        else if (k === "params") {  // compact, the exact count on hover
+          td.className = "num";
+          td.textContent = row.params === null ? "\u2014" : row.params >= 1e6 ? (row.params / 1e6).toFixed(2) + "M" :
+            row.params >= 1e3 ? (row.params / 1e3).toFixed(1) + "K" : String(row.params);
+          if (row.params !== null) td.title = row.params.toLocaleString("en") + " parameters";
+        }
         else if (k === "paper") { td.textContent = fmt(row.paper); td.className = "num"; }
         else if (k === "delta") {
           td.className = "num";
           td.textContent = row.paper_difference === null ? "\u2014" : signed(row.paper_difference);
           var vp = row.bootstrap && row.bootstrap.vs_paper;
           if (vp && row.paper_difference !== null) td.textContent += " [" + signed(vp.ci95[0]) + ", " + signed(vp.ci95[1]) + "]";
-        } else if (k === "status") td.textContent = row.paper_status || "\u2014";
+        } else if (k === "status") { td.textContent = row.paper_status || "\u2014"; td.className = "status"; }
         else if (k === "commit") {
           td.textContent = row.commit;
           td.title = Object.keys(row.versions).map(function (v) { return v + " " + row.versions[v]; }).join(", ");
@@ -174,7 +199,7 @@
       });
       t.appendChild(tr);
     });
-    return t;
+    return wrap;
   }
 
   function axes(g, w, h, pad, xmax, xlabel, ylabel, ymin, ymax, xticks) {
@@ -281,7 +306,12 @@
       (board.higher_is_better ? "higher" : "lower") + " is better). Values in percent, mean \u00b1 std over seeds; " +
       "hover a value for each seed. \u0394 #1: difference to the first row with a 95% paired-bootstrap interval; " +
       "'tied' when it contains 0."));
+    app.appendChild(el("p", {"class": "note"}, "Seeds, before the rank: finished / expected; " +
+      "\"protocol N\" (in orange) marks a row run with fewer seeds than the protocol's N, whose rank and ties rest on less."));
     if (board.reference_source) app.appendChild(el("p", {"class": "note"}, "Paper values: " + board.reference_source));
+    if (state.unknownSort !== null) app.appendChild(el("p", {"class": "warning", id: "sort-warning"},
+      "The address asks to sort by \"" + state.unknownSort + "\", which is not a column here; sorted by rank. " +
+      "Use a column's key or its header text: " + Object.keys(SORTABLE).concat(board.metrics.map(label)).join(", ") + "."));
     app.appendChild(controls());
     app.appendChild(content);
     render();

@@ -87,7 +87,7 @@ def test_sigint_on_ray_then_resume_completes_the_board(tmp_path):
     assert finished == ["0", "1"]
     build_leaderboards(tmp_path / "lb", tmp_path / "results", uri)
     row = [line for line in (tmp_path / "lb" / "synth-gait.md").read_text().splitlines() if "| gait-lstm |" in line]
-    assert len(row) == 1 and "| 2/2 |" in row[0] and "incomplete" not in row[0]
+    assert len(row) == 1 and "| 2/2, protocol 3 |" in row[0] and "incomplete" not in row[0]
 
 
 @pytest.mark.ray

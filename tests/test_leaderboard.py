@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from conftest import REPO, TINY_GAIT
 from reid_bench import tracking
@@ -84,9 +85,15 @@ def test_a_row_aggregates_every_invocation_of_its_config(tmp_path, tracking_uri)
     build_leaderboards(out, tmp_path / "results", tracking_uri)
     md = _fold((out / "synth-gait.md").read_text(), "A", last=True)
     row = lambda model: next(line for line in md.splitlines() if f"| {model} |" in line)  # noqa: E731
-    assert "50.0 ± 10.0" in row("m") and "| 3/3 |" in row("m")
-    assert "| 42.0 |" in row("one") and "±" not in row("one").split("|")[4] and "| 1/1 |" in row("one")
-    assert "30.0 ± 10.0" in row("split") and "| 3/3 |" in row("split")
+    # the seeds come first, before the rank; a row run with fewer seeds than the protocol's is marked
+    assert row("m").startswith("| 3/3 | 1 | m |") and "50.0 ± 10.0" in row("m")
+    assert row("one").startswith("| 1/1, protocol 3 | 2 | one |")
+    assert "| 42.0 |" in row("one") and "±" not in row("one").split("|")[5]
+    assert row("split").startswith("| 3/3 | 3 | split |") and "30.0 ± 10.0" in row("split")
+    site = json.loads(re.search(r'<script id="board-data" type="application/json">(.*?)</script>',
+                                (out / "synth-gait.html").read_text(), re.S).group(1))
+    marked = {r["model"]: r["fewer_seeds"] for s in site["sections"] for r in s["rows"]}
+    assert marked == {"m": False, "one": True, "split": False}
 
 
 def test_results_are_data_and_boards_rebuild_from_them_alone(tmp_path, tracking_uri):

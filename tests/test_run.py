@@ -32,6 +32,9 @@ def test_run_in_process_records_parent_and_children(cli, tracking_uri, tmp_path)
     parents = [r for r in runs if r.data.tags.get("reid_bench.kind") == "invocation"]
     children = [r for r in runs if r.data.tags.get("reid_bench.kind") == "trial"]
     assert len(parents) == 1 and len(children) == 4
+    # MLflow's UI opens a model-training experiment on its runs table, not the GenAI overview
+    experiment = client.get_experiment(parents[0].info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     parent = parents[0]
     assert parent.info.run_id == payload["parent_run_id"] and parent.info.status == "FINISHED"
     for fold in ("A", "B"):  # the scores on the parent itself, as fractions like the children's

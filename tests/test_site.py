@@ -81,3 +81,54 @@ def test_a_page_sorts_by_a_column_and_draws_its_plots_in_chromium(site, tmp_path
     expected = {r["model"] for r in rows_ab if r["commit"] == commit}
     assert "mg-scr" in expected and len(expected) < len(rows_ab)
     assert set(re.findall(r'<tr data-model="([^"]+)"', by_commit.split('data-fold="B-A"')[0])) == expected
+
+
+def _need_browser() -> str:
+    if os.environ.get("REID_BENCH_NO_BROWSER") == "1":
+        pytest.skip("CI could not install Chromium")
+    browser = _browser()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: .ci/run installs it (apt-get install chromium)")
+        pytest.skip("no Chromium on this machine (.ci/run installs it)")
+    return browser
+
+
+def test_a_sort_key_from_the_address_is_a_key_or_a_header_or_said_to_be_neither(site, tmp_path):
+    browser = _need_browser()
+    page = (site / "synth-gait-retrieval.html").as_uri()
+    by_header = _dom(browser, page + "#sort=Rank-1&dir=desc", tmp_path)  # the header text, as a reader copies it
+    assert re.search(r'<th data-key="rank1" class="sorted-desc">Rank-1</th>', by_header)
+    assert 'id="sort-warning"' not in by_header
+    unknown = _dom(browser, page + "#sort=Rank-one", tmp_path)
+    warning = re.search(r'<p class="warning" id="sort-warning">(.*?)</p>', unknown, re.S)
+    assert warning and "Rank-one" in warning.group(1) and "sorted by rank" in warning.group(1)
+    assert re.search(r'<th data-key="rank" class="sorted-asc">#</th>', unknown)
+
+
+def test_every_board_fits_a_1400_pixel_window(site, tmp_path):
+    """Each page with measured rows, in a 1400 px window: the page never scrolls sideways and,
+    with the default columns, no board needs its own scroll box either (no column cut or hidden).
+    The measuring script is appended to a copy of the page, after site.js has drawn it."""
+    browser = _need_browser()
+    boards = json.loads((site / "leaderboard.json").read_text())["protocols"]
+    names = sorted(n for n, b in boards.items() if b["versions"])
+    assert names
+    measure = """<pre id="measured"></pre><script>(function () {
+  var d = document.documentElement;
+  document.getElementById("measured").textContent = JSON.stringify({page: d.scrollWidth, window: d.clientWidth,
+    tables: document.querySelectorAll("table.board").length,
+    hidden: Array.prototype.map.call(document.querySelectorAll(".table-scroll"), function (b) {
+      return b.scrollWidth - b.clientWidth; })});
+})();</script></body>"""
+    for name in names:
+        copy = site / f"measure-{name}.html"
+        copy.write_text((site / f"{name}.html").read_text().replace("</body>", measure))
+        dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+                              "--window-size=1400,900", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+                              copy.as_uri()], capture_output=True, text=True, timeout=120)
+        assert dom.returncode == 0, dom.stderr[-2000:]
+        m = json.loads(re.search(r'<pre id="measured">(.*?)</pre>', dom.stdout, re.S).group(1))
+        assert m["window"] >= 1380 and m["tables"] > 0, (name, m)
+        assert m["page"] <= m["window"], (name, m)  # the page itself never scrolls sideways
+        assert all(px <= 1 for px in m["hidden"]), (name, m)  # no board hides a column at 1400 px

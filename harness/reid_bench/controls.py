@@ -64,12 +64,23 @@ class RawWindowsControl(Model):
 CONTROL_MODELS = ("control-chance", "control-raw")
 
 
-def control_kind(model: str, config_diff: dict[str, str]) -> str | None:
+def control_kind(model: str, config_diff: dict[str, str], mode: str = "closed-set") -> str | None:
+    """The control a row is, in the board's words: a retrieval board ranks features by distance,
+    with no probe, so its raw-input control is named for that."""
     if model == "control-chance":
         return "chance"
     if model == "control-raw":
-        return "probe on raw windows"
+        return "probe on raw windows" if mode == "closed-set" else "raw windows ranked by distance"
     # nothing is learned at epochs=0, whatever else the config sets (shown in the Config column)
     if config_diff.get("epochs") == "0":
         return "untrained encoder"
     return None
+
+
+def controls_caption(mode: str) -> str:
+    """The line above a board's control rows."""
+    if mode == "closed-set":
+        return ("Controls (not ranked): chance, the probe on the raw windows, each learned model's untrained "
+                "encoder under the same probe.")
+    return ("Controls (not ranked): chance, the raw windows ranked by the protocol's distance (no encoder), "
+            "each learned model's untrained encoder.")

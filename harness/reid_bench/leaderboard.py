@@ -20,7 +20,7 @@ from typing import Any
 
 from reid_bench.bootstrap import query_matrix
 from reid_bench.config import readable_value
-from reid_bench.controls import control_kind
+from reid_bench.controls import control_kind, controls_caption
 from reid_bench.results import (Key, ResultsError, check_document, export_store, load_results, render_results, result_path,
                                 write_files)
 from reid_bench.site import render_site
@@ -83,10 +83,22 @@ class Row:
     versions: dict[str, str] = field(default_factory=dict)  # reid-bench, torch, Ray, MLflow of the latest trial
     links: dict[int, str] = field(default_factory=dict)  # per seed: the trial's MLflow page, for a server store
     bootstrap: dict[str, Any] | None = None  # vs the top row and vs the paper, 95% intervals
+    protocol_seeds: int | None = None  # the protocol's own seed count (None: the plugin is not installed)
 
     @property
     def complete(self) -> bool:
         return bool(self.expected_seeds) and set(self.expected_seeds) <= set(self.seeds)
+
+    @property
+    def fewer_seeds(self) -> bool:
+        """Run with fewer seeds than the protocol's: its rank and its ties rest on less."""
+        return self.protocol_seeds is not None and len(self.expected_seeds) < self.protocol_seeds
+
+    @property
+    def seeds_text(self) -> str:
+        """``3/3``; ``2/3 incomplete``; ``1/1, protocol 3`` for a row run with fewer seeds."""
+        text = f"{len(self.seeds)}/{len(self.expected_seeds)}" + ("" if self.complete else " incomplete")
+        return text + (f", protocol {self.protocol_seeds}" if self.fewer_seeds else "")
 
 
 @dataclass
@@ -130,12 +142,13 @@ def _protocol_meta(name: str, doc: dict[str, Any]) -> dict[str, Any]:
     try:
         cls = get_registry().protocol(name)
         return {"higher_is_better": cls.higher_is_better, "folds": list(cls.folds), "references": cls.references,
+                "seeds": len(cls.seeds),
                 "reference_source": cls.reference_source,
                 "reference_score": getattr(cls, "reference_score", None) or cls.main_score}
     except PluginError:
         folds = sorted({k.rsplit("/seed", 1)[0] for k in doc["expected_trials"]})
         return {"higher_is_better": True, "folds": folds, "references": {}, "reference_source": "",
-                "reference_score": doc["main_score"]}
+                "reference_score": doc["main_score"], "seeds": None}
 
 
 def config_label(values: dict[str, str]) -> str:
@@ -295,14 +308,14 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
                per_seed={t["seed"]: dict(t["metrics"]) for t in trials}, params=params, paper=paper,
                paper_status=status, run_id=latest["invocation"], commit=latest.get("commit", "unknown"),
                date=latest.get("date", ""), tuned=doc.get("tuned") or "",
-               control=control_kind(doc["model"], doc["config_diff"]),
+               control=control_kind(doc["model"], doc["config_diff"], board.mode),
                queries=query_matrix(trials, board.main_score),
                cmc={t["seed"]: [round(float(v), 4) for v in t.get("cmc", [])] for t in trials},
                versions=dict(latest.get("versions", {})),
                links={t["seed"]: t["mlflow_url"] for t in trials
                       if str(t.get("mlflow_url", "")).lower().startswith(("http://", "https://"))},
                default=not (doc.get("config_label") or doc.get("tuned") or doc.get("evaluated_from")),
-               test_selected=_test_selected(trials, board.main_score))
+               test_selected=_test_selected(trials, board.main_score), protocol_seeds=meta["seeds"])
 
 
 def _test_selected(trials: list[dict[str, Any]], metric: str) -> Cell | None:
@@ -336,9 +349,8 @@ def _difference(board: ProtocolBoard, r: Row) -> float | None:
 
 
 def _cells(board: ProtocolBoard, r: Row) -> list[str]:
-    n = f"{len(r.seeds)}/{len(r.expected_seeds)}" + ("" if r.complete else " incomplete")
     model = r.model + (f" (tuned: {r.tuned})" if r.tuned else "") + (f" ({r.control})" if r.control else "")
-    cells = [str(r.rank) if r.rank else "—", model, r.config]
+    cells = [r.seeds_text, str(r.rank) if r.rank else "—", model, r.config]
     cells += [r.cells[c].fmt(c in PERCENT_METRICS) for c in board.columns]
     cells.append(_vs_top(r))
     diff = _difference(board, r)
@@ -346,7 +358,7 @@ def _cells(board: ProtocolBoard, r: Row) -> list[str]:
     diff_text = "—" if diff is None else f"{diff:+.1f}"
     if diff is not None and vs_paper:
         diff_text += " [{:+.1f}, {:+.1f}]".format(*vs_paper["ci95"])
-    cells += [n, _fmt_params(r.params), "—" if r.paper is None else f"{r.paper:.1f}",
+    cells += [_fmt_params(r.params), "—" if r.paper is None else f"{r.paper:.1f}",
               diff_text, r.paper_status or "—", r.run_id[:8], r.commit, r.date]
     if _has_test_selected(board):
         selected = r.test_selected
@@ -368,8 +380,8 @@ def _vs_top(r: Row) -> str:
 
 def _header(board: ProtocolBoard) -> list[str]:
     label = LABELS.get(board.main_score, board.main_score)
-    return (["#", "Model", "Config"] + [LABELS[c] for c in board.columns]
-            + [f"Δ #1 {label} [95% CI]", "n", "Params", f"Paper {LABELS.get(board.reference_score, board.reference_score)}", "Δ",
+    return (["Seeds", "#", "Model", "Config"] + [LABELS[c] for c in board.columns]
+            + [f"Δ #1 {label} [95% CI]", "Params", f"Paper {LABELS.get(board.reference_score, board.reference_score)}", "Δ",
                "Reproduction", "Run", "Commit", "Date"]
             + ([f"{label} at the best test epoch (test-selected)"] if _has_test_selected(board) else []))
 
@@ -387,8 +399,10 @@ def render_markdown(board: ProtocolBoard) -> str:
     out = [f"# {board.name} (protocol {versions})", "",
            f"Mode: {board.mode}. Main score: {LABELS.get(board.main_score, board.main_score)} "
            f"({'higher' if board.higher_is_better else 'lower'} is better). Values are percent, mean ± sample std "
-           "over seeds (one seed: no spread); n = finished seeds / expected, over every invocation of the "
-           "configuration. Rows with missing seeds are marked incomplete and not averaged. The paper's value "
+           "over seeds (one seed: no spread). Seeds, first, as a rank rests on them: finished / expected, over "
+           "every invocation of the configuration; \"protocol N\" marks a row run with fewer seeds than the "
+           "protocol's N, whose rank and ties rest on less. Rows with missing seeds are marked incomplete and not "
+           "averaged. The paper's value "
            "and the difference (measured minus published, points) stand only on rows with the paper's "
            f"configuration; on the others the Reproduction column says which settings differ. "
            f"Δ #1: the row's {LABELS.get(board.main_score, board.main_score)} minus the first row's, in points, "
@@ -408,8 +422,7 @@ def render_markdown(board: ProtocolBoard) -> str:
         out += [f"## {_section_title(board, version, fold)}", ""] + table([r for r in rows if r.control is None]) + [""]
         controls = [r for r in rows if r.control is not None]
         if controls:
-            out += ["Controls (not ranked): chance, the probe on the raw windows, each learned model's untrained "
-                    "encoder under the same probe.", ""] + table(controls) + [""]
+            out += [controls_caption(board.mode), ""] + table(controls) + [""]
     if not board.rows:
         out += ["No measured row yet: this protocol needs its dataset, which reid-bench does not ship. "
                 + produce_line(board), ""]
@@ -456,6 +469,7 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
         sections.setdefault(version, {})[fold] = [
             {"rank": r.rank, "model": r.model, "config": r.config, "config_fingerprint": r.fingerprint,
              "complete": r.complete, "seeds": r.seeds, "expected_seeds": r.expected_seeds,
+             "protocol_seeds": r.protocol_seeds,
              "metrics": {m: c.as_json(m in PERCENT_METRICS) for m, c in sorted(r.cells.items())},
              "per_seed": {str(s): {m: round(100.0 * v if m in PERCENT_METRICS else v, 4) for m, v in sorted(vals.items())}
                           for s, vals in sorted(r.per_seed.items())},
@@ -488,7 +502,7 @@ def _site_row(board: ProtocolBoard, r: Row) -> dict[str, Any]:
     diff = _difference(board, r)
     return {"rank": r.rank, "model": r.model, "config": r.config, "default": r.default, "complete": r.complete,
             "control": r.control,
-            "tuned": r.tuned or None, "n": f"{len(r.seeds)}/{len(r.expected_seeds)}", "params": r.params,
+            "tuned": r.tuned or None, "n": r.seeds_text, "fewer_seeds": r.fewer_seeds, "params": r.params,
             "metrics": metrics, "paper": r.paper, "paper_status": r.paper_status,
             "paper_difference": None if diff is None else round(diff, 2), "bootstrap": r.bootstrap,
             "cmc": {str(s): c for s, c in sorted(r.cmc.items())}, "commit": r.commit, "date": r.date,

@@ -274,6 +274,16 @@ class InterruptSafeClient:
         return whole
 
 
+#: MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and an experiment
+#: with no trace opens on the GenAI overview, whose runs table has no metric column. A store
+#: written before the tag existed gets it at its next run.
+EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_TAGS = {EXPERIMENT_KIND: "custom_model_development",
+                   "mlflow.note.content": "reid-bench: one parent run per invocation (model on protocol), a child "
+                                          "run per trial (fold, seed). Add the parent's metric columns "
+                                          "<metric>/<fold>/mean in the runs table; docs/running-and-tuning.md."}
+
+
 def connect(uri: str, experiment: str = EXPERIMENT, create: bool = True):
     """A client and the experiment id, or TrackingError saying why the URI is unusable.
 
@@ -298,9 +308,12 @@ def connect(uri: str, experiment: str = EXPERIMENT, create: bool = True):
             if exp is None:
                 if not create:
                     return client, None
-                exp_id = client.create_experiment(experiment, artifact_location=_artifact_root(uri))
+                exp_id = client.create_experiment(experiment, artifact_location=_artifact_root(uri),
+                                                  tags=EXPERIMENT_TAGS)
             else:
                 exp_id = exp.experiment_id
+                if create and exp.tags.get(EXPERIMENT_KIND) != EXPERIMENT_TAGS[EXPERIMENT_KIND]:
+                    client.set_experiment_tag(exp_id, EXPERIMENT_KIND, EXPERIMENT_TAGS[EXPERIMENT_KIND])
     except TrackingError:
         raise
     except Exception as exc:  # MLflow raises many kinds; the user needs the URI and the cause
