@@ -79,8 +79,8 @@ def test_default_networks_forward_small_clouds():
 
 def test_synthetic_overrides_keep_the_architecture():
     for cls in (PointNet2SSG, PointNet2MSG, DGCNN):
-        assert set(cls.protocol_overrides) == {"synth-market", "synth-market-to-duke"}
-        cfg = dataclasses.replace(cls.config_class(), **cls.protocol_overrides["synth-market"])
+        assert set(cls.budget_overrides) == {"synth-market", "synth-market-to-duke"}  # a CPU budget, not a recipe
+        cfg = dataclasses.replace(cls.config_class(), **cls.budget_overrides["synth-market"])
         model = cls(cfg, cls.example_spec())
         assert model.num_parameters() == cls(cls.config_class(), cls.example_spec()).num_parameters()
 

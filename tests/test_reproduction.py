@@ -21,10 +21,11 @@ def data(tmp_path_factory):
 
 
 def _rows(board: str, fold: str) -> dict[str, str]:
-    """Config cell -> the whole Markdown row, in the fold's section."""
+    """Config cell -> the whole Markdown row, in the fold's section (the column found by its header)."""
     section = board.split(f"## Fold {fold}", 1)[1].split("\n## ", 1)[0]
-    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| #")]
-    return {line.split(" | ")[2]: line for line in rows}
+    lines = [line for line in section.splitlines() if line.startswith("| ")]
+    column = lines[0].split(" | ").index("Config")
+    return {line.split(" | ")[column]: line for line in lines[1:]}
 
 
 @pytest.mark.parametrize("protocol,fold", [("ias-retrieval", "A-B"), ("biwi", "S")])

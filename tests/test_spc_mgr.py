@@ -146,8 +146,8 @@ def test_protocol_overrides_name_real_protocols():
     from reid_bench.registry import get_registry
 
     known = set(get_registry().names("protocols"))
-    assert set(SPCMGR.protocol_overrides) <= known
-    assert set(SPCMGR.protocol_notes) <= set(SPCMGR.protocol_overrides)
+    assert set(SPCMGR.protocol_overrides) | set(SPCMGR.budget_overrides) <= known
+    assert set(SPCMGR.protocol_notes) <= set(SPCMGR.protocol_overrides) | set(SPCMGR.budget_overrides)
 
 
 def test_the_objective_falls_for_fixed_pseudo_labels(tiny_fold):

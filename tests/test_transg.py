@@ -181,8 +181,8 @@ def test_settings_are_checked_and_overrides_name_real_protocols():
     with pytest.raises(ValueError, match="multiple"):
         TranSG(TranSGConfig(hidden=10, heads=4), _spec())
     known = set(get_registry().names("protocols"))
-    assert set(TranSG.protocol_overrides) <= known
-    assert set(TranSG.protocol_notes) <= set(TranSG.protocol_overrides)
+    assert set(TranSG.protocol_overrides) | set(TranSG.budget_overrides) <= known
+    assert set(TranSG.protocol_notes) <= set(TranSG.protocol_overrides) | set(TranSG.budget_overrides)
 
 
 def test_the_objective_falls_with_fixed_prototypes_and_masks(tiny_fold):

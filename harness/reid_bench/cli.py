@@ -347,9 +347,9 @@ def _fmt_summary(result: Any, metrics: tuple[str, ...]) -> Table:
 def _stopped(exc: KeyboardInterrupt, what_now: str) -> NoReturn:
     """Ctrl-C exits 130 and SIGTERM 143 (128 + the signal, as a shell reports a killed job), each
     after the runs were ended KILLED: a scheduler's stop is as safe as a user's."""
-    from reid_bench.tracking import Terminated
+    from reid_bench.tracking import was_terminated
 
-    terminated = isinstance(exc, Terminated)
+    terminated = was_terminated(exc)
     err.print(f"[bold red]{'terminated' if terminated else 'interrupted'}[/]: {what_now}")
     raise typer.Exit(143 if terminated else 130)
 

@@ -640,10 +640,21 @@ class Terminated(KeyboardInterrupt):
     the runs end KILLED, checkpoints stay for ``--resume``; the command exits with 143."""
 
 
+_TERMINATED: list[int] = []
+
+
+def was_terminated(exc: BaseException) -> bool:
+    """Whether an interrupt came from SIGTERM. Ray's C++ waits check the signal handlers
+    themselves and raise a bare KeyboardInterrupt in place of the handler's ``Terminated``, so
+    the handler also leaves a mark here."""
+    return isinstance(exc, Terminated) or bool(_TERMINATED)
+
+
 def terminate_as_interrupt() -> None:
     """Turn SIGTERM into ``Terminated`` in the main thread (SIGINT keeps whatever the shell gave:
     a job started with ``&`` ignores it, by the shell's convention)."""
     def handler(signum: int, frame: Any) -> None:
+        _TERMINATED.append(signum)
         raise Terminated()
 
     if threading.current_thread() is threading.main_thread():
