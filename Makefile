@@ -14,7 +14,7 @@ SMSGE_VARIANTS := baseline sr mg-sr mg-sr-csi mg-sr-csi-ssr mg-sr-cr mg-sr-cr-cs
 FIELD_MODELS := d13 d16 dpg lstm-1 lstm-m posegait age sgela
 FIELD_LEARNED := lstm-1 lstm-m posegait age sgela
 # The field's methods (issue 16): the prototype learners and MG-SCR, on the retrieval protocol.
-PROTOTYPE_MODELS := simmc spc-mgr hi-mpc transg mg-scr
+PROTOTYPE_MODELS := simmc spc-mgr hi-mpc transg mocos mg-scr
 CLOUD_MODELS := cloud-hist pointnet-lite ognet ognet-small ognet-deep pointnet2-ssg pointnet2-msg dgcnn
 
 .PHONY: setup demo test bench gpu-check leaderboards docs-images ablation field prototypes clouds field-protocol clean

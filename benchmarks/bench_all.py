@@ -25,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-FIELD = ("lstm-1", "lstm-m", "posegait", "age", "sgela", "mg-scr", "simmc", "spc-mgr", "hi-mpc", "transg")
+FIELD = ("lstm-1", "lstm-m", "posegait", "age", "sgela", "mg-scr", "simmc", "spc-mgr", "hi-mpc", "transg", "mocos")
 
 
 def _peak_mb() -> float:

@@ -1,6 +1,6 @@
 """Training and embedding throughput of the field's learned methods (CPU, and CUDA if present).
 
-For each of lstm-1, lstm-m, posegait, age, sgela, mg-scr, simmc, spc-mgr, hi-mpc and transg,
+For each of lstm-1, lstm-m, posegait, age, sgela, mg-scr, simmc, spc-mgr, hi-mpc, transg and mocos,
 in a fresh process (so that the peak memory is that method's), it times the model's own ``fit``
 for one epoch on synth-gait's fold A training windows (f = 6, kinect-v1-20) at the method's default
 settings (the paper's batch and sizes), then ``embed`` on the same windows, and prints:
@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-METHODS = ("lstm-1", "lstm-m", "posegait", "age", "sgela", "mg-scr", "simmc", "spc-mgr", "hi-mpc", "transg")
+METHODS = ("lstm-1", "lstm-m", "posegait", "age", "sgela", "mg-scr", "simmc", "spc-mgr", "hi-mpc", "transg", "mocos")
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -351,6 +351,7 @@ TINY = {
     "lstm-1": {"epochs": "1", "hidden": "16"}, "lstm-m": {"epochs": "1", "hidden": "16"},
     "posegait": {"epochs": "1", "batch_size": "32"},
     "age": {"epochs": "1", "probe_epochs": "2"}, "sgela": {"epochs": "1", "probe_epochs": "2"},
+    "mocos": {"epochs": "1", "batch_size": "32", "hidden": "16", "heads": "8"},
 }
 PROTOCOLS = [("ias", "A"), ("ias-retrieval", "B-A"), ("kgbd", "all"), ("ks20-retrieval", "all"), ("biwi", "W"),
              ("casia-b", "090"), ("synth-gait", "A"), ("synth-gait-retrieval", "A-B")]
