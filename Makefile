@@ -25,7 +25,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt requirements.txt $(wildcard plugins/*/pyproject.toml)
 	@echo "setup: creating $(VENV) with $(PYTHON)"
 	$(PYTHON) -m venv $(VENV)
-	@echo "setup: installing reid-bench, its 8 plugins, torch (CPU), Ray, MLflow (about 4 minutes on a fresh 2-core machine, seconds from pip's cache)"
+	@echo "setup: installing reid-bench, its 9 plugins, torch (CPU), Ray, MLflow (about 4 minutes on a fresh 2-core machine, seconds from pip's cache)"
 	@date +%s > $(VENV)/.install-started
 	$(PIP) -r requirements.txt
 	touch $@

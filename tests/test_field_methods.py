@@ -352,6 +352,8 @@ TINY = {
     "posegait": {"epochs": "1", "batch_size": "32"},
     "age": {"epochs": "1", "probe_epochs": "2"}, "sgela": {"epochs": "1", "probe_epochs": "2"},
     "mocos": {"epochs": "1", "batch_size": "32", "hidden": "16", "heads": "8"},
+    "stgcn": {"epochs": "1", "batch_size": "16", "base_channels": "8"},
+    "ctrgcn": {"epochs": "1", "batch_size": "16", "base_channels": "8"},
 }
 PROTOCOLS = [("ias", "A"), ("ias-retrieval", "B-A"), ("kgbd", "all"), ("ks20-retrieval", "all"), ("biwi", "W"),
              ("casia-b", "090"), ("synth-gait", "A"), ("synth-gait-retrieval", "A-B")]
