@@ -354,6 +354,9 @@ TINY = {
     "mocos": {"epochs": "1", "batch_size": "32", "hidden": "16", "heads": "8"},
     "stgcn": {"epochs": "1", "batch_size": "16", "base_channels": "8"},
     "ctrgcn": {"epochs": "1", "batch_size": "16", "base_channels": "8"},
+    "gaittr": {"iterations": "4", "epoch_iterations": "2", "per_identity": "2", "channels": "[8,8,16,32]",
+               "heads": "2", "embed_dim": "16"},
+    "gpgait": {"iterations": "4", "epoch_iterations": "2", "per_identity": "2", "channels": "[8,8,8,16]"},
 }
 PROTOCOLS = [("ias", "A"), ("ias-retrieval", "B-A"), ("kgbd", "all"), ("ks20-retrieval", "all"), ("biwi", "W"),
              ("casia-b", "090"), ("synth-gait", "A"), ("synth-gait-retrieval", "A-B")]

@@ -150,3 +150,47 @@ def layout_stgcn_adjacency(layout: Layout, partition: Partition = "spatial") -> 
 def layout_ctrgcn_adjacency(layout: Layout) -> np.ndarray:
     links = inward_links(layout.num_joints, layout.edges, centre_joint(layout))
     return ctrgcn_adjacency(layout.num_joints, links).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------
+# GaitTR and GPGait (BNU-IVC/FastPoseGait, commit 94da9c8; ``[FG]`` is
+# ``fastposegait/modeling/graph/graph.py``, ``[FD]`` ``fastposegait/data/transform.py``).
+# Their graph, ``Graph(joint_format, max_hop)`` ([FG] 7-112), is ST-GCN's "distance" partition:
+# one column-normalised subset per hop 0..max_hop, i.e. ``stgcn_adjacency(..., "distance", max_hop)``.
+
+
+def layout_hop_adjacency(layout: Layout, max_hop: int) -> np.ndarray:
+    """[max_hop + 1, J, J]: FastPoseGait's ``Graph.A`` ([FG] 80-102) on the layout's bones."""
+    return stgcn_adjacency(layout.num_joints, layout.edges, centre_joint(layout), "distance", max_hop).astype(np.float32)
+
+
+def parent_joints(num_joints: int, edges: Edges, centre: int) -> np.ndarray:
+    """Each joint's neighbour one hop nearer the centre (the lowest index on ties); the centre and
+    joints not connected to it are their own parent. FastPoseGait hand-writes this table as
+    ``connect_joint`` for its bone stream ([FD] 253-258, 276-278); COCO's nose (its centre) takes
+    the left shoulder there, here the centre's bone is zero (as OpenPose's neck there, [FD] 257)."""
+    dist = geodesic_distances(num_joints, edges)[:, centre]
+    parent = np.arange(num_joints)
+    neighbours: list[list[int]] = [[] for _ in range(num_joints)]
+    for a, b in edges:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    for j in range(num_joints):
+        nearer = sorted(n for n in neighbours[j] if dist[n] < dist[j])
+        if nearer:
+            parent[j] = nearer[0]
+    return parent
+
+
+def mirror_joints(layout: Layout) -> np.ndarray:
+    """The left-right swap of the joints, by name (Left/Right, left/right): FastPoseGait's
+    ``invers_arr`` for COCO ([FD] 219-222), for any layout. Joints without a counterpart stay."""
+    names = list(layout.joints)
+    swap = {"Left": "Right", "Right": "Left", "left": "right", "right": "left", "LEFT": "RIGHT", "RIGHT": "LEFT"}
+    out = np.arange(len(names))
+    for i, name in enumerate(names):
+        for a, b in swap.items():
+            if a in name and name.replace(a, b) in names:
+                out[i] = names.index(name.replace(a, b))
+                break
+    return out

@@ -172,3 +172,98 @@ class GCNReID(TorchModel):
     def search_space(cls) -> dict[str, Any] | None:
         return {"lr": {"loguniform": [1e-3, 0.2]}, "weight_decay": {"choice": [1e-4, 4e-4, 1e-3]},
                 "batch_size": {"choice": [16, 32, 64]}}
+
+
+# ---------------------------------------------------------------------------------------------
+# GaitTR and GPGait (FastPoseGait): P x K batches, batch-hard triplet and part cross-entropy.
+# ``[FS]`` is BNU-IVC/FastPoseGait ``fastposegait/data/sampler.py``, ``[FT]``
+# ``fastposegait/modeling/losses/triplet.py``, ``[FC]`` ``.../losses/softmax.py``, ``[FA]``
+# ``fastposegait/modeling/loss_aggregator.py`` (commit 94da9c8), read and re-expressed.
+
+
+def batch_hard_triplet(embeddings: torch.Tensor, labels: torch.Tensor, margin: float) -> torch.Tensor:
+    """[FT] 14-43, 59-78: embeddings [n, c, p] (p parts); per part, Euclidean distances, for each
+    anchor the farthest positive and the nearest negative, relu(d_ap - d_an + margin), averaged
+    over the non-zero terms (0 when all are zero); the parts' losses averaged ([FA] 62)."""
+    x = embeddings.permute(2, 0, 1).float()  # [p, n, c]
+    sq = (x * x).sum(-1)
+    dist = torch.sqrt(torch.relu(sq[:, :, None] + sq[:, None, :] - 2 * x @ x.transpose(1, 2)))
+    same = labels[:, None] == labels[None, :]
+    ap = dist.masked_fill(~same, float("-inf")).amax(-1)
+    an = dist.masked_fill(same, float("inf")).amin(-1)
+    loss = torch.relu(ap - an + margin)  # an = inf (one identity in the batch) gives 0
+    count = (loss != 0).sum(-1).float()
+    per_part = loss.sum(-1) / (count + 1e-9)
+    per_part = torch.where(count == 0, torch.zeros_like(per_part), per_part)
+    return per_part.mean()
+
+
+def part_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, scale: float, smoothing: float = 0.0) -> torch.Tensor:
+    """[FC] 15-40: logits [n, classes, p] times ``scale``, cross-entropy per part (mean over the
+    batch), optional label smoothing eps; the parts averaged ([FA] 62)."""
+    n, c, p = logits.shape
+    log_p = torch.log_softmax((logits * scale).float(), dim=1)  # [n, c, p]
+    nll = -log_p.gather(1, labels[:, None, None].expand(n, 1, p)).squeeze(1)  # [n, p]
+    if smoothing:
+        nll = (1 - smoothing) * nll - smoothing * log_p.mean(1)
+    return nll.mean()
+
+
+def pk_indices(labels: torch.Tensor, identities: int, per_identity: int, gen: torch.Generator) -> torch.Tensor:
+    """One P x K batch as [FS] 24-47 draws it: P identities at random, then K of each identity's
+    samples without replacement, or with replacement when it has fewer than K ([FS] 201-209).
+    With fewer than P training identities all of them are taken (the release would repeat some)."""
+    classes = torch.unique(labels)
+    pick = classes[torch.randperm(len(classes), generator=gen)[:identities]]
+    out = []
+    for c in pick.tolist():
+        members = torch.nonzero(labels == c).flatten()
+        if len(members) >= per_identity:
+            out.append(members[torch.randperm(len(members), generator=gen)[:per_identity]])
+        else:
+            out.append(members[torch.randint(len(members), (per_identity,), generator=gen)])
+    return torch.cat(out)
+
+
+class PKLoop:
+    """Training by iterations on P x K batches, ``epoch_iterations`` per harness epoch: the
+    release trains by iterations ([FS] 24-47, an endless sampler) and saves every ``save_iter``.
+    ``loss_of(net, x, y)`` returns the loss and a dict of floats to report. The scheduler steps
+    once per iteration. ``state_dict`` holds what a checkpoint needs besides the network."""
+
+    def __init__(self, net: nn.Module, inputs: torch.Tensor, labels: Any, *, identities: int, per_identity: int,
+                 optimizer: Any, scheduler: Any, generator: torch.Generator, loss_of: Any, batch_inputs: Any) -> None:
+        self.net = net
+        self.inputs = inputs
+        self.labels = torch.as_tensor(labels, dtype=torch.int64)
+        if len(self.labels) == 0:
+            raise ValueError(f"{type(net).__name__}: empty training split")
+        if (self.labels < 0).any():
+            raise ValueError(f"{type(net).__name__}: training labels must be class indices >= 0")
+        self.identities, self.per_identity = identities, per_identity
+        self.optimizer, self.scheduler, self.generator = optimizer, scheduler, generator
+        self.loss_of, self.batch_inputs = loss_of, batch_inputs
+
+    def run(self, iterations: int, device: Any) -> dict[str, float]:
+        self.net.train()
+        sums: dict[str, float] = {}
+        for _ in range(iterations):
+            idx = pk_indices(self.labels, self.identities, self.per_identity, self.generator)
+            x, y = self.batch_inputs(idx).to(device), self.labels[idx].to(device)
+            loss, info = self.loss_of(self.net, x, y)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.scheduler.step()
+            for key, value in {"loss": float(loss.detach()), **info}.items():
+                sums[key] = sums.get(key, 0.0) + value
+        return {k: v / max(1, iterations) for k, v in sums.items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
