@@ -169,7 +169,10 @@
             row.params >= 1e3 ? (row.params / 1e3).toFixed(1) + "K" : String(row.params);
           if (row.params !== null) td.title = row.params.toLocaleString("en") + " parameters";
         }
-        else if (k === "paper") { td.textContent = fmt(row.paper); td.className = "num"; }
+        else if (k === "paper") {
+          td.textContent = fmt(row.paper) + (row.paper !== null && row.paper_marks ? " " + row.paper_marks : "");
+          td.className = "num"; if (row.paper_kind) td.title = row.paper_kind;
+        }
         else if (k === "delta") {
           td.className = "num";
           td.textContent = row.paper_difference === null ? "\u2014" : signed(row.paper_difference);
@@ -293,6 +296,9 @@
         .filter(function (p) { return p[0].rank !== null && p[0].rank <= 3; }).map(function (p) { return p[1]; });
       content.appendChild(el("h2", {}, section.title));
       content.appendChild(table(section, key));
+      if (board.paper_legend && section.rows.some(function (r) { return r.paper !== null && r.paper_marks; }))
+        content.appendChild(el("p", {"class": "note paper-legend"}, "Paper: the published value (its source under " +
+          "Published); its marks say what kind of number it is: " + board.paper_legend + "."));
       var plots = el("div", {"class": "plots"});
       plots.appendChild(cmcPlot(section, key));
       plots.appendChild(scatter(section));

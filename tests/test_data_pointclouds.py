@@ -484,7 +484,9 @@ def test_fold_names_and_references():
         P.Market3D().build_fold("A", 0, FolderData(Path("/nonexistent")))
     known = {"ognet", "ognet-small", "ognet-deep", "ognet-circle", "ognet-small-circle", "ognet-deep-circle"}
     for protocol in (P.Market3D, P.Duke3D, P.MSMT3D, P.CUHK03NP3D):
-        assert protocol.references and set(protocol.references) <= known
+        # OG-Net's numbers; on Market-1501 also PointReIDNet's, from layumi's 3D leaderboard
+        extra = {"pointreidnet", "pointreidnet-efficient"} if protocol is P.Market3D else set()
+        assert protocol.references and set(protocol.references) <= known | extra
         for per_fold in protocol.references.values():
             assert set(per_fold) == {"all"}
             assert all(0 < v < 100 for v in per_fold["all"].values()) and set(per_fold["all"]) == {"rank1", "map_trapz"}

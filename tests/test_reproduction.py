@@ -46,12 +46,15 @@ def test_only_the_release_configuration_carries_the_paper_value(cli, tmp_path, d
     from reid_bench.protocols.field import FIELD_TABLE
 
     published_map = f"{FIELD_TABLE['d13'][field_name][0]:.1f}"
-    assert f"| {published_map} |" in rows["release"] and "paper config" in rows["release"]
+    # the field table's D13: a descriptor, nothing trained (°), explained under the table
+    assert f"| {published_map} ° |" in rows["release"] and "paper config" in rows["release"]
+    assert "° no training" in (tmp_path / "lb" / f"{protocol}.md").read_text().split(f"## Fold {fold}", 1)[1]
     assert "config differs: eval.distance" in rows["eval.distance=cosine"]
     assert "config differs: statistics" in rows["statistics=mean+std"]
     assert "config differs: epochs" in rows["epochs=2"]
     for label in ("eval.distance=cosine", "statistics=mean+std", "epochs=2"):
-        assert f"| {published_map} |" not in rows[label]  # no paper value beside another configuration
+        # no paper value beside another configuration, with or without its mark
+        assert f"| {published_map} |" not in rows[label] and f"| {published_map} °" not in rows[label]
     doc = json.loads(next((tmp_path / "res" / protocol).rglob("d13/*.json")).read_text())
     assert doc["protocol_version"] == "3"
 

@@ -21,6 +21,7 @@ from reid_bench import API_VERSION
 from reid_bench.config import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability,
                                Range, require_order, run_setting)
 from reid_bench.layouts import KINECT_V1_20, Layout
+from reid_bench.published import Published, PublishedSource
 from reid_bench.records import PointCloud, Record, SkeletonSequence
 from reid_bench.samples import DataSpec, FoldData, SampleSet
 from reid_bench.scoring import RetrievalScoring
@@ -29,7 +30,7 @@ from reid_bench.validation import carve_validation
 __all__ = [
     "API_VERSION", "MODALITIES", "DataAccess", "DataSpec", "Dataset", "EvaluationMode", "FoldData", "Fraction", "Layout",
     "Modality", "Model", "NonNegativeFloat", "NonNegativeInt", "PointCloud", "PositiveFloat", "PositiveInt",
-    "Probability", "Protocol", "Range", "Record", "RetrievalScoring", "SampleSet", "SkeletonSequence", "TorchModel", "TrialContext",
+    "Probability", "Protocol", "Published", "PublishedSource", "Range", "Record", "RetrievalScoring", "SampleSet", "SkeletonSequence", "TorchModel", "TrialContext",
     "check_modalities", "require_order", "run_setting", "seeds_for",
 ]
 
@@ -349,7 +350,11 @@ class Dataset(abc.ABC):
 class Protocol(abc.ABC):
     """What is compared, decided in data and versioned.
 
-    ``references`` holds the papers' numbers: {model: {fold: {metric: value}}} (percent).
+    ``references`` holds the papers' numbers: {model: {fold: {metric: value}}} (percent), the
+    Paper column's value, one per model and fold. ``published`` says where each published number
+    comes from and what kind of number it is (``reid_bench.published``): one entry per (model,
+    source), naming one of ``published_sources``; ``references`` are each model's first entry
+    (``paper_references(published)``), and further sources are listed beside it.
     ``data_options`` are the default options of each dataset the protocol reads.
     """
 
@@ -368,6 +373,10 @@ class Protocol(abc.ABC):
     max_rank: ClassVar[int] = 50
     references: ClassVar[dict[str, dict[str, dict[str, float]]]] = {}
     reference_source: ClassVar[str] = ""
+    #: Every published number with its source and kind (``reid_bench.published.Published``);
+    #: empty: ``references`` stand alone, their source ``reference_source``, their kind not stated.
+    published: ClassVar[tuple[Published, ...]] = ()
+    published_sources: ClassVar[tuple[PublishedSource, ...]] = ()
     #: The metric the published numbers give for the main score, when it is not the main score
     #: itself (OG-Net's mAPs are its trapezoid AP, ``map_trapz``).
     reference_score: ClassVar[str | None] = None

@@ -242,7 +242,23 @@ def _protocol_info(name: str, cls: Any) -> dict[str, Any]:
             "filter_same_camera": cls.filter_same_camera if cls.mode == "retrieval" else None,
             "scoring": ({"distance": cls.scoring.distance, "item": cls.scoring.item, "rank_over": cls.scoring.rank_over,
                          "means": cls.scoring.describe()} if cls.mode == "retrieval" else None),
-            "references": cls.references, "reference_source": cls.reference_source}
+            "references": cls.references, "reference_source": cls.reference_source, **_published_info(cls)}
+
+
+def _published_info(cls: Any) -> dict[str, Any]:
+    """Where each published number comes from and what kind it is (``reid_bench.published``)."""
+    from reid_bench.published import KINDS, disagreements, paper_entry, published_of
+
+    sources, entries = published_of(cls)
+    kinds = sorted({k for e in entries for k in e.kind}, key=list(KINDS).index)
+    paper = {model: {fold: {"source": e.source, "kind": list(e.kind), "kind_text": e.kind_text}
+                     for fold in folds if (e := paper_entry(entries, model, fold)) is not None}
+             for model, folds in cls.references.items()}
+    return {"reference_kinds": paper,
+            "published_sources": {s.key: {k: v for k, v in s.as_json().items() if k != "key"} for s in sources},
+            "published": [e.as_json() for e in entries],
+            "published_kinds": {k: {"mark": KINDS[k][0], "label": KINDS[k][1], "meaning": KINDS[k][2]} for k in kinds},
+            "published_disagreements": disagreements(entries)}
 
 
 def _layout_info(name: str, layout: Any) -> dict[str, Any]:
@@ -292,6 +308,12 @@ def info_cmd(name: str = typer.Argument(..., help="a model, dataset, protocol or
         for key, value in info.items():
             if key in ("kind", "name"):
                 continue
+            if key == "published" and isinstance(value, list):  # one line per (model, source); --json has all
+                value = {f"{e['model']} [{e['source']}]": f"{e['marks']} {e['kind_text']}; " + "; ".join(
+                    f"{fold}: " + ", ".join(f"{m}={v}" for m, v in vals.items()) for fold, vals in e["values"].items())
+                    for e in value}
+            elif key == "reference_kinds" and isinstance(value, dict):
+                continue  # the same as "published" says, per model and fold (kept in --json)
             table.add_row(key, escape(readable(value)))
         out.print(table)
 

@@ -16,11 +16,14 @@ import os
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from reid_bench.bootstrap import query_matrix
 from reid_bench.config import readable_value
 from reid_bench.controls import control_kind, controls_caption
+from reid_bench.published import (KINDS, Published, PublishedRow, PublishedSource, disagreements, fold_rows, kind_text,
+                                  marks_legend, paper_entry, published_of)
 from reid_bench.results import (Key, ResultsError, check_document, export_store, load_results, render_results, result_path,
                                 write_files)
 from reid_bench.site import render_site
@@ -84,6 +87,13 @@ class Row:
     links: dict[int, str] = field(default_factory=dict)  # per seed: the trial's MLflow page, for a server store
     bootstrap: dict[str, Any] | None = None  # vs the top row and vs the paper, 95% intervals
     protocol_seeds: int | None = None  # the protocol's own seed count (None: the plugin is not installed)
+    #: The kind of the paper value (``reid_bench.published.KINDS``) and the key of its source.
+    paper_kind: tuple[str, ...] = ()
+    paper_source: str | None = None
+
+    @property
+    def paper_marks(self) -> str:
+        return "".join(KINDS[k][0] for k in self.paper_kind if k in KINDS) if self.paper is not None else ""
 
     @property
     def complete(self) -> bool:
@@ -115,6 +125,9 @@ class ProtocolBoard:
     #: published table, with or without measured rows.
     references: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     installed_version: str = ""  # the protocol's version, for a board with no measured row yet
+    #: Where each published number comes from and what kind it is (``reid_bench.published``).
+    published_sources: list[PublishedSource] = field(default_factory=list)
+    published_entries: list[Published] = field(default_factory=list)
 
     @property
     def columns(self) -> list[str]:
@@ -141,14 +154,16 @@ def _protocol_meta(name: str, doc: dict[str, Any]) -> dict[str, Any]:
 
     try:
         cls = get_registry().protocol(name)
+        sources, entries = published_of(cls)
         return {"higher_is_better": cls.higher_is_better, "folds": list(cls.folds), "references": cls.references,
                 "seeds": len(cls.seeds),
                 "reference_source": cls.reference_source,
-                "reference_score": getattr(cls, "reference_score", None) or cls.main_score}
+                "reference_score": getattr(cls, "reference_score", None) or cls.main_score,
+                "published_sources": list(sources), "published_entries": list(entries)}
     except PluginError:
         folds = sorted({k.rsplit("/seed", 1)[0] for k in doc["expected_trials"]})
         return {"higher_is_better": True, "folds": folds, "references": {}, "reference_source": "",
-                "reference_score": doc["main_score"], "seeds": None}
+                "reference_score": doc["main_score"], "seeds": None, "published_sources": [], "published_entries": []}
 
 
 def config_label(values: dict[str, str]) -> str:
@@ -195,7 +210,9 @@ def collect(documents: dict[Key, dict[str, Any]]) -> dict[str, ProtocolBoard]:
             board = boards[protocol] = ProtocolBoard(protocol, doc["mode"], doc["main_score"], meta["higher_is_better"],
                                                      list(meta["folds"]), reference_source=meta["reference_source"],
                                                      reference_score=meta["reference_score"],
-                                                     references=meta["references"])
+                                                     references=meta["references"],
+                                                     published_sources=meta["published_sources"],
+                                                     published_entries=meta["published_entries"])
         expected: dict[str, list[int]] = {}
         for key in doc["expected_trials"]:
             fold, seed = key.rsplit("/seed", 1)
@@ -240,20 +257,50 @@ def reference_boards(boards: dict[str, ProtocolBoard]) -> dict[str, ProtocolBoar
         except PluginError:
             continue
         if cls.references:
+            sources, entries = published_of(cls)
             out[name] = ProtocolBoard(name, cls.mode, cls.main_score, cls.higher_is_better, list(cls.folds),
                                       reference_source=cls.reference_source,
                                       reference_score=getattr(cls, "reference_score", None) or cls.main_score,
-                                      references=cls.references, installed_version=str(cls.version))
+                                      references=cls.references, installed_version=str(cls.version),
+                                      published_sources=list(sources), published_entries=list(entries))
     return out
 
 
-def published(board: ProtocolBoard) -> dict[str, list[tuple[str, dict[str, float]]]]:
-    """Per fold, the papers' rows, best first by the published main score."""
-    out: dict[str, list[tuple[str, dict[str, float]]]] = {}
+def _board_published(board: ProtocolBoard) -> tuple[list[PublishedSource], list[Published]]:
+    """The board's sources and entries; a board given only ``references`` gets them as one
+    source (its ``reference_source``) whose kind is not stated."""
+    if board.published_entries:
+        return board.published_sources, board.published_entries
+    sources, entries = published_of(SimpleNamespace(references=board.references,
+                                                    reference_source=board.reference_source))
+    return list(sources), list(entries)
+
+
+def _published_entries(board: ProtocolBoard) -> list[Published]:
+    return _board_published(board)[1]
+
+
+def _published_sources(board: ProtocolBoard) -> list[PublishedSource]:
+    return _board_published(board)[0]
+
+
+def published(board: ProtocolBoard) -> dict[str, list[PublishedRow]]:
+    """Per fold, the published rows (one per model and source, a source that gives the same
+    numbers named on the first's row), best first by the published main score; rows without it
+    (a source that gives Rank-1 only) after them, best first by their Rank-1."""
+    out: dict[str, list[PublishedRow]] = {}
     sign = -1.0 if board.higher_is_better else 1.0
+    entries = _published_entries(board)
+    order = {e.source: i for i, e in enumerate(entries)}
+
+    def key(row: PublishedRow) -> tuple:
+        score = row.values.get(board.reference_score)
+        if score is not None:
+            return (0, sign * score, row.model, order.get(row.source, 0))
+        return (1, -row.values.get("rank1", float("-inf")), row.model, order.get(row.source, 0))
+
     for fold in board.folds:
-        rows = [(model, dict(values[fold])) for model, values in board.references.items() if fold in values]
-        rows.sort(key=lambda r: (sign * r[1].get(board.reference_score, float("-inf") * sign), r[0]))
+        rows = sorted(fold_rows(entries, fold), key=key)
         if rows:
             out[fold] = rows
     return out
@@ -261,8 +308,30 @@ def published(board: ProtocolBoard) -> dict[str, list[tuple[str, dict[str, float
 
 def published_metrics(board: ProtocolBoard) -> list[str]:
     order = ["mAP", "rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "map_trapz"]
-    seen = {m for rows in published(board).values() for _, values in rows for m in values}
+    seen = {m for rows in published(board).values() for row in rows for m in row.values}
     return [m for m in order if m in seen] + sorted(seen - set(order))
+
+
+def source_numbers(board: ProtocolBoard) -> dict[str, int]:
+    """Each source's footnote number on the board: [1], [2], ... in the protocol's order."""
+    return {s.key: i + 1 for i, s in enumerate(_published_sources(board))}
+
+
+def published_notes(board: ProtocolBoard) -> list[tuple[list[str], str, str]]:
+    """The rows' notes, once each: (models, source, note), the models that share a note together."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for rows in published(board).values():
+        for row in rows:
+            if row.note:
+                models = grouped.setdefault((row.source, row.note), [])
+                if row.model not in models:
+                    models.append(row.model)
+    return [(models, source, note) for (source, note), models in grouped.items()]
+
+
+def board_disagreements(board: ProtocolBoard) -> list[dict[str, Any]]:
+    """Where two sources give different numbers for the same model, fold and metric."""
+    return disagreements(_published_entries(board))
 
 
 def produce_line(board: ProtocolBoard) -> str:
@@ -303,6 +372,7 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
     latest = max(trials, key=lambda t: (t["end_time"], t["run_id"]))
     params = next((t["num_parameters"] for t in trials if t.get("num_parameters") is not None), None)
     paper, status = _paper(meta, doc, fold, board.reference_score)
+    entry = paper_entry(meta.get("published_entries") or [], doc["model"], fold) if paper is not None else None
     return Row(model=doc["model"], config=row_label(doc), fingerprint=doc["config_fingerprint"],
                version=version, fold=fold, expected_seeds=expected, seeds=seeds, cells=cells,
                per_seed={t["seed"]: dict(t["metrics"]) for t in trials}, params=params, paper=paper,
@@ -315,7 +385,8 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
                links={t["seed"]: t["mlflow_url"] for t in trials
                       if str(t.get("mlflow_url", "")).lower().startswith(("http://", "https://"))},
                default=not (doc.get("config_label") or doc.get("tuned") or doc.get("evaluated_from")),
-               test_selected=_test_selected(trials, board.main_score), protocol_seeds=meta["seeds"])
+               test_selected=_test_selected(trials, board.main_score), protocol_seeds=meta["seeds"],
+               paper_kind=tuple(entry.kind) if entry else (), paper_source=entry.source if entry else None)
 
 
 def _test_selected(trials: list[dict[str, Any]], metric: str) -> Cell | None:
@@ -358,7 +429,8 @@ def _cells(board: ProtocolBoard, r: Row) -> list[str]:
     diff_text = "—" if diff is None else f"{diff:+.1f}"
     if diff is not None and vs_paper:
         diff_text += " [{:+.1f}, {:+.1f}]".format(*vs_paper["ci95"])
-    cells += [_fmt_params(r.params), "—" if r.paper is None else f"{r.paper:.1f}",
+    paper = "—" if r.paper is None else f"{r.paper:.1f}" + (f" {r.paper_marks}" if r.paper_marks else "")
+    cells += [_fmt_params(r.params), paper,
               diff_text, r.paper_status or "—", r.run_id[:8], r.commit, r.date]
     if _has_test_selected(board):
         selected = r.test_selected
@@ -420,6 +492,9 @@ def render_markdown(board: ProtocolBoard) -> str:
     for version, fold in board.sections():
         rows = board.rows[(version, fold)]
         out += [f"## {_section_title(board, version, fold)}", ""] + table([r for r in rows if r.control is None]) + [""]
+        legend = _paper_legend(board, [r for r in rows if r.control is None])
+        if legend:
+            out += [legend, ""]
         controls = [r for r in rows if r.control is not None]
         if controls:
             out += [controls_caption(board.mode), ""] + table(controls) + [""]
@@ -433,19 +508,79 @@ def render_markdown(board: ProtocolBoard) -> str:
     return "\n".join(out)
 
 
+def _paper_legend(board: ProtocolBoard, rows: list[Row]) -> str:
+    """The footnote under a table whose Paper column carries kind marks."""
+    kinds = {k for r in rows if r.paper is not None for k in r.paper_kind}
+    if not kinds:
+        return ""
+    numbers = source_numbers(board)
+    sources = sorted({r.paper_source for r in rows if r.paper is not None and r.paper_source},
+                     key=lambda k: numbers.get(k, 0))
+    where = ", ".join(f"[{numbers[k]}]" for k in sources if k in numbers)
+    return (f"Paper: the published value, from {where or 'the source below'} (see Published); its marks say what "
+            f"kind of number it is: {marks_legend(kinds)}.")
+
+
+def _source_cell(row: PublishedRow, numbers: dict[str, int]) -> str:
+    text = f"[{numbers.get(row.source, '?')}]"
+    if row.agreeing:
+        text += "; the same in " + ", ".join(f"[{numbers.get(k, '?')}]" for k in row.agreeing)
+    if row.differing:
+        text += "; differs from " + ", ".join(f"[{numbers.get(k, '?')}]" for k in row.differing)
+    return text
+
+
+def _disagreement_text(d: dict[str, Any], numbers: dict[str, int]) -> str:
+    said = ", ".join(f"{v:.1f} in [{numbers.get(k, '?')}]" for k, v in d["values"].items())
+    return (f"{d['model']}, {LABELS.get(d['metric'], d['metric'])}: the sources disagree: {said}. Both are kept, "
+            "each on its own row; the Paper column uses the first.")
+
+
+def _disagreement_lines(board: ProtocolBoard, fold: str) -> list[str]:
+    numbers = source_numbers(board)
+    return [f"- {_disagreement_text(d, numbers)}" for d in board_disagreements(board) if d["fold"] == fold]
+
+
 def _published_markdown(board: ProtocolBoard) -> list[str]:
     tables = published(board)
     if not tables:
         return []
     metrics = published_metrics(board)
-    out = ["## Published", "", "The papers' numbers for this protocol, as their source gives them (the measured rows "
-           "above carry them in the Paper column when their configuration is the paper's). " + produce_line(board), ""]
+    numbers = source_numbers(board)
+    out = ["## Published", "", "The published numbers for this protocol, as their sources give them: one row per "
+           "method and source, a second source that gives the same numbers named on the first's row, one that "
+           "gives other numbers on a row of its own (and said below the table). The measured rows above carry a "
+           "model's first row in the Paper column when their configuration is the paper's. " + produce_line(board),
+           "", "Sources:", ""]
+    for source in _published_sources(board):
+        text = f"{numbers[source.key]}. {source.name}: {source.citation}."
+        if source.holds:
+            text += f" Holds: {source.holds}."
+        if source.note:
+            text += f" {source.note}"
+        out.append(text)
+    kinds = {k for rows in tables.values() for row in rows for k in row.kind}
+    out += ["", f"Kinds: {marks_legend(kinds)}.", ""]
+    disagreeing = board_disagreements(board)
+    out += [(f"The sources disagree on {len(disagreeing)} number{'s' if len(disagreeing) != 1 else ''} (listed under "
+             "the folds)." if disagreeing else
+             ("Where the sources give a number for the same method, they agree." if len(numbers) > 1 else "")), ""]
     for fold, rows in tables.items():
-        header = ["Model"] + [LABELS.get(m, m) for m in metrics]
+        header = ["Model"] + [LABELS.get(m, m) for m in metrics] + ["Kind", "Source"]
         out += [f"### Fold {fold}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        out += ["| " + " | ".join([model] + [f"{values[m]:.1f}" if m in values else "—" for m in metrics]) + " |"
-                for model, values in rows] + [""]
-    return out
+        for row in rows:
+            cells = ([row.model] + [f"{row.values[m]:.1f}" if m in row.values else "—" for m in metrics]
+                     + [f"{row.marks} {row.kind_text}", _source_cell(row, numbers)])
+            out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        out.append("")
+        notes = _disagreement_lines(board, fold)
+        if notes:
+            out += notes + [""]
+    notes = published_notes(board)
+    if notes:
+        out += ["Notes on the rows:", ""]
+        out += [f"- {', '.join(models)} [{numbers.get(source, '?')}]: {note}" for models, source, note in notes] + [""]
+    return [line for i, line in enumerate(out) if line or (i and out[i - 1])]
 
 
 def _notes(board: ProtocolBoard) -> list[tuple[str, str]]:
@@ -474,6 +609,8 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
              "per_seed": {str(s): {m: round(100.0 * v if m in PERCENT_METRICS else v, 4) for m, v in sorted(vals.items())}
                           for s, vals in sorted(r.per_seed.items())},
              "num_parameters": r.params, "paper": r.paper, "paper_status": r.paper_status,
+             "paper_kind": list(r.paper_kind) if r.paper is not None else None,
+             "paper_source": r.paper_source if r.paper is not None else None,
              "paper_difference": None if _difference(board, r) is None else round(_difference(board, r), 4),
              "bootstrap": r.bootstrap,
              "test_selected": None if r.test_selected is None else
@@ -483,7 +620,19 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
             for r in board.rows[(version, fold)]
         ]
     return {"mode": board.mode, "main_score": board.main_score, "higher_is_better": board.higher_is_better,
-            "reference_score": board.reference_score, "versions": sections, "notes": dict(_notes(board))}
+            "reference_score": board.reference_score, "versions": sections, "notes": dict(_notes(board)),
+            **published_json(board)}
+
+
+def published_json(board: ProtocolBoard) -> dict[str, Any]:
+    """The board's published numbers as data: the sources, each fold's rows with their source and
+    kind, the kinds' marks and meanings, and where the sources disagree."""
+    tables = published(board)
+    kinds = sorted({k for rows in tables.values() for row in rows for k in row.kind}, key=list(KINDS).index)
+    return {"published_sources": [s.as_json() for s in _published_sources(board)] if tables else [],
+            "published": {fold: [row.as_json() for row in rows] for fold, rows in tables.items()},
+            "published_kinds": {k: {"mark": KINDS[k][0], "label": KINDS[k][1], "meaning": KINDS[k][2]} for k in kinds},
+            "published_disagreements": board_disagreements(board) if tables else []}
 
 
 SITE_METRICS = ["rank1", "rank5", "rank10", "mAP", "map_trapz", "mINP", "nAUC", "roc_auc_micro", "sequence_accuracy"]
@@ -504,6 +653,7 @@ def _site_row(board: ProtocolBoard, r: Row) -> dict[str, Any]:
             "control": r.control,
             "tuned": r.tuned or None, "n": r.seeds_text, "fewer_seeds": r.fewer_seeds, "params": r.params,
             "metrics": metrics, "paper": r.paper, "paper_status": r.paper_status,
+            "paper_marks": r.paper_marks, "paper_kind": kind_text(r.paper_kind) if r.paper is not None else "",
             "paper_difference": None if diff is None else round(diff, 2), "bootstrap": r.bootstrap,
             "cmc": {str(s): c for s, c in sorted(r.cmc.items())}, "commit": r.commit, "date": r.date,
             "versions": r.versions, "run_id": r.run_id, "links": {str(s): u for s, u in sorted(r.links.items())}}
@@ -515,14 +665,24 @@ def site_data(board: ProtocolBoard) -> dict[str, Any]:
                  "rows": [_site_row(board, r) for r in board.rows[(version, fold)]]}
                 for version, fold in board.sections()]
     present = [m for m in SITE_METRICS if any(m in row["metrics"] for s in sections for row in s["rows"])]
-    published_rows = {fold: [{"model": model, "metrics": values} for model, values in rows]
+    numbers = source_numbers(board)
+    published_rows = {fold: [dict(row.as_json(), source_cell=_source_cell(row, numbers)) for row in rows]
                       for fold, rows in published(board).items()}
+    paper_kinds = {k for s in board.rows.values() for r in s if r.paper is not None for k in r.paper_kind}
     return {"name": board.name, "mode": board.mode, "main_score": board.main_score,
             "higher_is_better": board.higher_is_better, "reference_score": board.reference_score,
             "reference_source": board.reference_source, "columns": board.columns, "metrics": present,
             "labels": {m: LABELS.get(m, m) for m in present}, "sections": sections,
             "published": published_rows, "published_metrics": published_metrics(board),
             "published_labels": {m: LABELS.get(m, m) for m in published_metrics(board)},
+            "published_sources": [dict(s.as_json(), number=numbers[s.key]) for s in _published_sources(board)]
+            if published_rows else [],
+            "published_kinds": marks_legend({k for rows in published(board).values() for row in rows for k in row.kind}),
+            "published_disagreements": [{"fold": d["fold"], "text": _disagreement_text(d, numbers)}
+                                        for d in board_disagreements(board)],
+            "paper_legend": marks_legend(paper_kinds) if paper_kinds else "",
+            "published_notes": [{"models": models, "source": source, "number": numbers.get(source), "note": note}
+                                for models, source, note in published_notes(board)],
             "produce": produce_line(board)}
 
 

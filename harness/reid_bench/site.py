@@ -46,7 +46,8 @@ def _page(title: str, body: str, data: dict[str, Any] | None = None) -> str:
 
 
 def _published_html(data: dict[str, Any]) -> str:
-    """The papers' table of the protocol, drawn without JavaScript (a board may have no measured row)."""
+    """The published numbers of the protocol, drawn without JavaScript (a board may have no
+    measured row): the sources, then per fold one row per method and source with its kind."""
     esc = html.escape
     tables = data.get("published") or {}
     if not tables:
@@ -56,13 +57,39 @@ def _published_html(data: dict[str, Any]) -> str:
     if not data["sections"]:
         parts.append("<p>No measured row yet: this protocol needs its dataset, which reid-bench does not ship.</p>")
     parts.append(f'<p class="meta">{esc(data.get("reference_source", ""))}</p><p>{esc(data.get("produce", ""))}</p>')
+    sources = data.get("published_sources") or []
+    if sources:
+        items = "".join(
+            f'<li value="{int(s["number"])}" data-source="{esc(s["key"])}"><b>{esc(s["name"])}</b>: {esc(s["citation"])}.'
+            + (f" Holds: {esc(s['holds'])}." if s.get("holds") else "") + (f" {esc(s['note'])}" if s.get("note") else "")
+            + "</li>" for s in sources)
+        parts.append(f'<h3>Sources</h3><ol class="sources">{items}</ol>')
+    if data.get("published_kinds"):
+        parts.append(f'<p class="note">Kinds: {esc(data["published_kinds"])}.</p>')
+    disagreements = data.get("published_disagreements") or []
+    if disagreements:
+        parts.append(f'<p class="warning">The sources disagree on {len(disagreements)} '
+                     f'number{"s" if len(disagreements) != 1 else ""}: both are kept (listed under the folds).</p>')
+    elif len(sources) > 1:
+        parts.append('<p class="note">Where the sources give a number for the same method, they agree.</p>')
     for fold, rows in tables.items():
         head = "".join(f"<th>{esc(labels.get(m, m))}</th>" for m in metrics)
-        body = "".join("<tr><td>" + esc(r["model"]) + "</td>" + "".join(
-            f"<td>{r['metrics'][m]:.1f}</td>" if m in r["metrics"] else "<td>—</td>" for m in metrics) + "</tr>"
+        body = "".join(
+            f'<tr data-source="{esc(r["source"])}"><td>' + esc(r["model"]) + "</td>" + "".join(
+                f"<td>{r['metrics'][m]:.1f}</td>" if m in r["metrics"] else "<td>—</td>" for m in metrics)
+            + f'<td class="kind" title="{esc(r["kind_text"])}">{esc(r["marks"])} {esc(r["kind_text"])}</td>'
+            + f'<td class="source">{esc(r["source_cell"])}</td></tr>'
             for r in rows)
-        parts.append(f"<h3>Fold {esc(fold)}</h3><table><thead><tr><th>Model</th>{head}</tr></thead>"
-                     f"<tbody>{body}</tbody></table>")
+        parts.append(f'<h3>Fold {esc(fold)}</h3><table class="published-table"><thead><tr><th>Model</th>{head}'
+                     f"<th>Kind</th><th>Source</th></tr></thead><tbody>{body}</tbody></table>")
+        notes = [d["text"] for d in disagreements if d["fold"] == fold]
+        if notes:
+            parts.append('<ul class="disagreements">' + "".join(f'<li class="warning">{esc(t)}</li>' for t in notes)
+                         + "</ul>")
+    notes = [f'<li>{esc(", ".join(n["models"]))} [{esc(str(n["number"]))}]: {esc(n["note"])}</li>'
+             for n in data.get("published_notes") or []]
+    if notes:
+        parts.append('<h3>Notes on the rows</h3><ul class="published-notes">' + "".join(notes) + "</ul>")
     return "".join(parts) + "</section>"
 
 

@@ -1,21 +1,65 @@
-"""The field's published table of skeleton-based person re-identification, as data.
+"""The field's published tables of skeleton-based person re-identification, as data.
 
-The leaderboard of Kali-Hac/3D-skeleton-based-person-re-ID-survey (README.md lines 204-244 at
-commit cc5f2021e1bd59c824162ce31fc4c59226d98fdf; "mainly from" TranSG, CVPR 2023): mAP,
-Rank-1, Rank-5 and Rank-10 (percent) of twelve methods on BIWI-S, BIWI-W, KS20, IAS-A, IAS-B
-and KGBD, all as retrieval (probe windows against gallery windows). Keys are the model names
-the methods have (or will have) in reid-bench. The released code these numbers come from picks
-its reported epoch by the probe set's Rank-1 (SimMC.py lines 649-656, TranSG.py lines 863-869,
-SPC-MGR.py lines 664-691): published values carry that selection, the harness never does it.
+Two surveys by the same authors (Rao and Miao), both keyed here by the model names the methods
+have (or will have) in reid-bench:
+
+- The first survey's leaderboard, Kali-Hac/3D-skeleton-based-person-re-ID-survey README.md lines
+  204-244 at commit cc5f2021e1bd59c824162ce31fc4c59226d98fdf ("mainly from" TranSG, CVPR 2023;
+  the repository's table stops there): mAP, Rank-1, Rank-5 and Rank-10 (percent) of twelve
+  methods on BIWI-S, BIWI-W, KS20, IAS-A, IAS-B and KGBD, all as retrieval (probe windows against
+  gallery windows) (:data:`FIELD_TABLE`).
+- The maintained survey, Kali-Hac/3D-SRID-Survey, whose leaderboard is a figure,
+  overview/Leaderboard.jpg at commit 5dc1373448a224eefa149ff4ef84c63860a0fb14 (README.md line 89):
+  Rank-1 only, on BIWI-S, BIWI-W, IAS-A, IAS-B and KS20 (no KGBD), read off the image by eye
+  (:data:`SRID_FIGURE`). It adds MoCos (AAAI 2025) and five gait recognition models that the
+  survey ran itself "following the same person re-ID evaluation protocol" (GPGait, GaitTR,
+  SkeletonGait, ST-GCN, CTR-GCN), and four hand-crafted methods the first table does not have;
+  it leaves out D_PG and SPC-MGR. Every Rank-1 both give for a method agrees (50 numbers).
+
+What kind each number is (:mod:`reid_bench.published`): the releases of SimMC, SPC-MGR, Hi-MPC,
+TranSG and MoCos score the test set every epoch and keep the best test Rank-1 (SimMC.py lines
+649-656, SPC-MGR.py 664-691, Hi-MPC.py 849-876, TranSG.py 863-869, MoCos.py 1012-1039), and
+their READMEs say the papers "report the average performance" (how many runs: not stated): an
+average over runs of best test epochs. The harness never selects on test data.
 """
 
 from __future__ import annotations
 
+from reid_bench.published import Published, PublishedSource, paper_references
+
 SOURCE = (
-    "The field's table: github.com/Kali-Hac/3D-skeleton-based-person-re-ID-survey README.md lines 204-244 "
-    "(commit cc5f202; from TranSG, CVPR 2023): mAP and Rank-1/5/10 (%) of D_PG (dpg), D13, D16, PoseGait, AGE, "
-    "SGELA, SimMC, Hi-MPC, MG-SCR, SM-SGE (smsge), SPC-MGR and TranSG. The released code behind them "
-    "selects its reported epoch on the probe set; the harness does not."
+    "Two surveys of the field, by the same authors. [1] github.com/Kali-Hac/3D-skeleton-based-person-re-ID-survey "
+    "README.md lines 204-244 (commit cc5f202; from TranSG, CVPR 2023): mAP and Rank-1/5/10 (%) of D_PG (dpg), D13, "
+    "D16, PoseGait, AGE, SGELA, SimMC, Hi-MPC, MG-SCR, SM-SGE (smsge), SPC-MGR and TranSG. [2] "
+    "github.com/Kali-Hac/3D-SRID-Survey overview/Leaderboard.jpg (commit 5dc1373; a figure, read by eye): Rank-1 "
+    "only, no KGBD; adds MoCos (AAAI 2025), the gait models GPGait, GaitTR, SkeletonGait, ST-GCN and CTR-GCN run by "
+    "the survey under the re-ID protocol, and four hand-crafted methods. Where both give a number they agree. "
+    "The released code behind the learned methods selects its reported epoch on the probe set; the harness does not."
+)
+
+SURVEY_TABLE = PublishedSource(
+    key="skeleton-reid-survey",
+    name="3D skeleton re-ID survey, first repository: its leaderboard table",
+    citation=("github.com/Kali-Hac/3D-skeleton-based-person-re-ID-survey README.md lines 204-244, "
+              "commit cc5f2021e1bd59c824162ce31fc4c59226d98fdf"),
+    holds=("mAP, Rank-1, Rank-5 and Rank-10 (%) of twelve methods (D_PG, D13, D16, PoseGait, AGE, SGELA, SimMC, "
+           "Hi-MPC, MG-SCR, SM-SGE, SPC-MGR, TranSG) on BIWI-S, BIWI-W, KS20, IAS-A, IAS-B and KGBD; 'mainly from' "
+           "TranSG (CVPR 2023), where the table stops"),
+)
+
+SRID_SURVEY = PublishedSource(
+    key="3d-srid-survey",
+    name="3D-SRID-Survey (the maintained survey): its leaderboard figure",
+    citation=("github.com/Kali-Hac/3D-SRID-Survey overview/Leaderboard.jpg (shown by README.md line 89; the image "
+              "added in commit 1ba4454), commit 5dc1373448a224eefa149ff4ef84c63860a0fb14"),
+    holds=("Rank-1 only (%), no mAP, Rank-5 or Rank-10, of 20 methods on BIWI-S, BIWI-W, IAS-A, IAS-B and KS20 (no "
+           "KGBD). Adds MoCos (Rao and Miao, AAAI 2025) and five gait recognition models the survey evaluated itself "
+           "'following the same person re-ID evaluation protocol' (GPGait, GaitTR, SkeletonGait, ST-GCN, CTR-GCN), "
+           "and four hand-crafted methods not in the first table (Gharghabi et al. 2015, Munaro et al. 2014a, Elaoud "
+           "et al. 2017, PM of Elaoud et al. 2021); leaves out D_PG and SPC-MGR"),
+    note=("A figure: every number was read off the image (1293 x 1153 px) by eye. It cites D13 as Munaro et al. "
+          "2014b (ICRA) where the first table says Person Re-Identification 2014, and CTR-GCN as CVPR where the "
+          "README's list says ICCV 2021; those are citations, not numbers."),
 )
 
 #: model -> dataset -> (mAP, Rank-1, Rank-5, Rank-10), percent, as printed.
@@ -119,10 +163,100 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
 }
 
 
+#: model -> dataset -> Rank-1 (percent) in 3D-SRID-Survey's leaderboard figure, read off the
+#: image (rows top to bottom; a dash in the figure: no entry).
+SRID_FIGURE: dict[str, dict[str, float]] = {
+    "gharghabi-2015": {"BIWI-S": 10.7, "BIWI-W": 10.7},
+    "munaro-2014a": {"BIWI-S": 32.1, "BIWI-W": 39.3},
+    "d13": {"BIWI-S": 28.3, "BIWI-W": 14.2, "IAS-A": 40.0, "IAS-B": 43.7, "KS20": 39.4},
+    "d16": {"BIWI-S": 32.6, "BIWI-W": 17.0, "IAS-A": 42.7, "IAS-B": 44.5, "KS20": 51.7},
+    "elaoud-2017": {"BIWI-S": 28.6, "BIWI-W": 10.7, "IAS-A": 45.5, "IAS-B": 63.6},
+    "elaoud-pm-2021": {"BIWI-S": 39.3, "BIWI-W": 39.3, "IAS-A": 36.4, "IAS-B": 81.8},
+    "posegait": {"BIWI-S": 14.0, "BIWI-W": 8.8, "IAS-A": 28.4, "IAS-B": 28.9, "KS20": 49.4},
+    "age": {"BIWI-S": 25.1, "BIWI-W": 11.7, "IAS-A": 31.1, "IAS-B": 31.1, "KS20": 43.2},
+    "sgela": {"BIWI-S": 25.8, "BIWI-W": 11.7, "IAS-A": 16.7, "IAS-B": 22.2, "KS20": 45.0},
+    "gaittr": {"BIWI-S": 43.2, "BIWI-W": 16.3, "IAS-A": 43.7, "IAS-B": 47.8, "KS20": 52.3},
+    "simmc": {"BIWI-S": 41.7, "BIWI-W": 24.5, "IAS-A": 44.8, "IAS-B": 46.3, "KS20": 66.4},
+    "hi-mpc": {"BIWI-S": 47.5, "BIWI-W": 27.3, "IAS-A": 45.6, "IAS-B": 48.2, "KS20": 69.6},
+    "skeletongait": {"BIWI-S": 15.1, "BIWI-W": 10.8, "IAS-A": 31.4, "IAS-B": 31.5, "KS20": 22.2},
+    "mg-scr": {"BIWI-S": 20.1, "BIWI-W": 10.8, "IAS-A": 36.4, "IAS-B": 32.4, "KS20": 46.3},
+    "smsge": {"BIWI-S": 31.3, "BIWI-W": 13.2, "IAS-A": 34.0, "IAS-B": 38.9, "KS20": 45.9},
+    "ctrgcn": {"BIWI-S": 59.1, "BIWI-W": 20.5, "IAS-A": 47.7, "IAS-B": 48.3, "KS20": 57.4},
+    "stgcn": {"BIWI-S": 56.8, "BIWI-W": 21.3, "IAS-A": 47.9, "IAS-B": 50.1, "KS20": 65.9},
+    "gpgait": {"BIWI-S": 54.1, "BIWI-W": 29.0, "IAS-A": 50.9, "IAS-B": 60.1, "KS20": 71.4},
+    "transg": {"BIWI-S": 68.7, "BIWI-W": 32.7, "IAS-A": 49.2, "IAS-B": 59.1, "KS20": 73.6},
+    "mocos": {"BIWI-S": 72.0, "BIWI-W": 36.0, "IAS-A": 51.9, "IAS-B": 61.5, "KS20": 76.0},
+}
+
+_AVERAGED = ("average-of-runs", "best-test-epoch")
+_RERUN = ("evaluated under the retrieval protocol for the table (the method's own paper reports closed-set "
+          "results); its release keeps its best test checkpoint ({}), but the source does not say how these "
+          "retrieval numbers were selected")
+_GAIT = ("a gait recognition model the survey evaluated itself under the re-ID protocol (figure caption); how its "
+         "epoch was selected is not stated")
+_HANDCRAFTED_EXTRA = ("not in the first survey's table; the figure does not say it was evaluated under this protocol "
+                      "(its caption says so of the gait models only), so compare with care")
+
+#: model -> (kind, note) of its numbers: how the method's release or paper obtains them.
+METHOD_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
+    "dpg": (("no-training",), "PoseGait's hand-crafted pose descriptor, D_PG: nothing trained"),
+    "d13": (("no-training",), "13 hand-crafted skeleton descriptors: nothing trained"),
+    "d16": (("no-training",), "16 hand-crafted skeleton descriptors: nothing trained"),
+    "posegait": (("unstated",), "PoseGait (Pattern Recognition 2020), a gait recognition model, evaluated for "
+                 "re-ID for the table; how its epoch was selected is not stated"),
+    "age": (("unstated",), _RERUN.format("Kali-Hac/SGE-LA train.py lines 965, 1034-1037 at 742e691")),
+    "sgela": (("unstated",), _RERUN.format("Kali-Hac/Locality-Awareness-SGE train.py at 27df99c")),
+    "mg-scr": (("unstated",), _RERUN.format("Kali-Hac/MG-SCR train.py lines 511-552 at cf9e1c9")),
+    "smsge": (("unstated",), _RERUN.format("Kali-Hac/SM-SGE SM-SGE.py lines 1234-1279 at e30b994")),
+    "simmc": (_AVERAGED, "Kali-Hac/SimMC at c325ad5: README.md line 36 'we report the average performance of our "
+              "approach on all datasets' (how many runs: not stated); SimMC.py lines 649-656 keep the best test Rank-1"),
+    "spc-mgr": (_AVERAGED, "Kali-Hac/SPC-MGR at e0ea7da: README.md line 36 (average performance, how many runs: not "
+                "stated); SPC-MGR.py lines 664-691 keep the best test Rank-1"),
+    "hi-mpc": (_AVERAGED, "Kali-Hac/Hi-MPC at 20b2c74: README.md line 35 (average performance, how many runs: not "
+               "stated); Hi-MPC.py lines 849-876 keep the best test Rank-1"),
+    "transg": (_AVERAGED, "Kali-Hac/TranSG at 7176262: README.md line 36 (average performance, how many runs: not "
+               "stated); TranSG.py lines 863-869 keep the best test Rank-1"),
+    "mocos": (_AVERAGED, "Kali-Hac/MoCos at 64fe918: README.md line 38 (average performance, how many runs: not "
+              "stated); MoCos.py lines 1012-1039 keep the best test Rank-1, 1052-1054 stop after `patience` epochs "
+              "without a gain. Its README has no results table and its paper's table (with mAP and Rank-5/10) "
+              "was not read here: only the survey figure's Rank-1"),
+    "gpgait": (("unstated",), "GPGait (ICCV 2023): " + _GAIT),
+    "gaittr": (("unstated",), "GaitTR (Expert Systems 2023): " + _GAIT),
+    "skeletongait": (("unstated",), "SkeletonGait (AAAI 2024): " + _GAIT),
+    "stgcn": (("unstated",), "ST-GCN (AAAI 2018): " + _GAIT),
+    "ctrgcn": (("unstated",), "CTR-GCN (ICCV 2021; the figure says CVPR): " + _GAIT),
+    "gharghabi-2015": (("unstated",), "Gharghabi et al. 2015 (ICIEV): " + _HANDCRAFTED_EXTRA +
+                       "; it gives the same number for BIWI-S and BIWI-W"),
+    "munaro-2014a": (("unstated",), "Munaro et al. 2014a (Person Re-Identification): " + _HANDCRAFTED_EXTRA),
+    "elaoud-2017": (("unstated",), "Elaoud et al. 2017 (ACIVS): " + _HANDCRAFTED_EXTRA),
+    "elaoud-pm-2021": (("unstated",), "PM, Elaoud et al. 2021 (Multimedia Tools and Applications): " +
+                       _HANDCRAFTED_EXTRA + "; it gives the same number for BIWI-S and BIWI-W"),
+}
+
+
+def field_published(folds: dict[str, str]) -> tuple[Published, ...]:
+    """Every published entry for a protocol whose folds map to the tables' dataset columns
+    (e.g. ``{"A-B": "IAS-A"}``): the first survey's table first (the Paper value of its twelve
+    methods), then the 3D-SRID-Survey figure's Rank-1 of every method with a number there."""
+    out = []
+    for model, rows in FIELD_TABLE.items():
+        kind, note = METHOD_KINDS[model]
+        values = {fold: dict(zip(("mAP", "rank1", "rank5", "rank10"), rows[column])) for fold, column in folds.items()}
+        out.append(Published(model, SURVEY_TABLE.key, kind, values, note=note))
+    for model, rows in SRID_FIGURE.items():
+        values = {fold: {"rank1": rows[column]} for fold, column in folds.items() if column in rows}
+        if values:
+            kind, note = METHOD_KINDS[model]
+            out.append(Published(model, SRID_SURVEY.key, ("figure", *kind), values, note=note))
+    return tuple(out)
+
+
+def field_sources(folds: dict[str, str]) -> tuple[PublishedSource, ...]:
+    """The sources with a number for at least one of these columns."""
+    columns = set(folds.values())
+    return (SURVEY_TABLE,) + ((SRID_SURVEY,) if any(columns & set(rows) for rows in SRID_FIGURE.values()) else ())
+
+
 def field_references(folds: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
-    """Protocol references from the table: ``folds`` maps a protocol fold to a dataset column
-    (e.g. ``{"A-B": "IAS-A"}``)."""
-    return {
-        model: {fold: dict(zip(("mAP", "rank1", "rank5", "rank10"), rows[column])) for fold, column in folds.items()}
-        for model, rows in FIELD_TABLE.items()
-    }
+    """The Paper column's values: per model and fold, its first published entry's."""
+    return paper_references(field_published(folds))

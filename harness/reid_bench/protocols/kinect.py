@@ -65,7 +65,8 @@ from reid_bench.api import DataAccess, FoldData, RetrievalScoring, SampleSet, Sk
 from reid_bench.protocols import (SessionClosedSetProtocol, SkeletonClosedSet, SkeletonRetrieval, _layout_of,
                                   closed_set_windows)
 from reid_bench.protocols.field import SOURCE as FIELD_SOURCE
-from reid_bench.protocols.field import field_references
+from reid_bench.protocols.field import field_published, field_sources
+from reid_bench.published import Published, PublishedSource, paper_references
 from reid_bench.samples import code_map, label_map, windows_from_sequences
 from reid_bench.scoring import FIELD_RELEASES
 
@@ -75,6 +76,23 @@ SMSGE_SOURCE = (
     "(d13). The released code computes that 'nAUC' as a micro-averaged ROC AUC (utils/process_i.py lines "
     "489-495), so it is stored as roc_auc_micro; its reported Rank-1 is the best test epoch of its classifier."
 )
+SMSGE_TABLE = PublishedSource(
+    key="smsge-results",
+    name="SM-SGE (Rao et al., ACM MM 2021): the results table of its repository",
+    citation="github.com/Kali-Hac/SM-SGE img/SM-SGE-results.png (an image of the paper's table), commit e30b994",
+    holds=("Rank-1 and 'nAUC' (%) of 'SM-SGE (Ours)' and 'D13 descriptors + KNN' on IAS-A, IAS-B, KGBD and KS20 "
+           "(closed-set), and SM-SGE's per-view Rank-1 on CASIA-B"),
+    note=("The released code computes that 'nAUC' as a micro-averaged ROC AUC (utils/process_i.py lines 489-495), "
+          "stored as roc_auc_micro."),
+)
+_SMSGE_KIND = (("figure", "best-test-epoch"),
+               "its recognition stage keeps the checkpoint with the best test accuracy (SM-SGE.py lines 1234-1279)")
+_D13_KIND = (("figure", "no-training"), "13 hand-crafted descriptors classified by KNN: nothing trained")
+
+
+def _smsge_published(smsge: dict[str, dict[str, float]], d13: dict[str, dict[str, float]]) -> tuple[Published, ...]:
+    return (Published("smsge", SMSGE_TABLE.key, _SMSGE_KIND[0], smsge, note=_SMSGE_KIND[1]),
+            Published("d13", SMSGE_TABLE.key, _D13_KIND[0], d13, note=_D13_KIND[1]))
 
 
 def split_rank(split_seed: int, fold: str, key: str) -> str:
@@ -132,10 +150,11 @@ class IASClosedSet(SessionClosedSetProtocol):
     window = 6
     center_joint = 0
     main_score = "rank1"
-    references = {
-        "smsge": {"A": {"rank1": 59.4, "roc_auc_micro": 86.7}, "B": {"rank1": 69.8, "roc_auc_micro": 90.4}},
-        "d13": {"A": {"rank1": 33.8, "roc_auc_micro": 63.6}, "B": {"rank1": 40.5, "roc_auc_micro": 71.1}},
-    }
+    published = _smsge_published(
+        {"A": {"rank1": 59.4, "roc_auc_micro": 86.7}, "B": {"rank1": 69.8, "roc_auc_micro": 90.4}},
+        {"A": {"rank1": 33.8, "roc_auc_micro": 63.6}, "B": {"rank1": 40.5, "roc_auc_micro": 71.1}})
+    published_sources = (SMSGE_TABLE,)
+    references = paper_references(published)
     reference_source = SMSGE_SOURCE
 
     def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
@@ -194,8 +213,10 @@ class KGBDClosedSet(HeldOutClosedSet):
     dataset = "kgbd"
     datasets = ("kgbd",)
     split_seed = 2021
-    references = {"smsge": {"all": {"rank1": 99.5, "roc_auc_micro": 99.6}},
-                  "d13": {"all": {"rank1": 46.9, "roc_auc_micro": 90.0}}}
+    published = _smsge_published({"all": {"rank1": 99.5, "roc_auc_micro": 99.6}},
+                                 {"all": {"rank1": 46.9, "roc_auc_micro": 90.0}})
+    published_sources = (SMSGE_TABLE,)
+    references = paper_references(published)
     reference_source = SMSGE_SOURCE
 
 
@@ -208,8 +229,10 @@ class KS20ClosedSet(HeldOutClosedSet):
     dataset = "ks20"
     datasets = ("ks20",)
     split_seed = 2021
-    references = {"smsge": {"all": {"rank1": 87.5, "roc_auc_micro": 95.8}},
-                  "d13": {"all": {"rank1": 58.3, "roc_auc_micro": 78.0}}}
+    published = _smsge_published({"all": {"rank1": 87.5, "roc_auc_micro": 95.8}},
+                                 {"all": {"rank1": 58.3, "roc_auc_micro": 78.0}})
+    published_sources = (SMSGE_TABLE,)
+    references = paper_references(published)
     reference_source = SMSGE_SOURCE
 
     def group_of(self, rec: SkeletonSequence) -> Any:
@@ -301,7 +324,9 @@ class IASRetrieval(KinectRetrieval):
         "B-A": ("Training", "TestingB", "TestingA"),
     }
     train_trim = (10, 0)
-    references = field_references({"A-B": "IAS-A", "B-A": "IAS-B"})
+    published = field_published({"A-B": "IAS-A", "B-A": "IAS-B"})
+    published_sources = field_sources({"A-B": "IAS-A", "B-A": "IAS-B"})
+    references = paper_references(published)
     reference_source = FIELD_SOURCE
 
     def training_set(self, fold: str) -> str:
@@ -324,7 +349,9 @@ class BIWIRetrieval(IASRetrieval):
     folds = ("S", "W")
     fold_sessions = {"S": ("Training", "Still", "Walking"), "W": ("Training", "Walking", "Still")}
     train_trim = (10, 10)
-    references = field_references({"S": "BIWI-S", "W": "BIWI-W"})
+    published = field_published({"S": "BIWI-S", "W": "BIWI-W"})
+    published_sources = field_sources({"S": "BIWI-S", "W": "BIWI-W"})
+    references = paper_references(published)
 
 
 class KGBDRetrieval(KinectRetrieval):
@@ -345,7 +372,9 @@ class KGBDRetrieval(KinectRetrieval):
     folds = ("all",)
     split_seed = 2022
     dense_training = False
-    references = field_references({"all": "KGBD"})
+    published = field_published({"all": "KGBD"})
+    published_sources = field_sources({"all": "KGBD"})
+    references = paper_references(published)
     reference_source = FIELD_SOURCE
 
     def split(self, records, fold):
@@ -371,7 +400,9 @@ class KS20Retrieval(KinectRetrieval):
     split_seed = 2022
     train_trim = (0, 0)
     test_trim = (0, 0)
-    references = field_references({"all": "KS20"})
+    published = field_published({"all": "KS20"})
+    published_sources = field_sources({"all": "KS20"})
+    references = paper_references(published)
     reference_source = FIELD_SOURCE
 
     def split(self, records, fold):

@@ -15,6 +15,7 @@ import numpy as np
 
 from reid_bench.api import DataAccess, FoldData
 from reid_bench.protocols import CloudRetrievalProtocol
+from reid_bench.published import Published, PublishedSource, paper_references
 from reid_bench.samples import clouds_to_sampleset, label_map
 
 _README = "layumi/person-reid-3d"
@@ -27,8 +28,45 @@ REFERENCE_SOURCE = (
 )
 
 
+OGNET_README = PublishedSource(
+    key="ognet-readme",
+    name="OG-Net (Zheng and Yang, TNNLS 2022): its repository's README",
+    citation=f"github.com/{_README} README.md ('Training' section, lines 95-218), commit {_README_COMMIT}",
+    holds=("Rank-1 and mAP (%) of each released OG-Net model on 3D Market-1501, DukeMTMC-reID, CUHK03-NP and MSMT17, "
+           "each beside its training command; no baseline or direct-transfer numbers"),
+    note="Its mAP is the release's trapezoid AP (evaluate_gpu.py lines 50-57), compared here with map_trapz.",
+)
+_OGNET_KIND = ("one-run",)
+_OGNET_NOTE = ("one trained model per row, its training command beside it (fixed epochs, no test-set selection); the "
+               "README's evaluation (lines 221-240) runs test_M.py, which scores the model saved after the last epoch "
+               "(--which-epoch, default 'last', line 29)")
+
+_LEADERBOARD = "layumi/Person_reID_baseline_pytorch"
+_LEADERBOARD_COMMIT = "82ff40fb11b7353400dc8670dcec620d97285096"
+LEADERBOARD_3D = PublishedSource(
+    key="reid-3d-leaderboard",
+    name="3D person re-ID leaderboard of layumi/Person_reID_baseline_pytorch",
+    citation=(f"github.com/{_LEADERBOARD} leaderboard-3D/README.md lines 12-20 ('3D Supervised Learning (Market-1501 "
+              f"Point Cloud Input)'; last changed in 7497812), commit {_LEADERBOARD_COMMIT}"),
+    holds=("Rank@1 and mAP (%) on 3D Market-1501 only, with parameter counts: PointReIDNet and PointReIDNet-efficient "
+           "(Wang, Ning, Li, Bai and Gao, '3D person re-identification based on global semantic guidance and local "
+           "feature aggregation', IEEE TCSVT 2023) and three OG-Net rows"),
+    note=("Its rows 'OG-Net-Small', 'OG-Net' and 'OG-Net-Deep' carry the numbers OG-Net's README gives for the "
+          "'+ Circle' models (ognet-small-circle, ognet-circle, ognet-deep-circle): the same numbers, other names. "
+          "PointReIDNet's code is not public: its mAP is stored as map_trapz because the leaderboard lists it in one "
+          "mAP column with OG-Net's trapezoid APs, not because its AP formula could be checked."),
+)
+_POINTREIDNET_NOTE = ("IEEE TCSVT 2023, as the leaderboard gives it (the paper was not read here; no public code): "
+                      "how the number was obtained is not stated there")
+
+
 def _ref(rank1: float, map_trapz: float) -> dict[str, dict[str, float]]:
     return {"all": {"rank1": rank1, "map_trapz": map_trapz}}
+
+
+def _ognet(refs: dict[str, dict[str, dict[str, float]]]) -> tuple[Published, ...]:
+    return tuple(Published(model, OGNET_README.key, _OGNET_KIND, values, note=_OGNET_NOTE)
+                 for model, values in refs.items())
 
 
 class OGNetRetrievalProtocol(CloudRetrievalProtocol):
@@ -104,13 +142,29 @@ class Market3D(OGNetRetrievalProtocol):
     datasets = ("market1501-3d",)
     train_dataset = test_dataset = "market1501-3d"
     train_options = test_options = _ALL
-    references = {
+    published = _ognet({
         "ognet": _ref(86.82, 69.02),
         "ognet-circle": _ref(87.80, 70.56),
         "ognet-small": _ref(86.79, 67.92),
         "ognet-small-circle": _ref(87.38, 70.48),
         "ognet-deep-circle": _ref(88.81, 72.91),
-    }
+    }) + (
+        Published("pointreidnet", LEADERBOARD_3D.key, ("unstated",), _ref(90.56, 75.31),
+                  note="PointReIDNet, 2.30M parameters; " + _POINTREIDNET_NOTE),
+        Published("pointreidnet-efficient", LEADERBOARD_3D.key, ("unstated",), _ref(87.77, 70.71),
+                  note="'PointReIDNet-efficent' (sic), 0.35M parameters; " + _POINTREIDNET_NOTE),
+        Published("ognet-small-circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(87.38, 70.48),
+                  note="the leaderboard's 'OG-Net-Small' (1.20M parameters)"),
+        Published("ognet-circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(87.80, 70.56),
+                  note="the leaderboard's 'OG-Net' (1.95M parameters)"),
+        Published("ognet-deep-circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(88.81, 72.91),
+                  note="the leaderboard's 'OG-Net-Deep' (2.47M parameters)"),
+    )
+    published_sources = (OGNET_README, LEADERBOARD_3D)
+    references = paper_references(published)
+    reference_source = REFERENCE_SOURCE + (
+        f" PointReIDNet (IEEE TCSVT 2023): github.com/{_LEADERBOARD} leaderboard-3D/README.md lines 17 and 20 (commit "
+        f"{_LEADERBOARD_COMMIT[:7]}), whose OG-Net rows are OG-Net's '+ Circle' numbers.")
 
 
 class Duke3D(OGNetRetrievalProtocol):
@@ -119,14 +173,16 @@ class Duke3D(OGNetRetrievalProtocol):
     datasets = ("dukemtmc-3d",)
     train_dataset = test_dataset = "dukemtmc-3d"
     train_options = test_options = _ALL
-    references = {
+    published = _ognet({
         "ognet": _ref(76.53, 57.92),
         "ognet-circle": _ref(78.37, 60.07),
         "ognet-small": _ref(77.33, 57.74),
         "ognet-small-circle": _ref(77.15, 58.51),
         "ognet-deep": _ref(76.97, 59.23),
         "ognet-deep-circle": _ref(78.50, 60.7),
-    }
+    })
+    published_sources = (OGNET_README,)
+    references = paper_references(published)
 
 
 class MSMT3D(OGNetRetrievalProtocol):
@@ -135,14 +191,16 @@ class MSMT3D(OGNetRetrievalProtocol):
     datasets = ("msmt17-3d",)
     train_dataset = test_dataset = "msmt17-3d"
     train_options = test_options = _ALL
-    references = {
+    published = _ognet({
         "ognet": _ref(44.27, 21.57),
         "ognet-circle": _ref(45.28, 22.81),
         "ognet-small": _ref(43.84, 21.79),
         "ognet-small-circle": _ref(42.44, 20.31),
         "ognet-deep": _ref(44.56, 21.41),
         "ognet-deep-circle": _ref(47.32, 24.07),
-    }
+    })
+    published_sources = (OGNET_README,)
+    references = paper_references(published)
 
 
 class CUHK03NP3D(OGNetRetrievalProtocol):
@@ -151,14 +209,16 @@ class CUHK03NP3D(OGNetRetrievalProtocol):
     datasets = ("cuhk03np-3d",)
     train_dataset = test_dataset = "cuhk03np-3d"
     train_options = test_options = _ALL
-    references = {
+    published = _ognet({
         "ognet": _ref(44.00, 39.28),
         "ognet-circle": _ref(48.29, 43.73),
         "ognet-small": _ref(43.07, 38.06),
         "ognet-small-circle": _ref(46.43, 41.79),
         "ognet-deep": _ref(45.71, 41.15),
         "ognet-deep-circle": _ref(49.43, 45.71),
-    }
+    })
+    published_sources = (OGNET_README,)
+    references = paper_references(published)
 
 
 class Market3DToDuke3D(OGNetRetrievalProtocol):
