@@ -133,6 +133,19 @@ def test_committed_experiment_files_reproduce_the_committed_results_and_resolve(
     on_disk = {str(p.relative_to(repo / "experiments")): p.read_text() for p in (repo / "experiments").rglob("*.toml")}
     assert on_disk == expected
     runs = load(repo / "experiments")
-    assert len(runs) == len(docs)
+    configurations = {(d["protocol"], d["model"], json.dumps(d["config_label"], sort_keys=True),
+                       tuple(sorted(d["expected_trials"]))) for d in docs}  # over protocol versions
+    assert len(runs) == len(configurations)
     for run in runs:
         validate(_request(run, None))  # every configuration still resolves against today's plugins
+
+
+def test_one_configuration_at_two_protocol_versions_is_one_replay():
+    from reid_bench.experiments import from_results
+
+    doc = {"protocol": "synth-gait-retrieval", "model": "d13", "config_label": {"model.statistics": "mean+std"},
+           "expected_trials": ["A-B/seed0", "B-A/seed0"], "protocol_version": "1"}
+    files = from_results([doc, {**doc, "protocol_version": "2"}, {**doc, "config_label": {}}],
+                         {"synth-gait-retrieval": ["A-B", "B-A"]})
+    assert list(files) == ["synth-gait-retrieval/d13.toml"]
+    assert files["synth-gait-retrieval/d13.toml"].count("[[run]]") == 2  # the two configurations, once each

@@ -59,17 +59,17 @@ def test_a_page_sorts_by_a_column_and_draws_its_plots_in_chromium(site, tmp_path
         pytest.skip("no Chromium on this machine (.ci/run installs it)")
     board = json.loads((site / "leaderboard.json").read_text())["protocols"]["synth-gait-retrieval"]
     dom = _dom(browser, (site / "synth-gait-retrieval.html").as_uri() + "#sort=mAP&dir=asc", tmp_path)
-    tables = dict(re.findall(r'<table class="board" data-fold="([^"]+)">(.*?)</table>', dom, re.S))
-    assert set(tables) == set(board["versions"]["1"])
+    tables = dict(re.findall(r'<table class="board" data-fold="([^"]+)" data-version="1">(.*?)</table>', dom, re.S))
+    assert set(tables) == set(board["versions"]["1"])  # each version's folds in tables of their own
     for fold, rows in board["versions"]["1"].items():
         shown = re.findall(r'<tr data-model="([^"]+)"', tables[fold])
         by_map = sorted(rows, key=lambda r: r["metrics"]["mAP"]["mean"])  # ascending, ties in table order
         assert shown == [r["model"] for r in by_map]
         assert re.search(r'<th data-key="mAP" class="sorted-asc">mAP</th>', tables[fold])
         ranked = [r for r in rows if r["rank"] is not None and r["rank"] <= 3]
-        cmc = re.search(rf'<svg [^>]*class="cmc" data-fold="{fold}">(.*?)</svg>', dom, re.S).group(1)
+        cmc = re.search(rf'<svg [^>]*class="cmc" data-fold="{fold}" data-version="1">(.*?)</svg>', dom, re.S).group(1)
         assert cmc.count('class="mean"') == len(ranked)  # the first three rows, one mean curve each
-        scatter = re.search(rf'<svg [^>]*class="scatter" data-fold="{fold}">(.*?)</svg>', dom, re.S).group(1)
+        scatter = re.search(rf'<svg [^>]*class="scatter" data-fold="{fold}" data-version="1">(.*?)</svg>', dom, re.S).group(1)
         assert scatter.count('class="seed"') == sum(len(r["seeds"]) for r in rows)
     first = board["versions"]["1"]["A-B"][0]
     assert "top</td>" in tables["A-B"] and f'{first["metrics"]["mAP"]["mean"]:.1f} ±' in tables["A-B"]
@@ -80,7 +80,8 @@ def test_a_page_sorts_by_a_column_and_draws_its_plots_in_chromium(site, tmp_path
     by_commit = _dom(browser, (site / "synth-gait-retrieval.html").as_uri() + f"#filter={commit}", tmp_path)
     expected = {r["model"] for r in rows_ab if r["commit"] == commit}
     assert "mg-scr" in expected and len(expected) < len(rows_ab)
-    assert set(re.findall(r'<tr data-model="([^"]+)"', by_commit.split('data-fold="B-A"')[0])) == expected
+    shown_ab = re.search(r'<table class="board" data-fold="A-B" data-version="1">(.*?)</table>', by_commit, re.S).group(1)
+    assert set(re.findall(r'<tr data-model="([^"]+)"', shown_ab)) == expected
 
 
 def _need_browser() -> str:

@@ -149,7 +149,8 @@ def _toml_key(key: str) -> str:
 def from_results(docs: list[dict[str, Any]], protocol_folds: dict[str, list[str]]) -> dict[str, str]:
     """The experiment files that reproduce result documents (``results/``): one file per protocol
     and model (``<protocol>/<model>.toml``), one run per configuration, with the --set values as
-    typed and the seeds and folds the results expected."""
+    typed and the seeds and folds the results expected. A configuration with results at two
+    protocol versions is one run: a replay runs the installed version."""
     files: dict[str, list[str]] = {}
     for doc in sorted(docs, key=lambda d: (d["protocol"], d["model"], json_key(d["config_label"]))):
         keys = doc["expected_trials"]
@@ -167,7 +168,9 @@ def from_results(docs: list[dict[str, Any]], protocol_folds: dict[str, list[str]
             for key, value in sorted(label.items()):
                 bare = key[len("model."):] if key.startswith("model.") else key
                 lines.append(f"{_toml_key(bare)} = {_toml_value(str(value))}")
-        files.setdefault(f"{doc['protocol']}/{doc['model']}.toml", []).append("\n".join(lines))
+        runs = files.setdefault(f"{doc['protocol']}/{doc['model']}.toml", [])
+        if "\n".join(lines) not in runs:  # the same configuration at two protocol versions: one replay
+            runs.append("\n".join(lines))
     return {path: "\n\n".join(runs) + "\n" for path, runs in files.items()}
 
 

@@ -114,7 +114,7 @@
       .concat([["vs_top", "\u0394 #1 " + label(board.main_score) + " [95% CI]"], ["params", "Params"],
                ["paper", "Paper " + label(board.reference_score)], ["delta", "\u0394 paper"],
                ["status", "Reproduction"], ["commit", "Commit"], ["date", "Date"]]);
-    var t = el("table", {"class": "board", "data-fold": section.fold});
+    var t = el("table", {"class": "board", "data-fold": section.fold, "data-version": section.version});
     var head = el("tr");
     cols.forEach(function (c) {
       var th = el("th", {"data-key": c[0]}, c[1]);
@@ -223,7 +223,7 @@
 
   function cmcPlot(section, key) {
     var w = 460, h = 280, pad = 42, chosen = state.plot[key];
-    var s = svg("svg", {width: w, height: h, "class": "cmc", "data-fold": section.fold});
+    var s = svg("svg", {width: w, height: h, "class": "cmc", "data-fold": section.fold, "data-version": section.version});
     var curves = chosen.map(function (i) { return section.rows[i]; }).filter(function (r) { return r && Object.keys(r.cmc).length; });
     var ranks = Math.max.apply(null, [2].concat(curves.map(function (r) {
       return Math.min.apply(null, Object.keys(r.cmc).map(function (k) { return r.cmc[k].length; }));
@@ -263,7 +263,7 @@
   function scatter(section) {
     var rows = sortedRows(section.rows).filter(visible).filter(function (r) { return r.metrics[board.main_score]; });
     var w = Math.max(300, 60 + rows.length * 34), h = 280, pad = 42;
-    var s = svg("svg", {width: w, height: h, "class": "scatter", "data-fold": section.fold});
+    var s = svg("svg", {width: w, height: h, "class": "scatter", "data-fold": section.fold, "data-version": section.version});
     var all = [];
     rows.forEach(function (r) { var m = r.metrics[board.main_score].seeds; Object.keys(m).forEach(function (k) { all.push(m[k]); }); });
     var ymin = Math.max(0, Math.floor((Math.min.apply(null, all.concat([100])) - 5) / 10) * 10);
