@@ -56,7 +56,7 @@ def figure_text(name: str) -> str:
     if name != "leaderboard-site":
         raise KeyError(name)
     board = json.loads((REPO / "leaderboards" / "leaderboard.json").read_text())["protocols"][BOARD]
-    version = max(board["versions"], key=lambda v: [int(p) for p in v.split(".")])
+    version = min(board["versions"], key=lambda v: [int(p) for p in v.split(".")])  # the page's first section
     fold, rows = next(iter(board["versions"][version].items()))
     ranked = [r for r in rows if r["rank"] is not None]
     first = min(ranked, key=lambda r: r["rank"])
