@@ -13,6 +13,19 @@ def descend(optimizer: Any, loss: Any) -> float:
     return float(loss.detach())
 
 
+def class_indices(net: Any, labels: Any) -> Any:
+    """Training labels as an int64 tensor of class indices, refused when empty or negative (a
+    training loop's first check, named after the network it trains)."""
+    import torch
+
+    indices = torch.as_tensor(labels, dtype=torch.int64)
+    if len(indices) == 0:
+        raise ValueError(f"{type(net).__name__}: empty training split")
+    if (indices < 0).any():
+        raise ValueError(f"{type(net).__name__}: training labels must be class indices >= 0")
+    return indices
+
+
 class ClassifierLoop:
     """Identity cross-entropy training of a network, one epoch per call: the supervised loop of
     the field's baselines (the LSTMs, PoseGait) and of the point-cloud networks, so that their
@@ -37,11 +50,7 @@ class ClassifierLoop:
 
         self.net = net
         self.inputs = inputs
-        self.labels = torch.as_tensor(labels, dtype=torch.int64)
-        if len(self.labels) == 0:
-            raise ValueError(f"{type(net).__name__}: empty training split")
-        if (self.labels < 0).any():
-            raise ValueError(f"{type(net).__name__}: training labels must be class indices >= 0")
+        self.labels = class_indices(net, labels)
         self.batch_size = min(batch_size, len(self.labels)) if drop_last else batch_size
         self.optimizer = optimizer
         self.scheduler = scheduler

@@ -23,7 +23,7 @@ from torch import nn
 
 from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
                             TorchModel, TrialContext, run_setting)
-from reid_bench.torchutil import ClassifierLoop
+from reid_bench.torchutil import ClassifierLoop, class_indices
 
 SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
 
@@ -235,11 +235,7 @@ class PKLoop:
                  optimizer: Any, scheduler: Any, generator: torch.Generator, loss_of: Any, batch_inputs: Any) -> None:
         self.net = net
         self.inputs = inputs
-        self.labels = torch.as_tensor(labels, dtype=torch.int64)
-        if len(self.labels) == 0:
-            raise ValueError(f"{type(net).__name__}: empty training split")
-        if (self.labels < 0).any():
-            raise ValueError(f"{type(net).__name__}: training labels must be class indices >= 0")
+        self.labels = class_indices(net, labels)
         self.identities, self.per_identity = identities, per_identity
         self.optimizer, self.scheduler, self.generator = optimizer, scheduler, generator
         self.loss_of, self.batch_inputs = loss_of, batch_inputs
