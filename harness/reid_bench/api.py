@@ -21,6 +21,7 @@ from reid_bench import API_VERSION
 from reid_bench.config import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability,
                                Range, require_order, run_setting)
 from reid_bench.layouts import KINECT_V1_20, Layout
+from reid_bench.modes import metrics_of
 from reid_bench.published import Published, PublishedSource
 from reid_bench.records import PointCloud, Record, SkeletonSequence
 from reid_bench.samples import DataSpec, FoldData, SampleSet
@@ -36,7 +37,7 @@ __all__ = [
 
 Modality = Literal["skeleton", "pointcloud"]
 MODALITIES: tuple[str, ...] = ("skeleton", "pointcloud")
-EvaluationMode = Literal["closed-set", "retrieval"]
+EvaluationMode = Literal["closed-set", "retrieval"]  # reid_bench.modes.MODES
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,9 +387,8 @@ class Protocol(abc.ABC):
 
     @property
     def metrics(self) -> tuple[str, ...]:
-        if self.mode == "closed-set":
-            return ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy")
-        return ("rank1", "rank5", "rank10", "mAP", "mINP", "map_trapz")
+        """What its mode reports (``reid_bench.modes``)."""
+        return metrics_of(self.mode)
 
     #: Dataset options this protocol starts from, which ``--set data.*`` may still change (a
     #: release's reading of the files, with the harness's as a switch).

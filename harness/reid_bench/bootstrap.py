@@ -20,20 +20,17 @@ from typing import Any
 
 import numpy as np
 
+from reid_bench.modes import metric
+
 RESAMPLES = 2000
 
 
 def per_query(trial: dict[str, Any], main_score: str) -> np.ndarray | None:
     """The per-query values whose mean is the trial's main score, or None."""
-    outcomes = trial.get("per_query") or {}
-    if main_score in ("rank1", "rank5", "rank10"):
-        ranks = outcomes.get("true_class_rank", outcomes.get("first_match_rank"))
-        if ranks is None:
-            return None
-        return (np.asarray(ranks, dtype=np.int64) <= int(main_score[4:])).astype(np.float64)
-    if main_score == "mAP" and outcomes.get("ap") is not None:
-        return np.asarray(outcomes["ap"], dtype=np.float64)
-    return None
+    spec = metric(main_score)
+    if spec is None or spec.per_query is None:
+        return None
+    return spec.per_query(trial.get("per_query") or {})
 
 
 def query_matrix(trials: list[dict[str, Any]], main_score: str) -> np.ndarray | None:

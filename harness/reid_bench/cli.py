@@ -351,13 +351,13 @@ def readable(value: Any) -> str:
 
 
 def _fmt_summary(result: Any, metrics: tuple[str, ...]) -> Table:
-    from reid_bench.leaderboard import LABELS
+    from reid_bench.modes import label
 
     table = Table(title="summary (percent, mean ± std over seeds)", title_justify="left")
     table.add_column("fold", no_wrap=True)
     table.add_column("n", justify="right")
     for m in metrics:
-        table.add_column(LABELS.get(m, m), justify="right", no_wrap=True)
+        table.add_column(label(m), justify="right", no_wrap=True)
     for fold, values in result.summary.items():
         n = max((v["n"] for v in values.values()), default=0)
         table.add_row(fold, str(n), *[

@@ -26,12 +26,9 @@ from reid_bench.published import (KINDS, Published, PublishedRow, PublishedSourc
                                   marks_legend, paper_entry, published_of)
 from reid_bench.results import (Key, ResultsError, check_document, export_store, load_results, render_results, result_path,
                                 write_files)
+from reid_bench.modes import METRIC_NAMES, board_columns, is_percent, label
 from reid_bench.site import render_site
 
-PERCENT_METRICS = {"rank1", "rank5", "rank10", "nAUC", "mAP", "mINP", "roc_auc_micro", "sequence_accuracy",
-                   "map_trapz"}
-LABELS = {"rank1": "Rank-1", "rank5": "Rank-5", "rank10": "Rank-10", "nAUC": "nAUC", "mAP": "mAP", "mINP": "mINP",
-          "sequence_accuracy": "Seq-acc", "roc_auc_micro": "ROC-AUC-micro", "map_trapz": "mAP (trapz)"}
 CONFIG_DIFFERS = "config differs"
 
 
@@ -131,9 +128,7 @@ class ProtocolBoard:
 
     @property
     def columns(self) -> list[str]:
-        if self.mode == "closed-set":
-            return ["rank1", "rank5", "nAUC"]
-        return ["rank1", "rank5", "mAP"]
+        return board_columns(self.mode)
 
     @property
     def versions(self) -> list[str]:
@@ -307,7 +302,7 @@ def published(board: ProtocolBoard) -> dict[str, list[PublishedRow]]:
 
 
 def published_metrics(board: ProtocolBoard) -> list[str]:
-    order = ["mAP", "rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "map_trapz"]
+    order = ["mAP", *(m for m in METRIC_NAMES if m != "mAP")]  # mAP first, as the surveys' tables have it
     seen = {m for rows in published(board).values() for row in rows for m in row.values}
     return [m for m in order if m in seen] + sorted(seen - set(order))
 
@@ -358,7 +353,7 @@ def _row(board: ProtocolBoard, meta: dict[str, Any], doc: dict[str, Any], fold: 
     seeds = [t["seed"] for t in trials]
     complete = bool(expected) and set(expected) <= set(seeds)
     cells = {}
-    for metric in dict.fromkeys([*board.columns, board.main_score, board.reference_score, *PERCENT_METRICS]):
+    for metric in dict.fromkeys([*board.columns, board.main_score, board.reference_score, *METRIC_NAMES]):
         values = [t["metrics"][metric] for t in trials if metric in t["metrics"]]
         if not values:
             continue
@@ -416,13 +411,13 @@ def _difference(board: ProtocolBoard, r: Row) -> float | None:
     cell = r.cells.get(board.reference_score)
     if r.paper is None or cell is None or cell.mean is None:
         return None
-    return 100.0 * cell.mean - r.paper if board.reference_score in PERCENT_METRICS else cell.mean - r.paper
+    return 100.0 * cell.mean - r.paper if is_percent(board.reference_score) else cell.mean - r.paper
 
 
 def _cells(board: ProtocolBoard, r: Row) -> list[str]:
     model = r.model + (f" (tuned: {r.tuned})" if r.tuned else "") + (f" ({r.control})" if r.control else "")
     cells = [r.seeds_text, str(r.rank) if r.rank else "—", model, r.config]
-    cells += [r.cells[c].fmt(c in PERCENT_METRICS) for c in board.columns]
+    cells += [r.cells[c].fmt(is_percent(c)) for c in board.columns]
     cells.append(_vs_top(r))
     diff = _difference(board, r)
     vs_paper = (r.bootstrap or {}).get("vs_paper")
@@ -434,7 +429,7 @@ def _cells(board: ProtocolBoard, r: Row) -> list[str]:
               diff_text, r.paper_status or "—", r.run_id[:8], r.commit, r.date]
     if _has_test_selected(board):
         selected = r.test_selected
-        cells.append("—" if selected is None else f"{selected.fmt(board.main_score in PERCENT_METRICS)} "
+        cells.append("—" if selected is None else f"{selected.fmt(is_percent(board.main_score))} "
                      f"(n = {selected.n})")
     return cells
 
@@ -451,11 +446,11 @@ def _vs_top(r: Row) -> str:
 
 
 def _header(board: ProtocolBoard) -> list[str]:
-    label = LABELS.get(board.main_score, board.main_score)
-    return (["Seeds", "#", "Model", "Config"] + [LABELS[c] for c in board.columns]
-            + [f"Δ #1 {label} [95% CI]", "Params", f"Paper {LABELS.get(board.reference_score, board.reference_score)}", "Δ",
+    main = label(board.main_score)
+    return (["Seeds", "#", "Model", "Config"] + [label(c) for c in board.columns]
+            + [f"Δ #1 {main} [95% CI]", "Params", f"Paper {label(board.reference_score)}", "Δ",
                "Reproduction", "Run", "Commit", "Date"]
-            + ([f"{label} at the best test epoch (test-selected)"] if _has_test_selected(board) else []))
+            + ([f"{main} at the best test epoch (test-selected)"] if _has_test_selected(board) else []))
 
 
 def _has_test_selected(board: ProtocolBoard) -> bool:
@@ -469,7 +464,7 @@ def _section_title(board: ProtocolBoard, version: str, fold: str) -> str:
 def render_markdown(board: ProtocolBoard) -> str:
     versions = ", ".join(f"v{v}" for v in board.versions) or f"v{board.installed_version}"
     out = [f"# {board.name} (protocol {versions})", "",
-           f"Mode: {board.mode}. Main score: {LABELS.get(board.main_score, board.main_score)} "
+           f"Mode: {board.mode}. Main score: {label(board.main_score)} "
            f"({'higher' if board.higher_is_better else 'lower'} is better). Values are percent, mean ± sample std "
            "over seeds (one seed: no spread). Seeds, first, as a rank rests on them: finished / expected, over "
            "every invocation of the configuration; \"protocol N\" marks a row run with fewer seeds than the "
@@ -477,7 +472,7 @@ def render_markdown(board: ProtocolBoard) -> str:
            "averaged. The paper's value "
            "and the difference (measured minus published, points) stand only on rows with the paper's "
            f"configuration; on the others the Reproduction column says which settings differ. "
-           f"Δ #1: the row's {LABELS.get(board.main_score, board.main_score)} minus the first row's, in points, "
+           f"Δ #1: the row's {label(board.main_score)} minus the first row's, in points, "
            "with a 95% paired-bootstrap interval over the test queries (shared by both rows) and each row's "
            "seeds; a row whose interval contains 0 is tied with the first (the same bootstrap gives the "
            "interval beside the paper difference).", ""]
@@ -532,7 +527,7 @@ def _source_cell(row: PublishedRow, numbers: dict[str, int]) -> str:
 
 def _disagreement_text(d: dict[str, Any], numbers: dict[str, int]) -> str:
     said = ", ".join(f"{v:.1f} in [{numbers.get(k, '?')}]" for k, v in d["values"].items())
-    return (f"{d['model']}, {LABELS.get(d['metric'], d['metric'])}: the sources disagree: {said}. Both are kept, "
+    return (f"{d['model']}, {label(d['metric'])}: the sources disagree: {said}. Both are kept, "
             "each on its own row; the Paper column uses the first.")
 
 
@@ -566,7 +561,7 @@ def _published_markdown(board: ProtocolBoard) -> list[str]:
              "the folds)." if disagreeing else
              ("Where the sources give a number for the same method, they agree." if len(numbers) > 1 else "")), ""]
     for fold, rows in tables.items():
-        header = ["Model"] + [LABELS.get(m, m) for m in metrics] + ["Kind", "Source"]
+        header = ["Model"] + [label(m) for m in metrics] + ["Kind", "Source"]
         out += [f"### Fold {fold}", "", "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for row in rows:
             cells = ([row.model] + [f"{row.values[m]:.1f}" if m in row.values else "—" for m in metrics]
@@ -605,8 +600,8 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
             {"rank": r.rank, "model": r.model, "config": r.config, "config_fingerprint": r.fingerprint,
              "complete": r.complete, "seeds": r.seeds, "expected_seeds": r.expected_seeds,
              "protocol_seeds": r.protocol_seeds,
-             "metrics": {m: c.as_json(m in PERCENT_METRICS) for m, c in sorted(r.cells.items())},
-             "per_seed": {str(s): {m: round(100.0 * v if m in PERCENT_METRICS else v, 4) for m, v in sorted(vals.items())}
+             "metrics": {m: c.as_json(is_percent(m)) for m, c in sorted(r.cells.items())},
+             "per_seed": {str(s): {m: round(100.0 * v if is_percent(m) else v, 4) for m, v in sorted(vals.items())}
                           for s, vals in sorted(r.per_seed.items())},
              "num_parameters": r.params, "paper": r.paper, "paper_status": r.paper_status,
              "paper_kind": list(r.paper_kind) if r.paper is not None else None,
@@ -614,7 +609,7 @@ def board_json(board: ProtocolBoard) -> dict[str, Any]:
              "paper_difference": None if _difference(board, r) is None else round(_difference(board, r), 4),
              "bootstrap": r.bootstrap,
              "test_selected": None if r.test_selected is None else
-             {board.main_score: r.test_selected.as_json(board.main_score in PERCENT_METRICS)},
+             {board.main_score: r.test_selected.as_json(is_percent(board.main_score))},
              "run_id": r.run_id,
              "commit": r.commit, "date": r.date, "tuned": r.tuned or None, "control": r.control}
             for r in board.rows[(version, fold)]
@@ -635,16 +630,13 @@ def published_json(board: ProtocolBoard) -> dict[str, Any]:
             "published_disagreements": board_disagreements(board) if tables else []}
 
 
-SITE_METRICS = ["rank1", "rank5", "rank10", "mAP", "map_trapz", "mINP", "nAUC", "roc_auc_micro", "sequence_accuracy"]
-
-
 def _site_row(board: ProtocolBoard, r: Row) -> dict[str, Any]:
     metrics = {}
-    for m in SITE_METRICS:
+    for m in METRIC_NAMES:
         cell = r.cells.get(m)
         if cell is None:
             continue
-        scale = 100.0 if m in PERCENT_METRICS else 1.0
+        scale = 100.0 if is_percent(m) else 1.0
         metrics[m] = {"mean": None if cell.mean is None else round(scale * cell.mean, 2),
                       "std": None if cell.std is None else round(scale * cell.std, 2),
                       "seeds": {str(s): round(scale * vals[m], 2) for s, vals in sorted(r.per_seed.items()) if m in vals}}
@@ -664,7 +656,7 @@ def site_data(board: ProtocolBoard) -> dict[str, Any]:
     sections = [{"title": _section_title(board, version, fold), "fold": fold, "version": version,
                  "rows": [_site_row(board, r) for r in board.rows[(version, fold)]]}
                 for version, fold in board.sections()]
-    present = [m for m in SITE_METRICS if any(m in row["metrics"] for s in sections for row in s["rows"])]
+    present = [m for m in METRIC_NAMES if any(m in row["metrics"] for s in sections for row in s["rows"])]
     numbers = source_numbers(board)
     published_rows = {fold: [dict(row.as_json(), source_cell=_source_cell(row, numbers)) for row in rows]
                       for fold, rows in published(board).items()}
@@ -672,9 +664,9 @@ def site_data(board: ProtocolBoard) -> dict[str, Any]:
     return {"name": board.name, "mode": board.mode, "main_score": board.main_score,
             "higher_is_better": board.higher_is_better, "reference_score": board.reference_score,
             "reference_source": board.reference_source, "columns": board.columns, "metrics": present,
-            "labels": {m: LABELS.get(m, m) for m in present}, "sections": sections,
+            "labels": {m: label(m) for m in present}, "sections": sections,
             "published": published_rows, "published_metrics": published_metrics(board),
-            "published_labels": {m: LABELS.get(m, m) for m in published_metrics(board)},
+            "published_labels": {m: label(m) for m in published_metrics(board)},
             "published_sources": [dict(s.as_json(), number=numbers[s.key]) for s in _published_sources(board)]
             if published_rows else [],
             "published_kinds": marks_legend({k for rows in published(board).values() for row in rows for k in row.kind}),
@@ -746,7 +738,7 @@ def build_leaderboards(out_dir: str | Path, results_dir: str | Path, tracking_ur
             "new_trials": new_trials}
 
 
-__all__ = ["ResultsError", "build_leaderboards", "collect", "render_boards", "LABELS", "PERCENT_METRICS"]
+__all__ = ["ResultsError", "build_leaderboards", "collect", "render_boards"]
 
 
 def field_methods(protocol: str) -> list[str]:

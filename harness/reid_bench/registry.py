@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from reid_bench.modes import MODES
+
 KINDS: dict[str, str] = {
     "models": "reid_bench.models",
     "datasets": "reid_bench.datasets",
@@ -243,8 +245,8 @@ def check_plugin(kind: str, name: str, obj: Any) -> None:
             config_class = getattr(obj, "config_class", None)
             if not (isinstance(config_class, type) and dataclasses.is_dataclass(config_class)):
                 raise PluginAPIError(f"{what} needs a dataclass `config_class` (its hyper-parameters)")
-        if kind == "protocols" and getattr(obj, "mode", None) not in ("closed-set", "retrieval"):
-            raise PluginAPIError(f"{what} declares mode {obj.mode!r}; expected 'closed-set' or 'retrieval'")
+        if kind == "protocols" and getattr(obj, "mode", None) not in MODES:
+            raise PluginAPIError(f"{what} declares mode {obj.mode!r}; expected " + " or ".join(f"{m!r}" for m in MODES))
     declared = str(getattr(obj, "api_version", ""))
     if declared.split(".")[0] != API_VERSION.split(".")[0]:
         raise PluginAPIError(

@@ -26,9 +26,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
+from reid_bench.modes import METRIC_NAMES
+
 SCHEMA = "reid-bench.result/1"
-#: The metrics a trial result carries (the rest of an MLflow run's metrics are timings and curves).
-SCORES = ("rank1", "rank5", "rank10", "nAUC", "roc_auc_micro", "sequence_accuracy", "mAP", "mINP", "map_trapz")
 Key = tuple[str, str, str, str]  # protocol, protocol version, model, config fingerprint
 
 
@@ -74,6 +74,9 @@ def _validator() -> Any:
     import jsonschema
 
     schema = json.loads(resources.files("reid_bench").joinpath("result.schema.json").read_text())
+    # The metric names a result may carry: the trial's metrics (the rest of an MLflow run's
+    # metrics are timings and curves) as reid_bench.modes declares them.
+    schema["$defs"]["metric"]["enum"] = list(METRIC_NAMES)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)
 
@@ -261,7 +264,7 @@ def _trial_from_run(client: Any, run: Any, parent: Any) -> dict[str, Any]:
         "invocation": parent.info.run_id,
         "end_time": end,
         "date": datetime.fromtimestamp(end / 1000, tz=timezone.utc).strftime("%Y-%m-%d"),
-        "metrics": {k: float(metrics[k]) for k in SCORES if k in metrics},
+        "metrics": {k: float(metrics[k]) for k in METRIC_NAMES if k in metrics},
         "num_parameters": int(metrics["num_parameters"]) if "num_parameters" in metrics else None,
         "wall_s": round(float(metrics["wall_time_s"]), 3) if "wall_time_s" in metrics else None,
         "device": tags.get("reid_bench.device", ""),

@@ -380,41 +380,13 @@ def evaluate(protocol: Protocol, fold: FoldData, model: Model, model_name: str, 
              scoring: Any = None) -> dict[str, Any]:
     """The protocol's evaluation mode applied to a fitted model: metrics plus the CMC curve.
     Retrieval ranks as ``scoring`` says (default: the protocol's declared scoring)."""
-    from reid_bench import metrics
-    from reid_bench.probe import train_probe_and_score
+    from reid_bench.modes import evaluator
 
-    if protocol.mode == "closed-set":
-        assert fold.test is not None
-        train_f = _check_features(model.embed(fold.train), fold.train, model_name)
-        test_f = _check_features(model.embed(fold.test), fold.test, model_name)
-        scores = train_probe_and_score(train_f, fold.train.labels, test_f, probe_cfg, seed=seed, device=device)
-        res = metrics.closed_set_metrics(scores, fold.test.labels, sequence_ids=fold.test.group)
-        return {"metrics": res.as_dict(), "cmc": np.asarray(res.cmc).tolist(),
-                "per_query": {"true_class_rank": res.window_rank.astype(int).tolist()}}
-    assert fold.query is not None and fold.gallery is not None
-    from reid_bench.scoring import retrieval_items
+    def embed(split: SampleSet) -> np.ndarray:
+        return _check_features(model.embed(split), split, model_name)
 
-    scoring = scoring or protocol.scoring
-    q_f = _check_features(model.embed(fold.query), fold.query, model_name)
-    g_f = _check_features(model.embed(fold.gallery), fold.gallery, model_name)
-    q, q_pids, q_cams = retrieval_items(q_f, fold.query, scoring)
-    g, g_pids, g_cams = retrieval_items(g_f, fold.gallery, scoring)
-    import torch
-
-    distmat = torch.cdist(torch.from_numpy(q).double(), torch.from_numpy(g).double())
-    res = metrics.evaluate_retrieval(
-        distmat, q_pids, g_pids, q_cams, g_cams, max_rank=min(protocol.max_rank, len(g)),
-        filter_same_camera=protocol.filter_same_camera
-    )
-    cmc = np.asarray(res.cmc, dtype=np.float64)
-    if scoring.rank_over == "all" and res.num_queries:  # a query without a true match is a miss
-        cmc = cmc * res.num_valid_queries / res.num_queries
-    out = res.as_dict()
-    out.update({f"rank{k}": float(cmc[k - 1]) for k in (1, 5, 10) if k <= len(cmc)})
-    return {"metrics": {k: v for k, v in out.items() if k != "num_valid_queries"}, "cmc": cmc.tolist(),
-            "num_valid_queries": int(res.num_valid_queries), "num_queries": int(res.num_queries),
-            "per_query": {"first_match_rank": res.query_first_rank.astype(int).tolist(),
-                          "ap": [round(float(v), 6) for v in res.query_ap]}}
+    return evaluator(protocol.mode).evaluate(protocol, fold, embed, probe_cfg, seed, device,
+                                             scoring or getattr(protocol, "scoring", None))
 
 
 class TrialSink:
