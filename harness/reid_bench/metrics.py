@@ -180,42 +180,10 @@ def evaluate_retrieval(
     torch runs single-threaded during the call (restored afterwards) and the
     blocks of queries are spread over ``torch.get_num_threads()`` threads.
     """
-    if device is None:
-        device = distmat.device if isinstance(distmat, torch.Tensor) else torch.device("cpu")
-    device = torch.device(device)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if max_rank < 1:
-        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-
-    rows = _Rows(distmat, device)
-    shape = rows.shape
-    if len(shape) != 2:
-        raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {shape}")
-    num_q, num_g = shape
-    if num_q == 0 or num_g == 0:
-        raise ValueError(f"empty input: distmat has shape {shape}")
-    qp = _as_1d_int(q_pids, "q_pids", device)
-    gp = _as_1d_int(g_pids, "g_pids", device)
-    qc = _as_1d_int(q_camids, "q_camids", device)
-    gc = _as_1d_int(g_camids, "g_camids", device)
-    for name, t, n, axis in (
-        ("q_pids", qp, num_q, "rows"),
-        ("q_camids", qc, num_q, "rows"),
-        ("g_pids", gp, num_g, "columns"),
-        ("g_camids", gc, num_g, "columns"),
-    ):
-        if t.numel() != n:
-            raise ValueError(
-                f"shape mismatch: distmat has {n} {axis} but {name} has {t.numel()} entries"
-            )
-    if max_rank > num_g:
-        warnings.warn(
-            f"max_rank={max_rank} exceeds the gallery size; using max_rank={num_g}",
-            stacklevel=2,
-        )
-        max_rank = num_g
-
+    rows, (qp, gp, qc, gc), max_rank, device = _checked_inputs(
+        distmat, (q_pids, g_pids, q_camids, g_camids), max_rank, chunk_size, device
+    )
+    num_q = rows.shape[0]
     threads = torch.get_num_threads()
     with _serial_torch(device):
         first_rank, ap, inp, valid, ap_trapz = _rank_queries(
@@ -236,6 +204,42 @@ def evaluate_retrieval(
         query_first_rank=first_rank[valid].cpu().numpy(),
         query_ap=ap[valid].double().cpu().numpy(),
     )
+
+
+def _checked_inputs(distmat, ids, max_rank: int, chunk_size: int, device):
+    """The distance rows and the four id vectors on ``device``, shapes checked; ``max_rank``
+    capped at the gallery size (with a warning)."""
+    if device is None:
+        device = distmat.device if isinstance(distmat, torch.Tensor) else torch.device("cpu")
+    device = torch.device(device)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+
+    rows = _Rows(distmat, device)
+    shape = rows.shape
+    if len(shape) != 2:
+        raise ValueError(f"distmat must be 2-D [num_query, num_gallery], got shape {shape}")
+    num_q, num_g = shape
+    if num_q == 0 or num_g == 0:
+        raise ValueError(f"empty input: distmat has shape {shape}")
+    names = ("q_pids", "g_pids", "q_camids", "g_camids")
+    tensors = tuple(_as_1d_int(values, name, device) for values, name in zip(ids, names))
+    for i in (0, 2, 1, 3):  # the query's ids first, as the rows come first
+        name, t = names[i], tensors[i]
+        n, axis = (num_q, "rows") if name.startswith("q_") else (num_g, "columns")
+        if t.numel() != n:
+            raise ValueError(
+                f"shape mismatch: distmat has {n} {axis} but {name} has {t.numel()} entries"
+            )
+    if max_rank > num_g:
+        warnings.warn(
+            f"max_rank={max_rank} exceeds the gallery size; using max_rank={num_g}",
+            stacklevel=3,
+        )
+        max_rank = num_g
+    return rows, tensors, max_rank, device
 
 
 def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, threads):
@@ -265,7 +269,6 @@ def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, 
         d = rows.slice(s, e)
         if _has_nan(d):
             raise ValueError("distmat contains NaN")
-        b = e - s
         qi = torch.arange(s, e, device=device)
         # [b, M] gallery indices sharing the query's pid, and which are true matches / junk
         cnt = grp_cnt[qi]
@@ -279,41 +282,9 @@ def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, 
         # CMC, AP or INP: only the candidates with distance <= t_max count.
         t_max = t.masked_fill(~good, -math.inf).max(1).values
         placed = (good | junk) & (t <= t_max[:, None])
-        # Position of item j in the stable order = #{d_i < d_j} + #{i < j: d_i == d_j}.
-        lt, le = _count_below(d, t, t_max)
-        tied = placed & (le - lt > 1)
-        n_tied = int(tied.sum())
-        if n_tied > 4 * b:
-            # heavy ties: a stable argsort of the rows is cheaper than fixing
-            # every tie one row-scan at a time
-            order = torch.sort(d, dim=1, stable=True).indices
-            inv = torch.empty_like(order).scatter_(1, order, cols.expand(b, -1))
-            p = inv.gather(1, gi)
-        else:
-            p = lt
-            if n_tied:
-                tr, tj = torch.nonzero(tied, as_tuple=True)
-                for u in range(0, n_tied, chunk_size):
-                    pr, pj = tr[u : u + chunk_size], tj[u : u + chunk_size]
-                    before = (d[pr] == t[pr, pj, None]) & (cols[None, :] < gi[pr, pj, None])
-                    p[pr, pj] += before.sum(1)
-        # walk the same-pid items in rank order; everything else is a
-        # non-match ranked somewhere in between
-        p, o = torch.sort(p.masked_fill(~placed, num_g), dim=1)
-        g_s = good.gather(1, o) & placed.gather(1, o)
-        j_s = junk.gather(1, o) & placed.gather(1, o)
-        kept_rank = p + 1 - (torch.cumsum(j_s, 1) - j_s.long())  # 1-based, junk removed
-        hits = torch.cumsum(g_s, 1)
-        prec = torch.where(g_s, hits.double() / kept_rank.double(), 0.0)
-        ng = good.sum(1)
-        per_good = 1.0 / ng.clamp(min=1).double()  # queries without a true match stay at 0
-        n_good[s:e] = ng
-        ap[s:e] = prec.sum(1) * per_good
-        # OG-Net's evaluate_gpu.py: the mean of the precision at this hit and just before it
-        before = torch.where(kept_rank > 1, (hits - 1).double() / (kept_rank - 1).clamp(min=1).double(), 1.0)
-        ap_trapz[s:e] = torch.where(g_s, (prec + before) / 2, 0.0).sum(1) * per_good
-        first_rank[s:e] = kept_rank.masked_fill(~g_s, torch.iinfo(torch.int64).max).min(1).values
-        inp[s:e] = ng.double() / kept_rank.masked_fill(~g_s, 0).max(1).values.clamp(min=1).double()
+        p = _stable_positions(d, t, t_max, gi, placed, cols, chunk_size)
+        (first_rank[s:e], n_good[s:e], ap[s:e], ap_trapz[s:e],
+         inp[s:e]) = _block_scores(p.masked_fill(~placed, num_g), good & placed, junk & placed, good.sum(1))
 
     starts = range(0, num_q, chunk_size)
     workers = min(threads, len(starts)) if device.type == "cpu" else 1
@@ -331,6 +302,51 @@ def _rank_queries(rows, qp, gp, qc, gc, filter_same_camera, chunk_size, device, 
             "same-camera items); cannot compute CMC/mAP"
         )
     return first_rank, ap, inp, valid, ap_trapz
+
+
+def _stable_positions(d, t, t_max, gi, placed, cols, chunk_size):
+    """0-based position of each placed candidate in its row's stable order:
+    #{d_i < d_j} + #{i < j: d_i == d_j}, ties fixed by gallery index."""
+    b = d.shape[0]
+    lt, le = _count_below(d, t, t_max)
+    tied = placed & (le - lt > 1)
+    n_tied = int(tied.sum())
+    if n_tied > 4 * b:
+        # heavy ties: a stable argsort of the rows is cheaper than fixing
+        # every tie one row-scan at a time
+        order = torch.sort(d, dim=1, stable=True).indices
+        inv = torch.empty_like(order).scatter_(1, order, cols.expand(b, -1))
+        return inv.gather(1, gi)
+    p = lt
+    if n_tied:
+        tr, tj = torch.nonzero(tied, as_tuple=True)
+        for u in range(0, n_tied, chunk_size):
+            pr, pj = tr[u : u + chunk_size], tj[u : u + chunk_size]
+            before = (d[pr] == t[pr, pj, None]) & (cols[None, :] < gi[pr, pj, None])
+            p[pr, pj] += before.sum(1)
+    return p
+
+
+def _block_scores(p, good, junk, ng):
+    """First-match rank, true-match count, AP, trapezoid AP and INP of a block of queries from
+    the positions ``p`` of their placed true matches (``good``) and junk items (the rest sit at
+    the gallery size); ``ng``: each query's number of true matches."""
+    # walk the same-pid items in rank order; everything else is a
+    # non-match ranked somewhere in between
+    p, o = torch.sort(p, dim=1)
+    g_s = good.gather(1, o)
+    j_s = junk.gather(1, o)
+    kept_rank = p + 1 - (torch.cumsum(j_s, 1) - j_s.long())  # 1-based, junk removed
+    hits = torch.cumsum(g_s, 1)
+    prec = torch.where(g_s, hits.double() / kept_rank.double(), 0.0)
+    per_good = 1.0 / ng.clamp(min=1).double()  # queries without a true match stay at 0
+    ap = prec.sum(1) * per_good
+    # OG-Net's evaluate_gpu.py: the mean of the precision at this hit and just before it
+    before = torch.where(kept_rank > 1, (hits - 1).double() / (kept_rank - 1).clamp(min=1).double(), 1.0)
+    ap_trapz = torch.where(g_s, (prec + before) / 2, 0.0).sum(1) * per_good
+    first = kept_rank.masked_fill(~g_s, torch.iinfo(torch.int64).max).min(1).values
+    inp = ng.double() / kept_rank.masked_fill(~g_s, 0).max(1).values.clamp(min=1).double()
+    return first, ng, ap, ap_trapz, inp
 
 
 @contextlib.contextmanager
