@@ -401,8 +401,27 @@ class Protocol(abc.ABC):
             fixed.update(getattr(self, attr, {}) or {})
         return fixed
 
-    @abc.abstractmethod
-    def build_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData: ...
+    def build_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData:
+        """The splits of ``fold``: refuses a fold the protocol does not declare, then
+        ``cut_fold`` cuts it. A protocol implements ``cut_fold``; one that overrides this method
+        whole (as plugins written before the template do) still works."""
+        self.require_fold(fold)
+        return self.cut_fold(fold, seed, data)
+
+    def cut_fold(self, fold: str, seed: int, data: "DataAccess") -> FoldData:
+        """The splits of a declared fold (``build_fold`` has checked the name)."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither cut_fold nor build_fold")
+
+    def require_fold(self, fold: str) -> None:
+        """One wording for an unknown fold, wherever a protocol meets one."""
+        if fold not in self.folds:
+            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+
+    @classmethod
+    def cuts_folds(cls) -> bool:
+        """Whether the class implements ``cut_fold`` or ``build_fold`` (the registry refuses
+        a protocol that does neither, as it refuses any unimplemented abstract method)."""
+        return cls.cut_fold is not Protocol.cut_fold or cls.build_fold is not Protocol.build_fold
 
     def training_set(self, fold: str) -> str:
         """Names the training split of ``fold``: folds with the same name learn on the same data

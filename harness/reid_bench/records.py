@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,6 +32,11 @@ class SkeletonSequence:
         if not np.isfinite(frames).all():
             raise ValueError(f"{self.source or self.sequence}: non-finite joint coordinates")
         self.frames = frames
+
+    def with_frames(self, frames: np.ndarray) -> "SkeletonSequence":
+        """The same sequence (labels, source) with other frames: what a protocol's centring,
+        scaling or trimming makes; named fields, so a new field cannot be dropped or shifted."""
+        return dataclasses.replace(self, frames=frames)
 
 
 @dataclass

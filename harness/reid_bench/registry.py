@@ -238,6 +238,8 @@ def check_plugin(kind: str, name: str, obj: Any) -> None:
         if getattr(obj, "__abstractmethods__", None):
             missing = ", ".join(sorted(obj.__abstractmethods__))
             raise PluginAPIError(f"{what} does not implement {missing}")
+        if kind == "protocols" and not obj.cuts_folds():
+            raise PluginAPIError(f"{what} does not implement build_fold")
         modality = getattr(obj, "modality", None)
         if modality not in api.MODALITIES:
             raise PluginAPIError(f"{what} declares modality {modality!r}; expected one of {api.MODALITIES}")

@@ -11,29 +11,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from reid_bench.api import DataAccess, FoldData, Protocol, RetrievalScoring, SkeletonSequence
-from reid_bench.samples import clouds_to_sampleset, code_map, label_map, windows_from_sequences
-
-
-def _layout_of(records: list[SkeletonSequence]):
-    from reid_bench.registry import get_registry
-
-    names = sorted({r.layout for r in records})
-    if len(names) != 1:
-        raise ValueError(f"records mix skeleton layouts {names}; a protocol needs one")
-    return get_registry().layout(names[0])
-
-
-def _skeleton_info(train, evaluated: dict[str, Any]) -> dict[str, Any]:
-    info = {
-        "train_windows": len(train),
-        "train_sequences": int(len(np.unique(train.group))),
-        "train_identities": int(len(np.unique(train.person))),
-    }
-    for name, split in evaluated.items():
-        info[f"{name}_windows"] = len(split)
-        info[f"{name}_sequences"] = int(len(np.unique(split.group)))
-        info[f"{name}_identities"] = int(len(np.unique(split.person)))
-    return info
+from reid_bench.protocols.splits import window_counts, window_splits
+from reid_bench.samples import clouds_to_sampleset, label_map
 
 
 def closed_set_windows(fold: str, records: list[SkeletonSequence], train_recs: list[SkeletonSequence],
@@ -43,12 +22,8 @@ def closed_set_windows(fold: str, records: list[SkeletonSequence], train_recs: l
     unseen = sorted({r.person for r in test_recs} - {r.person for r in train_recs})
     if unseen:
         raise ValueError(f"fold {fold!r}: closed-set test identities missing from training: {unseen}")
-    layout = _layout_of(records)
-    labels = label_map(r.person for r in train_recs)
-    cameras = code_map(r.view for r in records)
-    train = windows_from_sequences(train_recs, window, max(1, window // 2), layout, labels, cameras, center_joint)
-    test = windows_from_sequences(test_recs, window, window, layout, labels, cameras, center_joint)
-    return train, test
+    cut = window_splits({"train": train_recs, "test": test_recs}, window, records, center_joint)
+    return cut["train"], cut["test"]
 
 
 class SkeletonProtocol(Protocol):
@@ -88,9 +63,7 @@ class SessionClosedSetProtocol(SkeletonClosedSet):
     def training_set(self, fold: str) -> str:
         return "sessions " + "+".join(self.fold_sessions[fold][0]) if fold in self.fold_sessions else fold
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.fold_sessions:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         train_sessions, test_sessions = self.fold_sessions[fold]
         records = data.load(self.dataset, **self.data_options)
         train_recs = [r for r in records if r.session in train_sessions]
@@ -100,7 +73,7 @@ class SessionClosedSetProtocol(SkeletonClosedSet):
                 f"fold {fold!r}: no sequences in sessions {train_sessions if not train_recs else test_sessions}"
             )
         train, test = closed_set_windows(fold, records, train_recs, test_recs, self.window, self.center_joint)
-        return FoldData(train=train, test=test, info=_skeleton_info(train, {"test": test}))
+        return FoldData(train=train, test=test, info=window_counts(train, {"test": test}))
 
 
 class SessionRetrievalProtocol(SkeletonRetrieval):
@@ -112,24 +85,17 @@ class SessionRetrievalProtocol(SkeletonRetrieval):
     def training_set(self, fold: str) -> str:
         return "sessions " + "+".join(self.fold_sessions[fold][0]) if fold in self.fold_sessions else fold
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.fold_sessions:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         train_s, query_s, gallery_s = self.fold_sessions[fold]
         records = data.load(self.dataset, **self.data_options)
-        layout = _layout_of(records)
         pick = lambda sessions: [r for r in records if r.session in sessions]  # noqa: E731
-        train_recs, query_recs, gallery_recs = pick(train_s), pick(query_s), pick(gallery_s)
-        for label, recs, sessions in (("train", train_recs, train_s), ("query", query_recs, query_s), ("gallery", gallery_recs, gallery_s)):
-            if not recs:
+        sides = {"train": pick(train_s), "query": pick(query_s), "gallery": pick(gallery_s)}
+        for label, sessions in (("train", train_s), ("query", query_s), ("gallery", gallery_s)):
+            if not sides[label]:
                 raise ValueError(f"fold {fold!r}: no {label} sequences in sessions {sessions}")
-        labels = label_map(r.person for r in train_recs)
-        cameras = code_map(r.view for r in records)
-        stride = max(1, self.window // 2)
-        train = windows_from_sequences(train_recs, self.window, stride, layout, labels, cameras, self.center_joint)
-        query = windows_from_sequences(query_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
-        gallery = windows_from_sequences(gallery_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
-        return FoldData(train=train, query=query, gallery=gallery, info=_skeleton_info(train, {"query": query, "gallery": gallery}))
+        cut = window_splits(sides, self.window, records, self.center_joint)
+        return FoldData(train=cut["train"], query=cut["query"], gallery=cut["gallery"],
+                        info=window_counts(cut["train"], {"query": cut["query"], "gallery": cut["gallery"]}))
 
 
 class CloudRetrievalProtocol(Protocol):
@@ -152,7 +118,7 @@ class CloudRetrievalProtocol(Protocol):
     test_options: ClassVar[dict[str, Any]] = {}
     junk_person: ClassVar[int | None] = -1
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         train_recs = [r for r in data.load(self.train_dataset, **self.train_options) if r.subset == "train"]
         test_all = data.load(self.test_dataset, **self.test_options)
         query_recs = [r for r in test_all if r.subset == "query"]

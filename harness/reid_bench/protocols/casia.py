@@ -25,10 +25,9 @@ from typing import Any, ClassVar
 
 from reid_bench.api import DataAccess, FoldData, Protocol, SkeletonSequence
 from reid_bench.datasets.casia_b import CASIA_VIEWS
-from reid_bench.protocols import _layout_of, _skeleton_info
+from reid_bench.protocols.splits import centred, split_info, window_counts, window_splits
 from reid_bench.protocols.kinect import SMSGE_TABLE
 from reid_bench.published import Published, paper_references
-from reid_bench.samples import code_map, label_map, windows_from_sequences
 
 #: SM-SGE's per-view Rank-1 (%) on CASIA-B (cross-view evaluation), as printed in its results table.
 SMSGE_CASIA_B_RANK1 = {
@@ -50,10 +49,6 @@ def adjacent_views(view: str) -> tuple[str, ...]:
     return tuple(CASIA_VIEWS[j] for j in (i - 1, i + 1) if 0 <= j < len(CASIA_VIEWS))
 
 
-def _sequence_names(records: list[SkeletonSequence]) -> list[str]:
-    return sorted(r.sequence for r in records)
-
-
 def _drop_unseen(
     fold: str, train: list[SkeletonSequence], test: list[SkeletonSequence], info: dict[str, Any]
 ) -> list[SkeletonSequence]:
@@ -66,17 +61,6 @@ def _drop_unseen(
         info["unscored_test_identities"] = unseen
         info["unscored_test_sequences"] = sum(r.person not in known for r in test)
     return [r for r in test if r.person in known]
-
-
-def _centred_on_mean(records: list[SkeletonSequence], joints: tuple[int, ...]) -> list[SkeletonSequence]:
-    """Records whose frames are moved so that the mean of ``joints`` sits at the origin."""
-    out = []
-    for r in records:
-        centre = r.frames[:, list(joints), :].mean(axis=1, keepdims=True)
-        out.append(
-            SkeletonSequence(r.frames - centre, r.layout, r.person, r.sequence, r.view, r.condition, r.session, r.source)
-        )
-    return out
 
 
 class CasiaBCrossView(Protocol):
@@ -112,11 +96,10 @@ class CasiaBCrossView(Protocol):
 
     def fold_views(self, fold: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(training views, test views) of a fold."""
-        if fold not in self.folds:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+        self.require_fold(fold)
         return adjacent_views(fold), (fold,)
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         train_views, test_views = self.fold_views(fold)
         records = data.load(self.dataset, **self.data_options)
         usable = [r for r in records if r.condition in self.conditions]
@@ -130,14 +113,11 @@ class CasiaBCrossView(Protocol):
         test_recs = _drop_unseen(fold, train_recs, test_recs, info)
         if not test_recs:
             raise ValueError(f"fold {fold!r}: no test identity has training sequences")
-        layout = _layout_of(records)
-        labels = label_map(r.person for r in train_recs)
-        cameras = code_map(r.view for r in records)
-        train = windows_from_sequences(train_recs, self.window, self.train_stride, layout, labels, cameras, self.center_joint)
-        test = windows_from_sequences(test_recs, self.window, self.test_stride, layout, labels, cameras, self.center_joint)
-        info.update(_skeleton_info(train, {"test": test}))
-        info["split"] = {"train": _sequence_names(train_recs), "test": _sequence_names(test_recs)}
-        return FoldData(train=train, test=test, info=info)
+        cut = window_splits({"train": train_recs, "test": test_recs}, self.window, records, self.center_joint,
+                            train_stride=self.train_stride, test_stride=self.test_stride)
+        info.update(window_counts(cut["train"], {"test": cut["test"]}))
+        info["split"] = split_info({"train": train_recs, "test": test_recs})
+        return FoldData(train=cut["train"], test=cut["test"], info=info)
 
 
 class CasiaBCrossViewNpy(Protocol):
@@ -166,9 +146,7 @@ class CasiaBCrossViewNpy(Protocol):
     def fixed_data_options(self) -> dict[str, Any]:
         return {**self.data_options, "view": "set by the fold"}
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.folds:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         records = data.load(self.dataset, **self.data_options, view=CASIA_VIEWS.index(fold))
         train_recs = [r for r in records if r.session == "train"]
         test_recs = [r for r in records if r.session == "test"]
@@ -177,14 +155,11 @@ class CasiaBCrossViewNpy(Protocol):
             raise ValueError(f"fold {fold!r}: the {missing} split of view_{CASIA_VIEWS.index(fold)} is empty")
         info: dict[str, Any] = {"view_folder": f"view_{CASIA_VIEWS.index(fold)}"}
         test_recs = _drop_unseen(fold, train_recs, test_recs, info)
-        layout = _layout_of(records)
-        labels = label_map(r.person for r in train_recs)
-        cameras = code_map(r.view for r in records)
         # Records are already f-frame windows: one window each.
-        train = windows_from_sequences(train_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
-        test = windows_from_sequences(test_recs, self.window, self.window, layout, labels, cameras, self.center_joint)
-        info.update(_skeleton_info(train, {"test": test}))
-        return FoldData(train=train, test=test, info=info)
+        cut = window_splits({"train": train_recs, "test": test_recs}, self.window, records, self.center_joint,
+                            train_stride=self.window)
+        info.update(window_counts(cut["train"], {"test": cut["test"]}))
+        return FoldData(train=cut["train"], test=cut["test"], info=info)
 
 
 class CasiaBConditionMatching(Protocol):
@@ -232,9 +207,7 @@ class CasiaBConditionMatching(Protocol):
         """Every condition pair learns on the same subjects."""
         return f"subjects {self.train_subjects.start:03d}-{self.train_subjects.stop - 1:03d}"
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.fold_sessions:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         probe_sessions, gallery_sessions = self.fold_sessions[fold]
         records = data.load(self.dataset, **self.data_options)
         train_recs = [r for r in records if r.person in self.train_subjects]
@@ -251,25 +224,16 @@ class CasiaBConditionMatching(Protocol):
         shared = {r.person for r in train_recs} & ({r.person for r in query_recs} | {r.person for r in gallery_recs})
         if shared:  # pragma: no cover - the subject ranges are disjoint
             raise ValueError(f"fold {fold!r}: identities in both train and test: {sorted(shared)}")
-        layout = _layout_of(records)
+        sides = {"train": train_recs, "query": query_recs, "gallery": gallery_recs}
         center = self.center_joint
         if self.center_joints is not None:
-            train_recs, query_recs, gallery_recs = (
-                _centred_on_mean(recs, self.center_joints) for recs in (train_recs, query_recs, gallery_recs)
-            )
+            sides = {name: centred(recs, self.center_joints) for name, recs in sides.items()}
             center = None
-        labels = label_map(r.person for r in train_recs)
-        cameras = code_map(r.view for r in records)
-        train = windows_from_sequences(train_recs, self.window, self.train_stride, layout, labels, cameras, center)
-        query = windows_from_sequences(query_recs, self.window, self.test_stride, layout, labels, cameras, center)
-        gallery = windows_from_sequences(gallery_recs, self.window, self.test_stride, layout, labels, cameras, center)
-        info = _skeleton_info(train, {"query": query, "gallery": gallery})
-        info["split"] = {
-            "train": _sequence_names(train_recs),
-            "query": _sequence_names(query_recs),
-            "gallery": _sequence_names(gallery_recs),
-        }
-        return FoldData(train=train, query=query, gallery=gallery, info=info)
+        cut = window_splits(sides, self.window, records, center, train_stride=self.train_stride,
+                            test_stride=self.test_stride)
+        info = window_counts(cut["train"], {"query": cut["query"], "gallery": cut["gallery"]})
+        info["split"] = split_info(sides)
+        return FoldData(train=cut["train"], query=cut["query"], gallery=cut["gallery"], info=info)
 
 
 class CasiaBCocoConditionMatching(CasiaBConditionMatching):

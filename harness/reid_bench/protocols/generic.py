@@ -7,32 +7,8 @@ import os
 from typing import Any, ClassVar, Sequence
 
 from reid_bench.api import DataAccess, FoldData, Protocol, SkeletonSequence
-from reid_bench.protocols import CloudRetrievalProtocol, _layout_of, _skeleton_info
-from reid_bench.samples import code_map, label_map, windows_from_sequences
-
-
-def centred(records: Sequence[SkeletonSequence], joints: Sequence[int] | None) -> list[SkeletonSequence]:
-    """Records with the mean of ``joints`` subtracted per frame (a hip midpoint where the layout
-    has no pelvis joint); None leaves them as they are."""
-    if joints is None:
-        return list(records)
-    idx = list(joints)
-    return [
-        SkeletonSequence(r.frames - r.frames[:, idx, :].mean(axis=1, keepdims=True), r.layout, r.person, r.sequence,
-                         r.view, r.condition, r.session, r.source)
-        for r in records
-    ]
-
-
-def _check_disjoint(fold: str, sides: dict[str, list[SkeletonSequence]], pairs: Sequence[tuple[str, str]]) -> None:
-    for a, b in pairs:
-        shared = sorted({r.sequence for r in sides[a]} & {r.sequence for r in sides[b]})
-        if shared:
-            raise ValueError(f"fold {fold!r}: sequences in both {a} and {b}: {shared[:5]}")
-
-
-def _split_info(sides: dict[str, list[SkeletonSequence]]) -> dict[str, list[str]]:
-    return {name: sorted(r.sequence for r in recs) for name, recs in sides.items()}
+from reid_bench.protocols import CloudRetrievalProtocol
+from reid_bench.protocols.splits import centred, check_disjoint, split_info, window_counts, window_splits
 
 
 def skeleton_retrieval_fold(fold: str, train: list[SkeletonSequence], query: list[SkeletonSequence],
@@ -44,25 +20,18 @@ def skeleton_retrieval_fold(fold: str, train: list[SkeletonSequence], query: lis
     for name, recs in sides.items():
         if not recs:
             raise ValueError(f"fold {fold!r}: no {name} sequences")
-    _check_disjoint(fold, sides, (("query", "train"), ("query", "gallery")))
+    check_disjoint(sides, (("query", "train"), ("query", "gallery")), fold=fold)
     if require_match:
         orphans = sorted({r.person for r in query} - {r.person for r in gallery})
         if orphans:
             raise ValueError(f"fold {fold!r}: query identities without a gallery sequence: {orphans[:10]}")
     everything = train + query + gallery
-    layout = _layout_of(everything)
-    labels = label_map(r.person for r in train)
-    cameras = code_map(r.view for r in everything)
-    train_s, query_s, gallery_s = (centred(x, center) for x in (train, query, gallery))
-    stride = max(1, window // 2)
-    tr = windows_from_sequences(train_s, window, stride, layout, labels, cameras, None)
-    q = windows_from_sequences(query_s, window, window, layout, labels, cameras, None)
-    g = windows_from_sequences(gallery_s, window, window, layout, labels, cameras, None)
-    info = _skeleton_info(tr, {"query": q, "gallery": g})
+    cut = window_splits({name: centred(recs, center) for name, recs in sides.items()}, window, everything, None)
+    info = window_counts(cut["train"], {"query": cut["query"], "gallery": cut["gallery"]})
     info["query_identities_in_train"] = len({r.person for r in query} & {r.person for r in train})
     info.update(extra_info or {})
-    info["split"] = _split_info(sides)
-    return FoldData(train=tr, query=q, gallery=g, info=info)
+    info["split"] = split_info(sides)
+    return FoldData(train=cut["train"], query=cut["query"], gallery=cut["gallery"], info=info)
 
 
 def skeleton_closed_set_fold(fold: str, train: list[SkeletonSequence], test: list[SkeletonSequence], window: int,
@@ -73,19 +42,15 @@ def skeleton_closed_set_fold(fold: str, train: list[SkeletonSequence], test: lis
     for name, recs in sides.items():
         if not recs:
             raise ValueError(f"fold {fold!r}: no {name} sequences")
-    _check_disjoint(fold, sides, (("test", "train"),))
+    check_disjoint(sides, (("test", "train"),), fold=fold)
     unseen = sorted({r.person for r in test} - {r.person for r in train})
     if unseen:
         raise ValueError(f"fold {fold!r}: closed-set test identities missing from training: {unseen[:10]}")
-    layout = _layout_of(train + test)
-    labels = label_map(r.person for r in train)
-    cameras = code_map(r.view for r in train + test)
-    tr = windows_from_sequences(centred(train, center), window, max(1, window // 2), layout, labels, cameras, None)
-    te = windows_from_sequences(centred(test, center), window, window, layout, labels, cameras, None)
-    info = _skeleton_info(tr, {"test": te})
+    cut = window_splits({name: centred(recs, center) for name, recs in sides.items()}, window, train + test, None)
+    info = window_counts(cut["train"], {"test": cut["test"]})
     info.update(extra_info or {})
-    info["split"] = _split_info(sides)
-    return FoldData(train=tr, test=te, info=info)
+    info["split"] = split_info(sides)
+    return FoldData(train=cut["train"], test=cut["test"], info=info)
 
 
 # ------------------------------------------------------------------------ generic protocols
@@ -108,8 +73,6 @@ class _GenericSkeletonProtocol(Protocol):
     uses: ClassVar[tuple[str, ...]] = ()
 
     def _sides(self, fold: str, data: DataAccess) -> tuple[dict[str, list[SkeletonSequence]], Any, dict[str, Any]]:
-        if fold not in self.folds:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
         records = data.load(self.dataset)
         ds = _generic_dataset(data, self.dataset)
         settings = ds.protocol_settings()
@@ -146,7 +109,7 @@ class GenericClosedSet(_GenericSkeletonProtocol):
     main_score = "rank1"
     uses = ("train", "test")
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         sides, settings, info = self._sides(fold, data)
         return skeleton_closed_set_fold(fold, sides["train"], sides["test"], settings.window, settings.center, info)
 
@@ -164,7 +127,7 @@ class GenericRetrieval(_GenericSkeletonProtocol):
     filter_same_camera = False
     uses = ("train", "query", "gallery")
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         sides, settings, info = self._sides(fold, data)
         self.filter_same_camera = settings.filter_same_view
         info["filter_same_view"] = settings.filter_same_view
@@ -183,10 +146,8 @@ class GenericCloudRetrieval(CloudRetrievalProtocol):
     folds = ("all",)
     main_score = "mAP"
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.folds:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
-        out = super().build_fold(fold, seed, data)
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+        out = super().cut_fold(fold, seed, data)
         records = data.load(self.train_dataset)
         # Paths relative to the dataset folder, so that the stored split reads the same on every machine.
         base = os.path.commonpath([r.source for r in records]) if len(records) > 1 else ""

@@ -62,12 +62,11 @@ from typing import Any, Callable, ClassVar, Iterable
 import numpy as np
 
 from reid_bench.api import DataAccess, FoldData, RetrievalScoring, SampleSet, SkeletonSequence
-from reid_bench.protocols import (SessionClosedSetProtocol, SkeletonClosedSet, SkeletonRetrieval, _layout_of,
-                                  closed_set_windows)
+from reid_bench.protocols import SessionClosedSetProtocol, SkeletonClosedSet, SkeletonRetrieval, closed_set_windows
 from reid_bench.protocols.field import SOURCE as FIELD_SOURCE
 from reid_bench.protocols.field import field_published, field_sources
 from reid_bench.published import Published, PublishedSource, paper_references
-from reid_bench.samples import code_map, label_map, windows_from_sequences
+from reid_bench.protocols.splits import check_disjoint, split_info, window_splits
 from reid_bench.scoring import FIELD_RELEASES
 
 SMSGE_SOURCE = (
@@ -107,22 +106,6 @@ def _by(records: Iterable[SkeletonSequence], key: Callable[[SkeletonSequence], A
     return dict(sorted(groups.items(), key=lambda kv: str(kv[0])))
 
 
-def _check_disjoint(**splits: list[SkeletonSequence]) -> None:
-    seen: dict[str, str] = {}
-    for name, recs in splits.items():
-        for rec in recs:
-            if rec.sequence in seen:
-                raise ValueError(f"sequence {rec.sequence!r} is in both the {seen[rec.sequence]} and the {name} split")
-            seen[rec.sequence] = name
-
-
-def _split_info(split_seed: int | None, **splits: list[SkeletonSequence]) -> dict[str, Any]:
-    info: dict[str, Any] = {name: sorted(r.sequence for r in recs) for name, recs in splits.items()}
-    if split_seed is not None:
-        info["split_seed"] = split_seed
-    return info
-
-
 def _counts(name: str, split: SampleSet, records: list[SkeletonSequence]) -> dict[str, int]:
     return {
         f"{name}_windows": len(split),
@@ -157,14 +140,13 @@ class IASClosedSet(SessionClosedSetProtocol):
     references = paper_references(published)
     reference_source = SMSGE_SOURCE
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        built = super().build_fold(fold, seed, data)
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
+        built = super().cut_fold(fold, seed, data)
         records = data.load(self.dataset, **self.data_options)
         train_s, test_s = self.fold_sessions[fold]
-        train = [r for r in records if r.session in train_s]
-        test = [r for r in records if r.session in test_s]
-        _check_disjoint(train=train, test=test)
-        built.info["split"] = _split_info(None, train=train, test=test)
+        sides = {"train": [r for r in records if r.session in train_s], "test": [r for r in records if r.session in test_s]}
+        check_disjoint(sides)
+        built.info["split"] = split_info(sides)
         return built
 
 
@@ -190,17 +172,16 @@ class HeldOutClosedSet(SkeletonClosedSet):
             train.extend(ordered[1:])
         return train, test, train_only
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.folds:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         records = data.load(self.dataset, **self.data_options)
         train_recs, test_recs, train_only = self.split(records, fold)
         if not test_recs:
             raise ValueError(f"fold {fold!r}: no group has two sequences, nothing to hold out for test")
-        _check_disjoint(train=train_recs, test=test_recs)
+        sides = {"train": train_recs, "test": test_recs}
+        check_disjoint(sides)
         train, test = closed_set_windows(fold, records, train_recs, test_recs, self.window, self.center_joint)
         info = {**_counts("train", train, train_recs), **_counts("test", test, test_recs)}
-        info["split"] = {**_split_info(self.split_seed, train=train_recs, test=test_recs), "train_only_groups": train_only}
+        info["split"] = {**split_info(sides, self.split_seed), "train_only_groups": train_only}
         return FoldData(train=train, test=test, info=info)
 
 
@@ -252,8 +233,7 @@ def _trimmed(records: list[SkeletonSequence], start: int, end: int) -> list[Skel
     for rec in records:
         frames = rec.frames[start: len(rec.frames) - end]
         if len(frames):
-            out.append(SkeletonSequence(frames, rec.layout, rec.person, rec.sequence, rec.view, rec.condition,
-                                        rec.session, rec.source))
+            out.append(rec.with_frames(frames))
     return out
 
 
@@ -277,15 +257,14 @@ class KinectRetrieval(SkeletonRetrieval):
         """(train, query, gallery) records of a fold."""
         raise NotImplementedError
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.folds:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         records = data.load(self.dataset, **self.data_options)
         train_recs, query_recs, gallery_recs = self.split(records, fold)
-        for name, recs in (("train", train_recs), ("query", query_recs), ("gallery", gallery_recs)):
+        sides = {"train": train_recs, "query": query_recs, "gallery": gallery_recs}
+        for name, recs in sides.items():
             if not recs:
                 raise ValueError(f"fold {fold!r}: the {name} split is empty")
-        _check_disjoint(train=train_recs, query=query_recs, gallery=gallery_recs)
+        check_disjoint(sides)
         f = self.window
         kept = {"train": _trimmed(train_recs, *self.train_trim), "query": _trimmed(query_recs, *self.test_trim),
                 "gallery": _trimmed(gallery_recs, *self.test_trim)}
@@ -294,19 +273,13 @@ class KinectRetrieval(SkeletonRetrieval):
         for name, recs in kept.items():
             if not recs:
                 raise ValueError(f"fold {fold!r}: no {name} sequence keeps {f} frames after trimming")
-        layout = _layout_of(records)
-        labels = label_map(r.person for r in kept["train"])
-        cameras = code_map(r.view for r in records)
-        train = windows_from_sequences(kept["train"], f, max(1, f // 2) if self.dense_training else f, layout, labels,
-                                       cameras, self.center_joint, offsets=f if self.dense_training else 1)
-        query = windows_from_sequences(kept["query"], f, f, layout, labels, cameras, self.center_joint)
-        gallery = windows_from_sequences(kept["gallery"], f, f, layout, labels, cameras, self.center_joint)
-        info = {**_counts("train", train, kept["train"]), **_counts("query", query, kept["query"]),
-                **_counts("gallery", gallery, kept["gallery"])}
+        cut = window_splits(kept, f, records, self.center_joint, train_stride=max(1, f // 2) if self.dense_training else f,
+                            train_offsets=f if self.dense_training else 1)
+        info = {**_counts("train", cut["train"], kept["train"]), **_counts("query", cut["query"], kept["query"]),
+                **_counts("gallery", cut["gallery"], kept["gallery"])}
         info["sequences_too_short_after_trimming"] = sum(len(v) for v in short.values())
-        info["split"] = {**_split_info(self.split_seed, train=train_recs, query=query_recs, gallery=gallery_recs),
-                         "too_short_after_trimming": short}
-        return FoldData(train=train, query=query, gallery=gallery, info=info)
+        info["split"] = {**split_info(sides, self.split_seed), "too_short_after_trimming": short}
+        return FoldData(train=cut["train"], query=cut["query"], gallery=cut["gallery"], info=info)
 
 
 class IASRetrieval(KinectRetrieval):

@@ -85,9 +85,7 @@ class OGNetRetrievalProtocol(CloudRetrievalProtocol):
     def same_dataset(self) -> bool:
         return self.train_dataset == self.test_dataset
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.folds:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         train_all = data.load(self.train_dataset, **self.train_options)
         test_all = data.load(self.test_dataset, **self.test_options)
         train_recs = [r for r in train_all if r.subset == self.train_subset]

@@ -70,9 +70,7 @@ class KinderGatorCrossAction(Protocol):
         "gallery-other": (KINDER_GATOR_OTHER, KINDER_GATOR_WALK_RUN),
     }
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.fold_actions:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         gallery_actions, probe_actions = self.fold_actions[fold]
         records: list[SkeletonSequence] = data.load(self.dataset)
         gallery = [r for r in records if r.condition in gallery_actions]
@@ -114,9 +112,7 @@ class PsyMoCrossView(Protocol):
     references = {}
     reference_source = ""
 
-    def build_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
-        if fold not in self.folds:
-            raise ValueError(f"protocol has no fold {fold!r}; folds: {', '.join(self.folds)}")
+    def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         variation, gallery_view = fold.rsplit("-", 1)
         records: list[SkeletonSequence] = data.load(self.dataset)
         names = {r.sequence: parse_walk_name(r.sequence) for r in records}
@@ -140,6 +136,5 @@ def torso_scaled(records: list[SkeletonSequence]) -> list[SkeletonSequence]:
         hips = r.frames[:, [11, 12], :].mean(axis=1)
         torso = np.linalg.norm(shoulders - hips, axis=-1)
         scale = np.where(torso > 1e-6, torso, 1.0)[:, None, None]
-        out.append(SkeletonSequence(r.frames / scale, r.layout, r.person, r.sequence, r.view, r.condition, r.session,
-                                    r.source))
+        out.append(r.with_frames(r.frames / scale))
     return out

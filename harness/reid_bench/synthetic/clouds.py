@@ -564,68 +564,58 @@ _OVERSAMPLE = 1.3  # candidate surface points per output point (most are visible
 _ZBUF_X, _ZBUF_Y = 160, 200  # cells of the coarse depth buffer (x in [-1.6, 1.6), y in [-1, 3))
 
 
-def _render(
-    rng: np.random.Generator,
-    person: _Person,
-    camera: _Camera,
-    options: CloudOptions,
-    crop: tuple[float, float] | None = None,
-) -> np.ndarray:
-    """One cloud of ``person`` seen by ``camera``: float32 [num_points, 6]."""
-    st = _DOMAIN_STATS[options.domain]
-    n = options.num_points
-    H = person.height
-
+def _pose(rng: np.random.Generator, camera: _Camera, options: CloudOptions) -> tuple[float, float, float]:
+    """(amplitude, phase, yaw) of one image: walking or standing, and the facing direction
+    relative to the camera (the camera's path direction, either way, plus spread)."""
     standing = rng.random() < 0.15
     amplitude = (0.15 if standing else rng.uniform(0.7, 1.2)) * options.pose_variation
     phase = rng.uniform(0, 2 * np.pi)
-    # facing relative to the camera: the camera's path direction, either way, plus spread
     yaw = camera.yaw_pref + (np.pi if rng.random() < 0.5 else 0.0) + rng.normal(0.0, 0.55 * options.view_spread)
     if rng.random() < 0.2 * options.view_spread:
         yaw = rng.uniform(0, 2 * np.pi)
+    return amplitude, phase, yaw
 
-    caps, ells, hip_y, _ = _body_parts(person, phase, amplitude)
-    n_ground = int(round(options.ground_fraction * n))
-    n_body = n - n_ground
-    m = int(n_body * _OVERSAMPLE)
-    # pose in the world (facing direction), then the camera frame (looking down by elevation)
-    R_world = _rot_y(yaw)
-    R = _rot_x(-camera.elevation) @ R_world
-    pos, nrm, mat = _sample_body(rng, caps, ells, m, R[2])
-    pos_c = R @ pos
-    # visibility: facing the camera and the front-most surface in its pixel (coarse z-buffer)
-    vis = np.flatnonzero(R[2] @ nrm > 0.02)
-    cell = 0.02 * H / 1.72
+
+def _front_surface(pos_c: np.ndarray, facing: np.ndarray, height: float) -> np.ndarray:
+    """Indices of the candidate points a lifted image has: facing the camera and the front-most
+    surface in their pixel (a coarse z-buffer: one depth per pixel)."""
+    vis = np.flatnonzero(facing > 0.02)
+    cell = 0.02 * height / 1.72
     ix = np.clip(((pos_c[0, vis] + 1.6) * (1.0 / cell)).astype(np.int64), 0, _ZBUF_X - 1)
     iy = np.clip(((pos_c[1, vis] + 1.0) * (1.0 / cell)).astype(np.int64), 0, _ZBUF_Y - 1)
     key = ix * _ZBUF_Y + iy
     zbuf = np.full(_ZBUF_X * _ZBUF_Y, -np.inf)
     zv = pos_c[2, vis]
     np.maximum.at(zbuf, key, zv)
-    vis_idx = vis[zv >= zbuf[key] - 0.03]
+    return vis[zv >= zbuf[key] - 0.03]
 
-    # occlusion or a crop: hide a vertical slab (or keep a horizontal band for fragments)
+
+def _unoccluded(
+    rng: np.random.Generator, vis_idx: np.ndarray, pos: np.ndarray, pos_c: np.ndarray, height: float, n_body: int,
+    crop: tuple[float, float] | None, options: CloudOptions,
+) -> np.ndarray:
+    """The visible points left by a crop (a horizontal band of the body, for fragments) or, by
+    chance, an occluder hiding a vertical slab; either only when enough points remain."""
     if crop is not None:
         lo, hi = crop
         yb = pos[1, vis_idx]
-        band = (yb >= lo * H) & (yb <= hi * H)
+        band = (yb >= lo * height) & (yb <= hi * height)
         if band.sum() > 20:
             vis_idx = vis_idx[band]
     elif rng.random() < options.occlusion:
         x = pos_c[0, vis_idx]
-        width = rng.uniform(0.04, 0.09) * H
+        width = rng.uniform(0.04, 0.09) * height
         centre = rng.uniform(x.min(), x.max())
         hidden = np.abs(x - centre) < width
         if (~hidden).sum() > n_body // 4:
             vis_idx = vis_idx[~hidden]
+    return vis_idx
 
-    if len(vis_idx) == 0:  # degenerate tiny clouds: fall back to every candidate
-        vis_idx = np.arange(pos.shape[1])
-    pick = rng.choice(len(vis_idx), size=n_body, replace=len(vis_idx) < n_body)
-    sel = vis_idx[np.sort(pick)]
-    pos, mat, nrm = pos[:, sel], mat[sel], nrm[:, sel]
 
-    # materials that depend on position: garment lengths, shorts, hair, face
+def _materials(person: _Person, pos: np.ndarray, mat: np.ndarray) -> np.ndarray:
+    """Final material codes (rows of the person's colour table): what depends on position,
+    garment lengths, shorts, hair, face, and the upper garment's pattern (code 6)."""
+    H = person.height
     y_rel = pos[1] / H
     trunk = mat == _M_TRUNK
     mat = np.where(trunk, np.where(y_rel > person.upper_end, _M_UPPER, _M_LOWER), mat)
@@ -637,8 +627,6 @@ def _render(
     if person.hair_long:
         hair |= (mat == _M_SKIN) & (pos[1] > 0.8 * H) & (pos[2] < -0.005 * H)
     mat = np.where(hair, _M_HAIR, np.where(head, _M_SKIN, mat))
-    table = np.stack([person.upper, person.lower, person.skin, person.hair, person.shoes, person.bag_colour,
-                      person.upper2])
     up = mat == _M_UPPER
     if person.pattern == 1:  # horizontal stripes
         second = up & (np.floor(pos[1] / (person.stripe_period * H / 1.72)) % 2 == 1)
@@ -650,6 +638,78 @@ def _render(
         second = None
     if second is not None:
         mat = np.where(second, 6, mat)
+    return mat
+
+
+def _ground_patch(rng: np.random.Generator, out: np.ndarray, height: float, R: np.ndarray, camera: _Camera) -> None:
+    """Fill ``out`` [6, n_ground] with the patch of ground under the feet (drawn in the world
+    frame, then turned to the camera's), lit by the camera's light from above."""
+    n_ground = out.shape[1]
+    s = height / 1.72
+    ground = np.zeros((3, n_ground))
+    ground[0] = (rng.random(n_ground) - 0.5) * (0.64 * s)
+    ground[2] = (rng.random(n_ground) - 0.5) * (0.64 * s)
+    out[:3] = R @ ground
+    ground_light = camera.ambient + (1 - camera.ambient) * camera.light[1]
+    out[3:] = camera.background[:, None] * ((0.85 + 0.15 * rng.random(n_ground)) * ground_light)
+
+
+def _camera_colours(rng: np.random.Generator, rgb: np.ndarray, gain: np.ndarray, st: dict[str, Any],
+                    options: CloudOptions) -> None:
+    """In place on ``rgb`` [3, n]: a per-point gain, the image's white balance and brightness
+    (``gain``), per-point noise, clipped to [0, 1]."""
+    n = rgb.shape[1]
+    cn = np.float32(st["colour_noise"] * options.colour_noise)
+    rgb *= np.exp(np.float32(0.5) * cn * rng.standard_normal(n, dtype=np.float32))
+    rgb *= gain.astype(np.float32)[:, None]
+    rgb += cn * rng.standard_normal((3, n), dtype=np.float32)
+    np.clip(rgb, 0.0, 1.0, out=rgb)
+
+
+def _lifting_errors(rng: np.random.Generator, xyz: np.ndarray, st: dict[str, Any], options: CloudOptions) -> None:
+    """In place on ``xyz`` [3, n]: the lifting's overall scale and offset error, and per-point
+    noise (depth twice as noisy as x and y)."""
+    n = xyz.shape[1]
+    scale = np.exp(rng.normal(0.0, st["scale_sd"] * options.scale_jitter))
+    offset = rng.normal(0.0, 0.02, size=3) * options.scale_jitter
+    sigma = (st["point_noise"] * options.point_noise) * np.asarray([1.0, 1.0, 2.0])
+    xyz *= np.float32(scale)
+    xyz += offset.astype(np.float32)[:, None]
+    xyz += rng.standard_normal((3, n), dtype=np.float32) * sigma.astype(np.float32)[:, None]
+
+
+def _render(
+    rng: np.random.Generator,
+    person: _Person,
+    camera: _Camera,
+    options: CloudOptions,
+    crop: tuple[float, float] | None = None,
+) -> np.ndarray:
+    """One cloud of ``person`` seen by ``camera``: float32 [num_points, 6]. The steps draw from
+    ``rng`` in a fixed order (pose, surface, occlusion, points, light, ground, colours, lifting):
+    the order is the data."""
+    st = _DOMAIN_STATS[options.domain]
+    n = options.num_points
+    H = person.height
+    amplitude, phase, yaw = _pose(rng, camera, options)
+    caps, ells, _, _ = _body_parts(person, phase, amplitude)
+    n_ground = int(round(options.ground_fraction * n))
+    n_body = n - n_ground
+    m = int(n_body * _OVERSAMPLE)
+    # pose in the world (facing direction), then the camera frame (looking down by elevation)
+    R_world = _rot_y(yaw)
+    R = _rot_x(-camera.elevation) @ R_world
+    pos, nrm, mat = _sample_body(rng, caps, ells, m, R[2])
+    pos_c = R @ pos
+    vis_idx = _unoccluded(rng, _front_surface(pos_c, R[2] @ nrm, H), pos, pos_c, H, n_body, crop, options)
+    if len(vis_idx) == 0:  # degenerate tiny clouds: fall back to every candidate
+        vis_idx = np.arange(pos.shape[1])
+    pick = rng.choice(len(vis_idx), size=n_body, replace=len(vis_idx) < n_body)
+    sel = vis_idx[np.sort(pick)]
+    pos, mat, nrm = pos[:, sel], mat[sel], nrm[:, sel]
+    mat = _materials(person, pos, mat)
+    table = np.stack([person.upper, person.lower, person.skin, person.hair, person.shoes, person.bag_colour,
+                      person.upper2])
 
     # lighting in the world frame (light direction fixed per camera): Lambert + ambient
     lambert = np.clip(camera.light @ (R_world @ nrm), 0.0, 1.0)
@@ -661,30 +721,9 @@ def _render(
     out = np.empty((6, n), dtype=np.float32)  # components first; transposed at the end
     out[:3, :n_body] = pos_c[:, sel]
     out[3:, :n_body] = table.T[:, mat] * shade
-    # ground patch under the feet (in the world frame, then to the camera frame)
-    s = H / 1.72
-    ground = np.zeros((3, n_ground))
-    ground[0] = (rng.random(n_ground) - 0.5) * (0.64 * s)
-    ground[2] = (rng.random(n_ground) - 0.5) * (0.64 * s)
-    out[:3, n_body:] = R @ ground
-    ground_light = camera.ambient + (1 - camera.ambient) * camera.light[1]
-    out[3:, n_body:] = camera.background[:, None] * ((0.85 + 0.15 * rng.random(n_ground)) * ground_light)
-
-    # camera colours: white balance, brightness, per-point gain and noise
-    cn = np.float32(st["colour_noise"] * options.colour_noise)
-    rgb = out[3:]
-    rgb *= np.exp(np.float32(0.5) * cn * rng.standard_normal(n, dtype=np.float32))
-    rgb *= (wb * bright).astype(np.float32)[:, None]
-    rgb += cn * rng.standard_normal((3, n), dtype=np.float32)
-    np.clip(rgb, 0.0, 1.0, out=rgb)
-    # lifting errors: overall scale, offset, and per-point noise (depth twice as noisy)
-    scale = np.exp(rng.normal(0.0, st["scale_sd"] * options.scale_jitter))
-    offset = rng.normal(0.0, 0.02, size=3) * options.scale_jitter
-    sigma = (st["point_noise"] * options.point_noise) * np.asarray([1.0, 1.0, 2.0])
-    xyz = out[:3]
-    xyz *= np.float32(scale)
-    xyz += offset.astype(np.float32)[:, None]
-    xyz += rng.standard_normal((3, n), dtype=np.float32) * sigma.astype(np.float32)[:, None]
+    _ground_patch(rng, out[:, n_body:], H, R, camera)
+    _camera_colours(rng, out[3:], wb * bright, st, options)
+    _lifting_errors(rng, out[:3], st, options)
     return np.ascontiguousarray(out.T)
 
 

@@ -336,15 +336,26 @@ def _ar1_noise(rng: np.random.Generator, shape: tuple[int, ...], rho: float) -> 
     return out
 
 
-def _sequence(
-    opts: WalkerOptions, p: dict[str, float], person: int, session: str, index: int
-) -> SkeletonSequence:
-    rng = np.random.default_rng([opts.seed, 0xF00D, person, _SESSION_CODE[session], index])
-    T = int(rng.integers(opts.min_frames, opts.max_frames + 1))
+@dataclass
+class _Placement:
+    """Where and how one walk is seen: the walking direction (yaw in degrees, after turning back
+    views round), the midpoint's distance and lateral offset, the sensor height, the gait phase."""
+
+    yaw: float
+    away: bool
+    distance: float
+    lateral: float
+    sensor_height: float
+    phase0: float
+
+
+def _session_gait(
+    rng: np.random.Generator, opts: WalkerOptions, p: dict[str, float], session: str
+) -> tuple[dict[str, float], float, float, float]:
+    """The walker's parameters for one sequence: within-person variability, and in session A
+    other clothes, shoes, cadence and more jitter. Returns (parameters, cadence, noise, amplitude)."""
     gv = opts.gait_variability
     q = dict(p)
-
-    # ---- session-specific appearance and gait ---------------------------------------------
     cadence = p["cadence"] * (1 + gv * rng.standard_normal())
     noise = opts.noise
     # other clothes and shoes (drawn for every session so that the random streams line up)
@@ -364,25 +375,40 @@ def _sequence(
     for key in ("hip_amp", "knee_amp", "arm_amp", "elbow_base", "lean", "head_tilt", "sway"):
         q[key] = p[key] * (1 + gv * rng.standard_normal())
     amp = float(np.clip((cadence / p["cadence"]) ** 0.5, 0.8, 1.2))  # faster walk, larger swing
+    return q, cadence, noise, amp
 
-    # ---- view, place, direction -------------------------------------------------------------
+
+def _distance_range(opts: WalkerOptions, session: str) -> tuple[float, float]:
+    if session == "B":
+        return opts.session_b_distance_min, opts.session_b_distance_max
+    return opts.train_distance_min, opts.train_distance_max
+
+
+def _placement(rng: np.random.Generator, opts: WalkerOptions, session: str) -> _Placement:
+    """View, place and direction of one walk (session B: oblique and farther away)."""
     if session == "B":
         yaw = rng.uniform(opts.session_b_yaw_min, opts.session_b_yaw_max) * rng.choice([-1.0, 1.0])
-        dist = rng.uniform(opts.session_b_distance_min, opts.session_b_distance_max)
     else:
         yaw = rng.uniform(-opts.train_yaw, opts.train_yaw)
-        dist = rng.uniform(opts.train_distance_min, opts.train_distance_max)
+    dist = rng.uniform(*_distance_range(opts, session))
     away = bool(rng.uniform() < opts.away_prob)
     if away:
         yaw = yaw + 180.0
     yaw = (yaw + 180.0) % 360.0 - 180.0
-    theta = math.radians(yaw)
     lateral = rng.normal(0.0, 0.3)
     sensor_height = rng.uniform(0.8, 1.2)
     phase0 = rng.uniform(0, 2 * np.pi)
+    return _Placement(yaw, away, dist, lateral, sensor_height, phase0)
 
-    body = _walk(q, T, opts.fps, phase0, cadence, amp)  # [T, J, 3] forward, up, left
 
+def _in_sensor_frame(
+    body: np.ndarray, q: dict[str, float], cadence: float, amp: float, place: _Placement, opts: WalkerOptions,
+    session: str,
+) -> np.ndarray:
+    """Body-frame joints [T, J, 3] walked forward along the walking direction and placed in
+    front of the sensor, the walk's midpoint at ``place``'s distance where the walk fits."""
+    T = len(body)
+    theta = math.radians(place.yaw)
     # forward progression along the walking direction, centred on the midpoint
     leg = q["thigh"] + q["shank"]
     speed = 2 * cadence * 2 * leg * math.sin(q["hip_amp"] * amp) * 0.9
@@ -391,17 +417,16 @@ def _sequence(
     f = np.array([-math.sin(theta), 0.0, -math.cos(theta)])  # yaw 0: facing the sensor
     left = np.array([-f[2], 0.0, f[0]])  # f x up
     # keep the whole walk inside the distance range where it fits, else centre it there
-    lo, hi = (
-        (opts.session_b_distance_min, opts.session_b_distance_max)
-        if session == "B"
-        else (opts.train_distance_min, opts.train_distance_max)
-    )
+    lo, hi = _distance_range(opts, session)
     half = abs(f[2]) * speed * (T - 1) / opts.fps / 2
-    dist = float(np.clip(dist, lo + half, hi - half)) if 2 * half <= hi - lo else (lo + hi) / 2
-    mid = np.array([lateral, -sensor_height, dist])
-    world = mid + fwd[..., None] * f + body[:, :, 1:2] * np.array([0.0, 1.0, 0.0]) + body[:, :, 2:3] * left
+    dist = float(np.clip(place.distance, lo + half, hi - half)) if 2 * half <= hi - lo else (lo + hi) / 2
+    mid = np.array([place.lateral, -place.sensor_height, dist])
+    return mid + fwd[..., None] * f + body[:, :, 1:2] * np.array([0.0, 1.0, 0.0]) + body[:, :, 2:3] * left
 
-    # ---- sensor: jitter growing with depth, dropped and jumping joints ---------------------
+
+def _sensed(rng: np.random.Generator, world: np.ndarray, noise: float, opts: WalkerOptions) -> np.ndarray:
+    """What a Kinect reports of ``world``: jitter growing with depth, dropped and jumping joints."""
+    T = len(world)
     depth = np.clip(world[:, :, 2], 0.5, None)
     scale = noise * _JOINT_NOISE[None, :] * (depth / 2.5) ** 2
     jitter = _ar1_noise(rng, (T, NUM_JOINTS, 3), opts.noise_smoothness) * np.array([1.0, 1.0, 1.5])
@@ -427,8 +452,21 @@ def _sequence(
         mask[1:] |= two[:-1]
         jump[1:] = np.where(two[:-1, :, None], jump[:-1], jump[1:])
         frames = frames + jump * mask[..., None]
+    return frames
 
-    if away and opts.mirror_back_views:
+
+def _sequence(
+    opts: WalkerOptions, p: dict[str, float], person: int, session: str, index: int
+) -> SkeletonSequence:
+    """One walk of ``person``; its own random stream, drawn in a fixed order: length, gait,
+    placement, then sensor noise (the order is the data: changing it changes every walker)."""
+    rng = np.random.default_rng([opts.seed, 0xF00D, person, _SESSION_CODE[session], index])
+    T = int(rng.integers(opts.min_frames, opts.max_frames + 1))
+    q, cadence, noise, amp = _session_gait(rng, opts, p, session)
+    place = _placement(rng, opts, session)
+    body = _walk(q, T, opts.fps, place.phase0, cadence, amp)  # [T, J, 3] forward, up, left
+    frames = _sensed(rng, _in_sensor_frame(body, q, cadence, amp, place, opts, session), noise, opts)
+    if place.away and opts.mirror_back_views:
         frames = frames[:, MIRROR]
 
     label = "train" if session == "train" else session
@@ -438,8 +476,8 @@ def _sequence(
         layout=KINECT_V1_20.name,
         person=person,
         sequence=name,
-        view=f"yaw{int(round(yaw)):+04d}",
-        condition="away" if away else "toward",
+        view=f"yaw{int(round(place.yaw)):+04d}",
+        condition="away" if place.away else "toward",
         session=session,
         source=f"synthetic:walkers/v{GENERATOR_VERSION}/seed={opts.seed}/{name}",
     )
