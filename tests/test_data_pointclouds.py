@@ -15,9 +15,9 @@ from formats_pointclouds import (FORMATS, write_cuhk03np3d, write_duke3d, write_
 from reid_bench.api import DataAccess
 from reid_bench.config import apply_overrides
 from reid_bench.datasets import DataFormatError, DatasetNotFoundError
-from reid_bench.datasets.ognet import CUHK03NPCloud, DukeMTMCCloud, Market1501Cloud, MSMT17Cloud
+from reid_bench.datasets.lifted_images import CUHK03NPCloud, DukeMTMCCloud, Market1501Cloud, MSMT17Cloud
 from reid_bench.datasets.pointclouds import ReleaseOptions, image_name, read_cloud
-from reid_bench.protocols import ognet as P
+from reid_bench.protocols import lifted_images as P
 
 CLASSES = {"market1501-3d": Market1501Cloud, "dukemtmc-3d": DukeMTMCCloud, "msmt17-3d": MSMT17Cloud,
            "cuhk03np-3d": CUHK03NPCloud}

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from reid_bench.protocols import kinect as K
-from reid_bench.protocols import ognet as P
+from reid_bench.protocols import lifted_images as P
 from reid_bench.protocols.field import FIELD_TABLE, SRID_FIGURE, SRID_SURVEY, SURVEY_TABLE
 from reid_bench.published import KINDS, Published, PublishedSource, check, disagreements, paper_references
 from reid_bench.results import SCHEMA
