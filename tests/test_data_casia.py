@@ -399,7 +399,7 @@ def test_casia_b_cross_view_unseen_identities_are_reported(tmp_path: Path, caplo
 
 
 def test_casia_b_references_are_the_papers_table():
-    refs = CasiaBCrossView.references["smsge"]
+    refs = CasiaBCrossView.references["SM-SGE"]
     assert set(refs) == set(CasiaBCrossView.folds)
     assert refs["090"] == {"rank1": 59.3} and refs["000"] == {"rank1": 18.4} and refs["180"] == {"rank1": 13.6}
     assert SMSGE_CASIA_B_RANK1["054"] == 40.9 and "SM-SGE-results.png" in CasiaBCrossView.reference_source

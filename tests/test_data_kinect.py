@@ -430,12 +430,12 @@ def test_references_are_keyed_by_the_protocols_folds():
     for cls in (K.IASClosedSet, K.KGBDClosedSet, K.KS20ClosedSet, K.IASRetrieval, K.KGBDRetrieval, K.KS20Retrieval,
                 K.BIWIRetrieval):
         assert cls.reference_source
-        for model, folds in cls.references.items():
+        for method, folds in cls.references.items():
             assert set(folds) <= set(cls.folds)
             metrics = cls().metrics
             assert all(set(values) <= set(metrics) for values in folds.values())
     # SM-SGE's table: its "nAUC" is the released code's micro ROC AUC
-    assert K.IASClosedSet.references["smsge"]["B"] == {"rank1": 69.8, "roc_auc_micro": 90.4}
+    assert K.IASClosedSet.references["SM-SGE"]["B"] == {"rank1": 69.8, "roc_auc_micro": 90.4}
     # the field's table on every retrieval protocol: twelve methods, IAS-A = fold A-B; the
     # 3D-SRID-Survey figure adds Rank-1 of methods the first table lacks (not on KGBD)
     from reid_bench.protocols.field import SRID_FIGURE
@@ -444,12 +444,12 @@ def test_references_are_keyed_by_the_protocols_folds():
     assert set(K.IASRetrieval.references) - set(FIELD_TABLE) == {
         m for m, rows in SRID_FIGURE.items() if "IAS-A" in rows} - set(FIELD_TABLE)
     assert set(K.KGBDRetrieval.references) == set(FIELD_TABLE)
-    assert K.IASRetrieval.references["mocos"] == {"A-B": {"rank1": 51.9}, "B-A": {"rank1": 61.5}}
-    assert K.IASRetrieval.references["transg"]["A-B"] == {"mAP": 32.8, "rank1": 49.2, "rank5": 68.5, "rank10": 76.2}
-    assert K.BIWIRetrieval.references["transg"]["S"]["rank1"] == 68.7
-    assert K.BIWIRetrieval.references["dpg"]["W"] == {"mAP": 8.7, "rank1": 6.5, "rank5": 15.5, "rank10": 20.3}
-    assert K.KGBDRetrieval.references["age"]["all"]["rank1"] == 2.9
-    assert K.KS20Retrieval.references["d16"]["all"]["mAP"] == 24.0
+    assert K.IASRetrieval.references["MoCos"] == {"A-B": {"rank1": 51.9}, "B-A": {"rank1": 61.5}}
+    assert K.IASRetrieval.references["TranSG"]["A-B"] == {"mAP": 32.8, "rank1": 49.2, "rank5": 68.5, "rank10": 76.2}
+    assert K.BIWIRetrieval.references["TranSG"]["S"]["rank1"] == 68.7
+    assert K.BIWIRetrieval.references["D_PG"]["W"] == {"mAP": 8.7, "rank1": 6.5, "rank5": 15.5, "rank10": 20.3}
+    assert K.KGBDRetrieval.references["AGE"]["all"]["rank1"] == 2.9
+    assert K.KS20Retrieval.references["D16"]["all"]["mAP"] == 24.0
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -516,7 +516,7 @@ def test_biwi_folds_rank_still_against_walking_and_back(tmp_path):
     assert s.info["split"]["train"] == [f"Training/{p:03d}" for p in range(1, 5)]
     # 10 frames trimmed at both ends of every sequence, training ones too: 40 -> 20
     assert len(s.query) == 3 * 3 and len(s.train) == 4 * _dense_training_windows(20)
-    assert K.BIWIRetrieval.references["transg"]["S"]["mAP"] == 30.1
+    assert K.BIWIRetrieval.references["TranSG"]["S"]["mAP"] == 30.1
 
 
 def test_d13_runs_biwi_end_to_end(cli, tracking_uri, tmp_path):

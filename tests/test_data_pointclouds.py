@@ -15,9 +15,9 @@ from formats_pointclouds import (FORMATS, write_cuhk03np3d, write_duke3d, write_
 from reid_bench.api import DataAccess
 from reid_bench.config import apply_overrides
 from reid_bench.datasets import DataFormatError, DatasetNotFoundError
-from reid_bench.datasets.ognet import CUHK03NPCloud, DukeMTMCCloud, Market1501Cloud, MSMT17Cloud
+from reid_bench.datasets.lifted_images import CUHK03NPCloud, DukeMTMCCloud, Market1501Cloud, MSMT17Cloud
 from reid_bench.datasets.pointclouds import ReleaseOptions, image_name, read_cloud
-from reid_bench.protocols import ognet as P
+from reid_bench.protocols import lifted_images as P
 
 CLASSES = {"market1501-3d": Market1501Cloud, "dukemtmc-3d": DukeMTMCCloud, "msmt17-3d": MSMT17Cloud,
            "cuhk03np-3d": CUHK03NPCloud}
@@ -482,17 +482,17 @@ def test_same_dataset_protocol_refuses_shared_identities(tmp_path):
 def test_fold_names_and_references():
     with pytest.raises(ValueError, match="no fold 'A'"):
         P.Market3D().build_fold("A", 0, FolderData(Path("/nonexistent")))
-    known = {"ognet", "ognet-small", "ognet-deep", "ognet-circle", "ognet-small-circle", "ognet-deep-circle"}
+    known = {"OG-Net", "OG-Net-Small", "OG-Net-Deep", "OG-Net + Circle", "OG-Net-Small + Circle", "OG-Net-Deep + Circle"}
     for protocol in (P.Market3D, P.Duke3D, P.MSMT3D, P.CUHK03NP3D):
         # OG-Net's numbers; on Market-1501 also PointReIDNet's, from layumi's 3D leaderboard
-        extra = {"pointreidnet", "pointreidnet-efficient"} if protocol is P.Market3D else set()
+        extra = {"PointReIDNet", "PointReIDNet-efficient"} if protocol is P.Market3D else set()
         assert protocol.references and set(protocol.references) <= known | extra
         for per_fold in protocol.references.values():
             assert set(per_fold) == {"all"}
             assert all(0 < v < 100 for v in per_fold["all"].values()) and set(per_fold["all"]) == {"rank1", "map_trapz"}
         assert "5a0bda93931258e70c3aa8db6cd6c30b608781f7" in protocol.reference_source
-    assert P.Market3D.references["ognet"]["all"] == {"rank1": 86.82, "map_trapz": 69.02}  # the release's trapezoid AP
-    assert P.MSMT3D.references["ognet-deep-circle"]["all"] == {"rank1": 47.32, "map_trapz": 24.07}
+    assert P.Market3D.references["OG-Net"]["all"] == {"rank1": 86.82, "map_trapz": 69.02}  # the release's trapezoid AP
+    assert P.MSMT3D.references["OG-Net-Deep + Circle"]["all"] == {"rank1": 47.32, "map_trapz": 24.07}
     assert P.Market3D.reference_score == "map_trapz"
 
 

@@ -66,6 +66,27 @@ def test_root_pyproject_names_no_plugin():
     assert "plugins/" not in text
 
 
+def _code_strings(path: Path) -> list[tuple[int, str]]:
+    """The string constants of a module's code, its docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_core_code_uses_no_model_plugin_name():
+    """A model plugin's entry-point name is no key in the core: published numbers are keyed by
+    the method's name in the literature and reach a model through its ``published_as``."""
+    models = {name for folder in PLUGIN_DIRS
+              for name in _plugin_meta(folder)["project"].get("entry-points", {}).get("reid_bench.models", {})}
+    assert {"smsge", "ognet", "d13", "transg"} <= models
+    found = [f"{path.relative_to(REPO)}:{line}: {value!r}" for path in sorted((CORE_ROOT / "reid_bench").rglob("*.py"))
+             for line, value in _code_strings(path) if value in models]
+    assert found == []
+
+
 @pytest.mark.parametrize("folder", PLUGIN_DIRS, ids=lambda p: p.name)
 def test_each_plugin_folder_is_a_distribution(folder):
     meta = _plugin_meta(folder)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from reid_bench.protocols import kinect as K
-from reid_bench.protocols import ognet as P
+from reid_bench.protocols import lifted_images as P
 from reid_bench.protocols.field import FIELD_TABLE, SRID_FIGURE, SRID_SURVEY, SURVEY_TABLE
-from reid_bench.published import KINDS, Published, PublishedSource, check, disagreements, paper_references
+from reid_bench.published import (KINDS, Published, PublishedSource, check, disagreements, for_boards,
+                                  paper_references)
 from reid_bench.results import SCHEMA
 
 SRID_COMMIT = "5dc1373448a224eefa149ff4ef84c63860a0fb14"
@@ -71,8 +72,8 @@ def test_every_reference_names_a_source_with_a_kind():
             assert cls.published, f"{name}: references without published entries"
             keys = {s.key for s in cls.published_sources}
             for entry in cls.published:
-                assert entry.source in keys and entry.kind and set(entry.kind) <= set(KINDS), (name, entry.model)
-                assert set(entry.values) <= set(cls.folds), (name, entry.model)
+                assert entry.source in keys and entry.kind and set(entry.kind) <= set(KINDS), (name, entry.method)
+                assert set(entry.values) <= set(cls.folds), (name, entry.method)
     assert seen >= 12
 
 
@@ -98,15 +99,17 @@ def test_the_check_catches_bad_reference_data():
     assert "A-B/rank1 = 150.0 is not a percentage" in problems
     assert "metric 'top-1' is not one of the protocol's metrics" in problems
     assert "runs given for a number that is not an average over runs" in problems
-    assert "references are not the first published entry of each model and fold" in problems
+    assert "references are not the first published entry of each method and fold" in problems
+    # inherited from IASRetrieval: names of methods this protocol publishes nothing for
+    assert "unimplemented_names names 'SkeletonGait', which has no published entry" in problems
 
 
 def test_the_surveys_figure_as_read():
     """The figure's numbers as read off the image: Rank-1 only, on five datasets (no KGBD), and
     every number it shares with the first survey's table is the same."""
-    assert SRID_FIGURE["mocos"] == {"BIWI-S": 72.0, "BIWI-W": 36.0, "IAS-A": 51.9, "IAS-B": 61.5, "KS20": 76.0}
-    assert SRID_FIGURE["gpgait"] == {"BIWI-S": 54.1, "BIWI-W": 29.0, "IAS-A": 50.9, "IAS-B": 60.1, "KS20": 71.4}
-    assert len(SRID_FIGURE) == 20 and not ({"dpg", "spc-mgr"} & set(SRID_FIGURE))
+    assert SRID_FIGURE["MoCos"] == {"BIWI-S": 72.0, "BIWI-W": 36.0, "IAS-A": 51.9, "IAS-B": 61.5, "KS20": 76.0}
+    assert SRID_FIGURE["GPGait"] == {"BIWI-S": 54.1, "BIWI-W": 29.0, "IAS-A": 50.9, "IAS-B": 60.1, "KS20": 71.4}
+    assert len(SRID_FIGURE) == 20 and not ({"D_PG", "SPC-MGR"} & set(SRID_FIGURE))
     assert all(set(rows) <= {"BIWI-S", "BIWI-W", "IAS-A", "IAS-B", "KS20"} for rows in SRID_FIGURE.values())
     shared = [(m, d) for m, rows in SRID_FIGURE.items() if m in FIELD_TABLE for d in rows]
     assert len(shared) == 50 and all(FIELD_TABLE[m][d][1] == SRID_FIGURE[m][d] for m, d in shared)
@@ -116,7 +119,7 @@ def test_the_surveys_figure_as_read():
         assert all(e.kind[0] == "figure" for e in cls.published if e.source == SRID_SURVEY.key)
     # KGBD is not in the figure: only the first table there
     assert [s.key for s in K.KGBDRetrieval.published_sources] == [SURVEY_TABLE.key]
-    assert "mocos" not in K.KGBDRetrieval.references
+    assert "MoCos" not in K.KGBDRetrieval.references
 
 
 def _ias_retrieval_doc(model: str, fingerprint: str) -> dict:
@@ -183,8 +186,8 @@ def test_a_disagreement_between_the_surveys_is_shown_with_both_sources(cli, tmp_
     """As read, the surveys agree; were the figure to give TranSG another IAS-A Rank-1, the page
     keeps both numbers, each with its source, says that they disagree, and the Paper column keeps
     the first table's."""
-    changed = tuple(Published(e.model, e.source, e.kind, {**e.values, "A-B": {"rank1": 50.2}}, e.runs, e.note)
-                    if (e.model, e.source) == ("transg", SRID_SURVEY.key) else e for e in K.IASRetrieval.published)
+    changed = tuple(Published(e.method, e.source, e.kind, {**e.values, "A-B": {"rank1": 50.2}}, e.runs, e.note)
+                    if (e.method, e.source) == ("TranSG", SRID_SURVEY.key) else e for e in K.IASRetrieval.published)
     monkeypatch.setattr(K.IASRetrieval, "published", changed)
     monkeypatch.setattr(K.IASRetrieval, "references", paper_references(changed))
     assert check(K.IASRetrieval) == []
@@ -218,9 +221,9 @@ def test_a_disagreement_between_the_surveys_is_shown_with_both_sources(cli, tmp_
 
 
 def test_market3d_carries_pointreidnet_with_its_source(cli):
-    assert P.Market3D.references["pointreidnet"]["all"] == {"rank1": 90.56, "map_trapz": 75.31}
-    assert P.Market3D.references["pointreidnet-efficient"]["all"] == {"rank1": 87.77, "map_trapz": 70.71}
-    assert P.Market3D.references["ognet"]["all"] == {"rank1": 86.82, "map_trapz": 69.02}  # OG-Net's stay
+    assert P.Market3D.references["PointReIDNet"]["all"] == {"rank1": 90.56, "map_trapz": 75.31}
+    assert P.Market3D.references["PointReIDNet-efficient"]["all"] == {"rank1": 87.77, "map_trapz": 70.71}
+    assert P.Market3D.references["OG-Net"]["all"] == {"rank1": 86.82, "map_trapz": 69.02}  # OG-Net's stay
     info = _info(cli, "market3d")
     (entry,) = [e for e in info["published"] if e["model"] == "pointreidnet"]
     assert entry["source"] == "reid-3d-leaderboard" and entry["kind"] == ["unstated"]
@@ -244,3 +247,100 @@ def test_smsge_tables_are_read_from_its_results_image(cli, name):
     smsge = next(e for e in info["published"] if e["model"] == "smsge")
     assert smsge["kind"] == ["figure", "best-test-epoch"] and smsge["source"] == "smsge-results"
     assert "SM-SGE-results.png" in info["published_sources"]["smsge-results"]["citation"]
+
+
+# ------------------------------------------------------------------ methods declared by models
+
+#: Published methods no first-party plugin implements: their numbers stand on the boards under the
+#: protocol's name for them, with no measured row. A new published key needs a plugin declaring
+#: it (``Model.published_as``) or a place here.
+UNIMPLEMENTED = {"SkeletonGait", "Gharghabi et al. 2015", "Munaro et al. 2014a", "Elaoud et al. 2017",
+                 "PM (Elaoud et al. 2021)", "OG-Net + Circle", "OG-Net-Small + Circle", "OG-Net-Deep + Circle",
+                 "PointReIDNet", "PointReIDNet-efficient"}
+
+
+def _installed_protocols():
+    from reid_bench.registry import get_registry
+
+    registry = get_registry()
+    return [registry.protocol(name) for name in registry.names("protocols")]
+
+
+def test_every_declared_method_has_published_numbers_and_one_model():
+    from reid_bench.registry import get_registry
+
+    registry = get_registry()
+    published = {entry.method for cls in _installed_protocols() for entry in cls.published}
+    declared = registry.published_methods()
+    for method, models in declared.items():
+        assert method in published, f"{models} declare {method!r}, which no installed protocol publishes"
+        assert len(models) == 1, f"{models} all declare {method!r} (a variant needs a declaration of its own)"
+    # the variants the tables list separately each have their own
+    assert declared["OG-Net"] == ["ognet"] and declared["OG-Net-Small"] == ["ognet-small"]
+    assert declared["OG-Net-Deep"] == ["ognet-deep"]
+    assert declared["D13"] == ["d13"] and declared["D16"] == ["d16"] and declared["SM-SGE"] == ["smsge"]
+    for name in ("pointnet2-ssg", "pointnet2-msg", "lstm-1", "lstm-m"):
+        assert registry.model(name).published_as is None, name
+
+
+def test_a_published_method_no_model_declares_is_a_listed_unimplemented_one():
+    from reid_bench.registry import get_registry
+
+    declared = get_registry().published_methods()
+    undeclared = {entry.method for cls in _installed_protocols() for entry in cls.published} - set(declared)
+    assert undeclared == UNIMPLEMENTED
+    named = {method for cls in _installed_protocols() for method in cls.unimplemented_names}
+    assert named == UNIMPLEMENTED  # each has its board name
+    # no published key is a model's entry-point name
+    models = set(get_registry().names("models"))
+    assert not models & {entry.method for cls in _installed_protocols() for entry in cls.published}
+
+
+def test_boards_name_each_method_by_the_models_that_declare_it():
+    entries = (Published("M-One", "s", ("one-run",), {"all": {"rank1": 50.0}}),
+               Published("Unimplemented 2020", "s", ("unstated",), {"all": {"rank1": 40.0}}),
+               Published("Other", "s", ("unstated",), {"all": {"rank1": 30.0}}))
+    named = for_boards(entries, {"M-One": ["m1", "m1-again"]}, {"Unimplemented 2020": "unimplemented-2020"})
+    assert [e.method for e in named] == ["m1", "m1-again", "unimplemented-2020", "Other"]
+    assert named[0].values == named[1].values == entries[0].values
+
+
+def test_the_same_class_under_another_entry_point_name_keeps_its_paper_values(tmp_path, monkeypatch):
+    """D13 registered as "munaro-descriptors" (and not as "d13"): its rows on `ias` still get SM-SGE's
+    table's D13 value (Rank-1 33.8 on fold A), and the Published section names it so."""
+    from reid_bench import registry as registry_module
+    from reid_bench.leaderboard import build_leaderboards
+    from reid_bench.registry import PluginEntry, Registry
+
+    d13 = registry_module.get_registry().model("d13")
+    registry = Registry()
+    registry._scan()
+    del registry._entries["models"]["d13"]
+    registry._entries["models"]["munaro-descriptors"] = PluginEntry(
+        "models", "munaro-descriptors", f"{d13.__module__}:{d13.__name__}", "reid-bench-handcrafted", "test")
+    registry._loaded[("models", "munaro-descriptors")] = d13
+    monkeypatch.setattr(registry_module, "_default", registry)
+    doc = {"schema": SCHEMA, "protocol": "ias", "protocol_version": str(K.IASClosedSet.version),
+           "model": "munaro-descriptors", "mode": "closed-set", "main_score": "rank1",
+           "config_fingerprint": "aaaaaaaaaaaa", "config_diff": {}, "tuned": None, "config": {},
+           "expected_trials": ["A/seed0"],
+           "trials": [{"fold": "A", "seed": 0, "run_id": "a" * 24, "invocation": "a" * 36, "end_time": 1,
+                       "metrics": {"rank1": 0.3, "rank5": 0.6, "nAUC": 0.7}}]}
+    _write(tmp_path / "results", doc)
+    build_leaderboards(tmp_path / "lb", tmp_path / "results")
+    md = (tmp_path / "lb" / "ias.md").read_text()
+    row = next(line for line in md.split("## Fold A", 1)[1].splitlines() if "| munaro-descriptors |" in line)
+    assert "| 33.8 §° | -3.8 | paper config |" in row
+    section = md.split("## Published", 1)[1].split("### Fold A", 1)[1].split("###", 1)[0]
+    assert any(line.startswith("| munaro-descriptors | 33.8 |") for line in section.splitlines())
+    assert not any(line.startswith(("| d13 |", "| D13 |")) for line in section.splitlines())
+
+
+def test_a_model_must_declare_a_method_name_or_none():
+    from reid_bench.registry import PluginAPIError, check_plugin, get_registry
+
+    d13 = get_registry().model("d13")
+    bad = type("BadDeclaration", (d13,), {"published_as": ""})
+    with pytest.raises(PluginAPIError, match="published_as=''"):
+        check_plugin("models", "bad", bad)
+    check_plugin("models", "fine", type("NoDeclaration", (d13,), {"published_as": None}))

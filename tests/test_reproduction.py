@@ -45,7 +45,7 @@ def test_only_the_release_configuration_carries_the_paper_value(cli, tmp_path, d
     field_name = {"A-B": "IAS-A", "S": "BIWI-S"}[fold]
     from reid_bench.protocols.field import FIELD_TABLE
 
-    published_map = f"{FIELD_TABLE['d13'][field_name][0]:.1f}"
+    published_map = f"{FIELD_TABLE['D13'][field_name][0]:.1f}"
     # the field table's D13: a descriptor, nothing trained (°), explained under the table
     assert f"| {published_map} ° |" in rows["release"] and "paper config" in rows["release"]
     assert "° no training" in (tmp_path / "lb" / f"{protocol}.md").read_text().split(f"## Fold {fold}", 1)[1]

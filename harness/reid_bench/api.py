@@ -78,6 +78,9 @@ class Model(abc.ABC):
     ``config_class`` is a dataclass whose defaults are the paper's hyper-parameters;
     ``protocol_overrides`` maps a protocol name to the per-dataset values the paper gives,
     ``fold_overrides`` its per-fold values, ``budget_overrides`` what this benchmark chose.
+    ``published_as`` names the published method this model implements, as the protocols'
+    published numbers key it (the literature's name, e.g. "SM-SGE"): the boards put those
+    numbers on this model's rows whatever name its entry point has; None: no published method.
     """
 
     api_version: ClassVar[str] = API_VERSION
@@ -98,6 +101,10 @@ class Model(abc.ABC):
     budget_overrides: ClassVar[dict[str, dict[str, Any]]] = {}
     #: What a leaderboard row of this model on a protocol should say (a CPU budget, a recipe).
     protocol_notes: ClassVar[dict[str, str]] = {}
+    #: The published method this model implements, spelled as the protocols' ``published``
+    #: entries key it ("SM-SGE", "OG-Net-Small"); a variant the papers report separately declares
+    #: its own. None: the papers' tables have no entry for it.
+    published_as: ClassVar[str | None] = None
 
     def __init__(self, config: Any, spec: DataSpec) -> None:
         self.config = config
@@ -351,10 +358,12 @@ class Dataset(abc.ABC):
 class Protocol(abc.ABC):
     """What is compared, decided in data and versioned.
 
-    ``references`` holds the papers' numbers: {model: {fold: {metric: value}}} (percent), the
-    Paper column's value, one per model and fold. ``published`` says where each published number
-    comes from and what kind of number it is (``reid_bench.published``): one entry per (model,
-    source), naming one of ``published_sources``; ``references`` are each model's first entry
+    ``references`` holds the papers' numbers: {method: {fold: {metric: value}}} (percent), the
+    Paper column's value, one per published method and fold, keyed by the method's name in the
+    literature ("SM-SGE"), never by a plugin's entry-point name: a model's rows get them through
+    its ``Model.published_as``. ``published`` says where each published number comes from and
+    what kind of number it is (``reid_bench.published``): one entry per (method, source), naming
+    one of ``published_sources``; ``references`` are each method's first entry
     (``paper_references(published)``), and further sources are listed beside it.
     ``data_options`` are the default options of each dataset the protocol reads.
     """
@@ -378,6 +387,9 @@ class Protocol(abc.ABC):
     #: empty: ``references`` stand alone, their source ``reference_source``, their kind not stated.
     published: ClassVar[tuple[Published, ...]] = ()
     published_sources: ClassVar[tuple[PublishedSource, ...]] = ()
+    #: The boards' name for each published method that no first-party model implements
+    #: ({method: name}); a method without one is shown by its key, a declared one by its model.
+    unimplemented_names: ClassVar[dict[str, str]] = {}
     #: The metric the published numbers give for the main score, when it is not the main score
     #: itself (OG-Net's mAPs are its trapezoid AP, ``map_trapz``).
     reference_score: ClassVar[str | None] = None

@@ -235,6 +235,7 @@ def _dataset_info(name: str, cls: Any) -> dict[str, Any]:
 
 
 def _protocol_info(name: str, cls: Any) -> dict[str, Any]:
+    published = _published_info(cls)
     return {"kind": "protocol", "name": name, "version": cls.version, "modality": cls.modality, "mode": cls.mode,
             "description": cls.description, "datasets": list(cls.datasets), "folds": list(cls.folds),
             "seeds": list(cls.seeds), "window": cls.window, "metrics": list(cls().metrics),
@@ -242,19 +243,21 @@ def _protocol_info(name: str, cls: Any) -> dict[str, Any]:
             "filter_same_camera": cls.filter_same_camera if cls.mode == "retrieval" else None,
             "scoring": ({"distance": cls.scoring.distance, "item": cls.scoring.item, "rank_over": cls.scoring.rank_over,
                          "means": cls.scoring.describe()} if cls.mode == "retrieval" else None),
-            "references": cls.references, "reference_source": cls.reference_source, **_published_info(cls)}
+            "references": published.pop("references"), "reference_source": cls.reference_source, **published}
 
 
 def _published_info(cls: Any) -> dict[str, Any]:
-    """Where each published number comes from and what kind it is (``reid_bench.published``)."""
-    from reid_bench.published import KINDS, disagreements, paper_entry, published_of
+    """Where each published number comes from and what kind it is (``reid_bench.published``),
+    each method under the name of the installed model that declares it, as on the boards."""
+    from reid_bench.published import KINDS, board_published, disagreements, paper_entry, paper_references
 
-    sources, entries = published_of(cls)
+    sources, entries, _ = board_published(cls, get_registry().published_methods())
+    references = paper_references(entries)
     kinds = sorted({k for e in entries for k in e.kind}, key=list(KINDS).index)
     paper = {model: {fold: {"source": e.source, "kind": list(e.kind), "kind_text": e.kind_text}
                      for fold in folds if (e := paper_entry(entries, model, fold)) is not None}
-             for model, folds in cls.references.items()}
-    return {"reference_kinds": paper,
+             for model, folds in references.items()}
+    return {"references": references, "reference_kinds": paper,
             "published_sources": {s.key: {k: v for k, v in s.as_json().items() if k != "key"} for s in sources},
             "published": [e.as_json() for e in entries],
             "published_kinds": {k: {"mark": KINDS[k][0], "label": KINDS[k][1], "meaning": KINDS[k][2]} for k in kinds},

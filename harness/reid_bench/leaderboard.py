@@ -22,8 +22,8 @@ from typing import Any
 from reid_bench.bootstrap import query_matrix
 from reid_bench.config import readable_value
 from reid_bench.controls import control_kind, controls_caption
-from reid_bench.published import (KINDS, Published, PublishedRow, PublishedSource, disagreements, fold_rows, kind_text,
-                                  marks_legend, paper_entry, published_of)
+from reid_bench.published import (KINDS, Published, PublishedRow, PublishedSource, board_published, disagreements,
+                                  fold_rows, kind_text, marks_legend, paper_entry, published_of)
 from reid_bench.results import (Key, ResultsError, check_document, export_store, load_results, render_results, result_path,
                                 write_files)
 from reid_bench.modes import METRIC_NAMES, board_columns, is_percent, label
@@ -148,9 +148,10 @@ def _protocol_meta(name: str, doc: dict[str, Any]) -> dict[str, Any]:
     from reid_bench.registry import PluginError, get_registry
 
     try:
-        cls = get_registry().protocol(name)
-        sources, entries = published_of(cls)
-        return {"higher_is_better": cls.higher_is_better, "folds": list(cls.folds), "references": cls.references,
+        registry = get_registry()
+        cls = registry.protocol(name)
+        sources, entries, papers = board_published(cls, registry.published_methods())
+        return {"higher_is_better": cls.higher_is_better, "folds": list(cls.folds), "references": papers,
                 "seeds": len(cls.seeds),
                 "reference_source": cls.reference_source,
                 "reference_score": getattr(cls, "reference_score", None) or cls.main_score,
@@ -252,11 +253,11 @@ def reference_boards(boards: dict[str, ProtocolBoard]) -> dict[str, ProtocolBoar
         except PluginError:
             continue
         if cls.references:
-            sources, entries = published_of(cls)
+            sources, entries, papers = board_published(cls, registry.published_methods())
             out[name] = ProtocolBoard(name, cls.mode, cls.main_score, cls.higher_is_better, list(cls.folds),
                                       reference_source=cls.reference_source,
                                       reference_score=getattr(cls, "reference_score", None) or cls.main_score,
-                                      references=cls.references, installed_version=str(cls.version),
+                                      references=papers, installed_version=str(cls.version),
                                       published_sources=list(sources), published_entries=list(entries))
     return out
 
@@ -742,12 +743,13 @@ __all__ = ["ResultsError", "build_leaderboards", "collect", "render_boards"]
 
 
 def field_methods(protocol: str) -> list[str]:
-    """The installed models that a protocol's published table has numbers for."""
+    """The installed models that declare a method the protocol's published table has numbers for,
+    in the table's order."""
     from reid_bench.registry import get_registry
 
     registry = get_registry()
-    installed = set(registry.names("models"))
-    return [model for model in registry.protocol(protocol).references if model in installed]
+    declared = registry.published_methods()
+    return [model for method in registry.protocol(protocol).references for model in declared.get(method, ())]
 
 
 if __name__ == "__main__":  # `python -m reid_bench.leaderboard methods PROTOCOL` (make field-protocol)

@@ -1,20 +1,26 @@
 """Published numbers as data: where each one comes from and what kind of number it is.
 
-A protocol's ``references`` ({model: {fold: {metric: percent}}}) are the values its boards put in
-the Paper column, one per model and fold. ``published`` holds every published number the
-protocol knows, one :class:`Published` entry per (model, source), each naming its source
+A protocol's ``references`` ({method: {fold: {metric: percent}}}) are the values its boards put in
+the Paper column, one per published method and fold. ``published`` holds every published number
+the protocol knows, one :class:`Published` entry per (method, source), each naming its source
 (a :class:`PublishedSource` of ``published_sources``: repository, file, lines or figure, commit)
 and its kind (:data:`KINDS`: a best test epoch, an average over runs, read from a figure, ...).
-The first entry of a model that has a fold is that fold's Paper value; later entries from other
+The first entry of a method that has a fold is that fold's Paper value; later entries from other
 sources stay beside it on the board's Published section, and where two sources give different
-numbers for the same model, fold and metric both are kept and the board says so
+numbers for the same method, fold and metric both are kept and the board says so
 (:func:`disagreements`). :func:`check` finds inconsistent data (a test runs it on every
 installed protocol).
+
+A method is keyed as the literature names it ("SM-SGE", "OG-Net-Small"), never by a plugin's
+entry-point name: the numbers belong to the protocol, and a model reaches them only by declaring
+the method it implements (``Model.published_as``). :func:`for_boards` shows each entry under the
+name of every installed model that declares its method, so renaming an entry point (or
+registering the class twice) cannot orphan a published number.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterable, Mapping
 
 #: code -> (mark, short label, what it means). A number can be of several kinds at once (an
@@ -51,9 +57,10 @@ class PublishedSource:
 
 @dataclass(frozen=True)
 class Published:
-    """One method's numbers in one source: {fold: {metric: percent}}, and what kind they are."""
+    """One method's numbers in one source: {fold: {metric: percent}}, and what kind they are.
+    ``method`` is the literature's name for it; on a board (:func:`for_boards`), its board name."""
 
-    model: str
+    method: str
     source: str
     kind: tuple[str, ...]
     values: Mapping[str, Mapping[str, float]]
@@ -70,7 +77,7 @@ class Published:
         return kind_text(self.kind, self.runs)
 
     def as_json(self) -> dict[str, Any]:
-        return {"model": self.model, "source": self.source, "kind": list(self.kind), "kind_text": self.kind_text,
+        return {"model": self.method, "source": self.source, "kind": list(self.kind), "kind_text": self.kind_text,
                 "marks": self.marks, "runs": self.runs, "note": self.note,
                 "values": {fold: dict(values) for fold, values in self.values.items()}}
 
@@ -107,21 +114,47 @@ def published_of(protocol: Any) -> tuple[tuple[PublishedSource, ...], tuple[Publ
         return (), ()
     source = PublishedSource(LEGACY_SOURCE, "the protocol's reference_source",
                              getattr(protocol, "reference_source", "") or "not given")
-    return (source,), tuple(Published(model, LEGACY_SOURCE, ("unstated",), values)
-                            for model, values in references.items())
+    return (source,), tuple(Published(method, LEGACY_SOURCE, ("unstated",), values)
+                            for method, values in references.items())
 
 
-def paper_entry(entries: Iterable[Published], model: str, fold: str) -> Published | None:
-    """The entry whose value the Paper column shows for ``model`` on ``fold``: the first that has it."""
-    return next((e for e in entries if e.model == model and fold in e.values), None)
+def for_boards(entries: Iterable[Published], declared: Mapping[str, Iterable[str]],
+               unimplemented_names: Mapping[str, str] | None = None) -> tuple[Published, ...]:
+    """The entries as boards, ``info`` and the site name them: a method under the name of each
+    installed model that declares it (``declared``: {method: model names}; the same numbers once
+    per model), else under the protocol's ``unimplemented_names`` name for it, else its key."""
+    names = unimplemented_names or {}
+    out: list[Published] = []
+    for entry in entries:
+        models = list(declared.get(entry.method, ()))
+        out.extend(replace(entry, method=name) for name in (models or [names.get(entry.method, entry.method)]))
+    return tuple(out)
+
+
+def board_published(protocol: Any, declared: Mapping[str, Iterable[str]]) -> tuple[
+        tuple[PublishedSource, ...], tuple[Published, ...], dict[str, dict[str, dict[str, float]]]]:
+    """A protocol's sources, its entries named for the boards through the models' declarations
+    (``declared``: {method: model names}, the registry's ``published_methods()``; see
+    :func:`for_boards`), and those models' Paper values, {model: {fold: {metric: percent}}}: the
+    only join of published numbers to measured rows."""
+    sources, entries = published_of(protocol)
+    named = for_boards(entries, declared, getattr(protocol, "unimplemented_names", None))
+    models = {model for names in declared.values() for model in names}
+    papers = {model: values for model, values in paper_references(named).items() if model in models}
+    return sources, named, papers
+
+
+def paper_entry(entries: Iterable[Published], method: str, fold: str) -> Published | None:
+    """The entry whose value the Paper column shows for ``method`` on ``fold``: the first that has it."""
+    return next((e for e in entries if e.method == method and fold in e.values), None)
 
 
 def paper_references(entries: Iterable[Published]) -> dict[str, dict[str, dict[str, float]]]:
-    """``references`` from the entries: per model and fold, the first entry's values."""
+    """``references`` from the entries: per method and fold, the first entry's values."""
     out: dict[str, dict[str, dict[str, float]]] = {}
     for entry in entries:
         for fold, values in entry.values.items():
-            out.setdefault(entry.model, {}).setdefault(fold, dict(values))
+            out.setdefault(entry.method, {}).setdefault(fold, dict(values))
     return out
 
 
@@ -130,13 +163,14 @@ def _same(a: float, b: float) -> bool:
 
 
 def disagreements(entries: Iterable[Published]) -> list[dict[str, Any]]:
-    """Every (model, fold, metric) that two sources give different numbers for, with each
-    source's number: ``{"model", "fold", "metric", "values": {source: value}}``."""
+    """Every (method, fold, metric) that two sources give different numbers for, with each
+    source's number: ``{"model", "fold", "metric", "values": {source: value}}`` ("model": the
+    method as the entries name it)."""
     seen: dict[tuple[str, str, str], dict[str, float]] = {}
     for entry in entries:
         for fold, values in entry.values.items():
             for metric, value in values.items():
-                seen.setdefault((entry.model, fold, metric), {})[entry.source] = float(value)
+                seen.setdefault((entry.method, fold, metric), {})[entry.source] = float(value)
     out = []
     for (model, fold, metric), by_source in seen.items():
         numbers = list(by_source.values())
@@ -175,7 +209,7 @@ class PublishedRow:
 
 
 def fold_rows(entries: Iterable[Published], fold: str) -> list[PublishedRow]:
-    """The rows of one fold, in entry order: a model's first entry is its row; a later entry
+    """The rows of one fold, in entry order: a method's first entry is its row; a later entry
     whose every number equals that row's joins it as ``agreeing``; one with a number the row
     lacks or with a different number gets a row of its own (``differing`` when a number differs)."""
     rows: list[PublishedRow] = []
@@ -184,24 +218,25 @@ def fold_rows(entries: Iterable[Published], fold: str) -> list[PublishedRow]:
         if fold not in entry.values:
             continue
         values = {m: float(v) for m, v in entry.values[fold].items()}
-        lead = first.get(entry.model)
+        lead = first.get(entry.method)
         if lead is not None and all(m in lead.values and _same(lead.values[m], v) for m, v in values.items()):
             lead.agreeing.append(entry.source)
             continue
-        row = PublishedRow(entry.model, values, entry.source, tuple(entry.kind), entry.runs, entry.note,
+        row = PublishedRow(entry.method, values, entry.source, tuple(entry.kind), entry.runs, entry.note,
                            paper=lead is None)
         if lead is not None and any(m in lead.values and not _same(lead.values[m], v) for m, v in values.items()):
             row.differing.append(lead.source)
             lead.differing.append(entry.source)
         rows.append(row)
-        first.setdefault(entry.model, row)
+        first.setdefault(entry.method, row)
     return rows
 
 
 def check(protocol: Any) -> list[str]:
     """What is wrong with a protocol's published data (empty when nothing is): every entry names
     a listed source with a name and a citation, has known kinds, only the protocol's folds and
-    metrics and values in [0, 100]; ``references`` are exactly the first entries' values."""
+    metrics and values in [0, 100]; ``references`` are exactly the first entries' values; every
+    ``unimplemented_names`` key is one of its published methods."""
     name = getattr(protocol, "__name__", type(protocol).__name__)
     sources, entries = published_of(protocol)
     problems = []
@@ -218,7 +253,7 @@ def check(protocol: Any) -> list[str]:
         metrics = None
     folds = set(getattr(protocol, "folds", ()))
     for entry in entries:
-        where = f"{name}: {entry.model} from {entry.source!r}"
+        where = f"{name}: {entry.method} from {entry.source!r}"
         if entry.source not in keys:
             problems.append(f"{where}: the source is not one of the protocol's published_sources ({', '.join(keys)})")
         if not entry.kind:
@@ -244,8 +279,11 @@ def check(protocol: Any) -> list[str]:
     references = getattr(protocol, "references", {}) or {}
     expected = paper_references(entries)
     if references != expected:
-        models = (sorted(set(references) ^ set(expected))
-                  or sorted(m for m in references if references[m] != expected.get(m)))
-        problems.append(f"{name}: references are not the first published entry of each model and fold "
-                        f"(differ for {', '.join(models)})")
+        methods = (sorted(set(references) ^ set(expected))
+                   or sorted(m for m in references if references[m] != expected.get(m)))
+        problems.append(f"{name}: references are not the first published entry of each method and fold "
+                        f"(differ for {', '.join(methods)})")
+    for method in getattr(protocol, "unimplemented_names", {}) or {}:
+        if method not in expected:
+            problems.append(f"{name}: unimplemented_names names {method!r}, which has no published entry")
     return problems

@@ -90,6 +90,7 @@ class Registry:
         self._loaded: dict[tuple[str, str], Any] = {}
         self._errors: dict[tuple[str, str], str] = {}
         self._runtime_layouts: dict[str, Any] = {}
+        self._published_methods: dict[str, list[str]] | None = None
 
     # ---------------------------------------------------------------- metadata (no imports)
     def _scan(self) -> dict[str, dict[str, PluginEntry]]:
@@ -162,6 +163,21 @@ class Registry:
 
     def model(self, name: str) -> Any:
         return self.load("models", name)
+
+    def published_methods(self) -> dict[str, list[str]]:
+        """{published method: the installed models that declare it (``Model.published_as``), by
+        name}. Loads every model; one that fails to load declares nothing (``plugins`` shows why)."""
+        if self._published_methods is None:
+            declared: dict[str, list[str]] = {}
+            for name in self.names("models"):
+                try:
+                    method = getattr(self.model(name), "published_as", None)
+                except PluginError:
+                    continue
+                if method is not None:
+                    declared.setdefault(method, []).append(name)
+            self._published_methods = declared
+        return {method: list(models) for method, models in self._published_methods.items()}
 
     def dataset(self, name: str) -> Any:
         return self.load("datasets", name)
@@ -247,6 +263,10 @@ def check_plugin(kind: str, name: str, obj: Any) -> None:
             config_class = getattr(obj, "config_class", None)
             if not (isinstance(config_class, type) and dataclasses.is_dataclass(config_class)):
                 raise PluginAPIError(f"{what} needs a dataclass `config_class` (its hyper-parameters)")
+            published_as = getattr(obj, "published_as", None)
+            if published_as is not None and not (isinstance(published_as, str) and published_as.strip()):
+                raise PluginAPIError(f"{what} declares published_as={published_as!r}; expected a published "
+                                     f"method's name (a non-empty string) or None")
         if kind == "protocols" and getattr(obj, "mode", None) not in MODES:
             raise PluginAPIError(f"{what} declares mode {obj.mode!r}; expected " + " or ".join(f"{m!r}" for m in MODES))
     declared = str(getattr(obj, "api_version", ""))

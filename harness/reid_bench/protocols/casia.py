@@ -86,7 +86,7 @@ class CasiaBCrossView(Protocol):
     center_joint: ClassVar[int | None] = 0
     conditions: ClassVar[tuple[str, ...]] = ("nm", "bg", "cl")
     main_score = "rank1"
-    published = (Published("smsge", SMSGE_TABLE.key, ("figure", "best-test-epoch"),
+    published = (Published("SM-SGE", SMSGE_TABLE.key, ("figure", "best-test-epoch"),
                            {view: {"rank1": value} for view, value in SMSGE_CASIA_B_RANK1.items()},
                            note="the per-view CASIA-B table of the results image, row 'SM-SGE (Ours)'; its "
                                 "recognition stage keeps the best test epoch (SM-SGE.py lines 1234-1279)"),)

@@ -1,7 +1,9 @@
 """The field's published tables of skeleton-based person re-identification, as data.
 
-Two surveys by the same authors (Rao and Miao), both keyed here by the model names the methods
-have (or will have) in reid-bench:
+Two surveys by the same authors (Rao and Miao), both keyed here by each method's name in the
+literature ("SM-SGE", "TranSG"; an unnamed method by its citation, "Gharghabi et al. 2015"), never
+by a plugin's name: a model plugin reaches these numbers by declaring the method it implements
+(``Model.published_as``):
 
 - The first survey's leaderboard, Kali-Hac/3D-skeleton-based-person-re-ID-survey README.md lines
   204-244 at commit cc5f2021e1bd59c824162ce31fc4c59226d98fdf ("mainly from" TranSG, CVPR 2023;
@@ -62,9 +64,9 @@ SRID_SURVEY = PublishedSource(
           "README's list says ICCV 2021; those are citations, not numbers."),
 )
 
-#: model -> dataset -> (mAP, Rank-1, Rank-5, Rank-10), percent, as printed.
+#: method -> dataset -> (mAP, Rank-1, Rank-5, Rank-10), percent, as printed.
 FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
-    "dpg": {
+    "D_PG": {
         "BIWI-S": (6.7, 18.5, 45.4, 63.8),
         "BIWI-W": (8.7, 6.5, 15.5, 20.3),
         "KS20": (11.3, 35.2, 61.5, 70.5),
@@ -72,7 +74,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (10.6, 16.0, 41.2, 57.3),
         "KGBD": (2.1, 30.0, 49.1, 58.1),
     },
-    "d13": {
+    "D13": {
         "BIWI-S": (13.1, 28.3, 53.1, 65.9),
         "BIWI-W": (17.2, 14.2, 20.6, 23.7),
         "KS20": (18.9, 39.4, 71.7, 81.7),
@@ -80,7 +82,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (23.7, 43.7, 68.6, 76.7),
         "KGBD": (1.9, 17.0, 34.4, 44.2),
     },
-    "d16": {
+    "D16": {
         "BIWI-S": (16.7, 32.6, 55.7, 68.3),
         "BIWI-W": (18.8, 17.0, 25.3, 29.6),
         "KS20": (24.0, 51.7, 77.1, 86.9),
@@ -88,7 +90,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (24.5, 44.5, 69.1, 80.2),
         "KGBD": (4.0, 31.2, 50.9, 59.8),
     },
-    "posegait": {
+    "PoseGait": {
         "BIWI-S": (9.9, 14.0, 40.7, 56.7),
         "BIWI-W": (11.1, 8.8, 23.0, 31.2),
         "KS20": (23.5, 49.4, 80.9, 90.2),
@@ -96,7 +98,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (20.8, 28.9, 51.6, 62.9),
         "KGBD": (13.9, 50.6, 67.0, 72.6),
     },
-    "age": {
+    "AGE": {
         "BIWI-S": (8.9, 25.1, 43.1, 61.6),
         "BIWI-W": (12.6, 11.7, 21.4, 27.3),
         "KS20": (8.9, 43.2, 70.1, 80.0),
@@ -104,7 +106,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (12.8, 31.1, 52.3, 64.2),
         "KGBD": (0.9, 2.9, 5.6, 7.5),
     },
-    "sgela": {
+    "SGELA": {
         "BIWI-S": (15.1, 25.8, 51.8, 64.4),
         "BIWI-W": (19.0, 11.7, 14.0, 14.7),
         "KS20": (21.2, 45.0, 65.0, 75.1),
@@ -112,7 +114,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (14.0, 22.2, 40.8, 50.2),
         "KGBD": (4.5, 38.1, 53.5, 60.0),
     },
-    "simmc": {
+    "SimMC": {
         "BIWI-S": (12.3, 41.7, 66.6, 76.8),
         "BIWI-W": (19.9, 24.5, 36.7, 44.5),
         "KS20": (22.3, 66.4, 80.7, 87.0),
@@ -120,7 +122,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (22.9, 46.3, 68.1, 77.0),
         "KGBD": (11.7, 54.9, 66.2, 70.6),
     },
-    "hi-mpc": {
+    "Hi-MPC": {
         "BIWI-S": (17.4, 47.5, 70.3, 78.6),
         "BIWI-W": (22.6, 27.3, 40.3, 48.8),
         "KS20": (22.0, 69.6, 83.5, 87.1),
@@ -128,7 +130,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (25.3, 48.2, 70.2, 77.8),
         "KGBD": (10.2, 56.9, 70.2, 75.1),
     },
-    "mg-scr": {
+    "MG-SCR": {
         "BIWI-S": (7.6, 20.1, 46.9, 64.1),
         "BIWI-W": (11.9, 10.8, 20.3, 29.4),
         "KS20": (10.4, 46.3, 75.4, 84.0),
@@ -136,7 +138,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (12.9, 32.4, 56.5, 69.4),
         "KGBD": (6.9, 44.0, 58.7, 64.6),
     },
-    "smsge": {
+    "SM-SGE": {
         "BIWI-S": (10.1, 31.3, 56.3, 69.1),
         "BIWI-W": (15.2, 13.2, 25.8, 33.5),
         "KS20": (9.5, 45.9, 71.9, 81.2),
@@ -144,7 +146,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (13.3, 38.9, 64.1, 75.8),
         "KGBD": (4.4, 38.2, 54.2, 60.7),
     },
-    "spc-mgr": {
+    "SPC-MGR": {
         "BIWI-S": (16.0, 34.1, 57.3, 69.8),
         "BIWI-W": (19.4, 18.9, 31.5, 40.5),
         "KS20": (21.7, 59.0, 79.0, 86.2),
@@ -152,7 +154,7 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
         "IAS-B": (24.1, 43.3, 68.4, 79.4),
         "KGBD": (6.9, 40.8, 57.5, 65.0),
     },
-    "transg": {
+    "TranSG": {
         "BIWI-S": (30.1, 68.7, 86.5, 91.8),
         "BIWI-W": (26.9, 32.7, 44.9, 52.2),
         "KS20": (46.2, 73.6, 86.3, 90.2),
@@ -163,29 +165,39 @@ FIELD_TABLE: dict[str, dict[str, tuple[float, float, float, float]]] = {
 }
 
 
-#: model -> dataset -> Rank-1 (percent) in 3D-SRID-Survey's leaderboard figure, read off the
+#: method -> dataset -> Rank-1 (percent) in 3D-SRID-Survey's leaderboard figure, read off the
 #: image (rows top to bottom; a dash in the figure: no entry).
 SRID_FIGURE: dict[str, dict[str, float]] = {
-    "gharghabi-2015": {"BIWI-S": 10.7, "BIWI-W": 10.7},
-    "munaro-2014a": {"BIWI-S": 32.1, "BIWI-W": 39.3},
-    "d13": {"BIWI-S": 28.3, "BIWI-W": 14.2, "IAS-A": 40.0, "IAS-B": 43.7, "KS20": 39.4},
-    "d16": {"BIWI-S": 32.6, "BIWI-W": 17.0, "IAS-A": 42.7, "IAS-B": 44.5, "KS20": 51.7},
-    "elaoud-2017": {"BIWI-S": 28.6, "BIWI-W": 10.7, "IAS-A": 45.5, "IAS-B": 63.6},
-    "elaoud-pm-2021": {"BIWI-S": 39.3, "BIWI-W": 39.3, "IAS-A": 36.4, "IAS-B": 81.8},
-    "posegait": {"BIWI-S": 14.0, "BIWI-W": 8.8, "IAS-A": 28.4, "IAS-B": 28.9, "KS20": 49.4},
-    "age": {"BIWI-S": 25.1, "BIWI-W": 11.7, "IAS-A": 31.1, "IAS-B": 31.1, "KS20": 43.2},
-    "sgela": {"BIWI-S": 25.8, "BIWI-W": 11.7, "IAS-A": 16.7, "IAS-B": 22.2, "KS20": 45.0},
-    "gaittr": {"BIWI-S": 43.2, "BIWI-W": 16.3, "IAS-A": 43.7, "IAS-B": 47.8, "KS20": 52.3},
-    "simmc": {"BIWI-S": 41.7, "BIWI-W": 24.5, "IAS-A": 44.8, "IAS-B": 46.3, "KS20": 66.4},
-    "hi-mpc": {"BIWI-S": 47.5, "BIWI-W": 27.3, "IAS-A": 45.6, "IAS-B": 48.2, "KS20": 69.6},
-    "skeletongait": {"BIWI-S": 15.1, "BIWI-W": 10.8, "IAS-A": 31.4, "IAS-B": 31.5, "KS20": 22.2},
-    "mg-scr": {"BIWI-S": 20.1, "BIWI-W": 10.8, "IAS-A": 36.4, "IAS-B": 32.4, "KS20": 46.3},
-    "smsge": {"BIWI-S": 31.3, "BIWI-W": 13.2, "IAS-A": 34.0, "IAS-B": 38.9, "KS20": 45.9},
-    "ctrgcn": {"BIWI-S": 59.1, "BIWI-W": 20.5, "IAS-A": 47.7, "IAS-B": 48.3, "KS20": 57.4},
-    "stgcn": {"BIWI-S": 56.8, "BIWI-W": 21.3, "IAS-A": 47.9, "IAS-B": 50.1, "KS20": 65.9},
-    "gpgait": {"BIWI-S": 54.1, "BIWI-W": 29.0, "IAS-A": 50.9, "IAS-B": 60.1, "KS20": 71.4},
-    "transg": {"BIWI-S": 68.7, "BIWI-W": 32.7, "IAS-A": 49.2, "IAS-B": 59.1, "KS20": 73.6},
-    "mocos": {"BIWI-S": 72.0, "BIWI-W": 36.0, "IAS-A": 51.9, "IAS-B": 61.5, "KS20": 76.0},
+    "Gharghabi et al. 2015": {"BIWI-S": 10.7, "BIWI-W": 10.7},
+    "Munaro et al. 2014a": {"BIWI-S": 32.1, "BIWI-W": 39.3},
+    "D13": {"BIWI-S": 28.3, "BIWI-W": 14.2, "IAS-A": 40.0, "IAS-B": 43.7, "KS20": 39.4},
+    "D16": {"BIWI-S": 32.6, "BIWI-W": 17.0, "IAS-A": 42.7, "IAS-B": 44.5, "KS20": 51.7},
+    "Elaoud et al. 2017": {"BIWI-S": 28.6, "BIWI-W": 10.7, "IAS-A": 45.5, "IAS-B": 63.6},
+    "PM (Elaoud et al. 2021)": {"BIWI-S": 39.3, "BIWI-W": 39.3, "IAS-A": 36.4, "IAS-B": 81.8},
+    "PoseGait": {"BIWI-S": 14.0, "BIWI-W": 8.8, "IAS-A": 28.4, "IAS-B": 28.9, "KS20": 49.4},
+    "AGE": {"BIWI-S": 25.1, "BIWI-W": 11.7, "IAS-A": 31.1, "IAS-B": 31.1, "KS20": 43.2},
+    "SGELA": {"BIWI-S": 25.8, "BIWI-W": 11.7, "IAS-A": 16.7, "IAS-B": 22.2, "KS20": 45.0},
+    "GaitTR": {"BIWI-S": 43.2, "BIWI-W": 16.3, "IAS-A": 43.7, "IAS-B": 47.8, "KS20": 52.3},
+    "SimMC": {"BIWI-S": 41.7, "BIWI-W": 24.5, "IAS-A": 44.8, "IAS-B": 46.3, "KS20": 66.4},
+    "Hi-MPC": {"BIWI-S": 47.5, "BIWI-W": 27.3, "IAS-A": 45.6, "IAS-B": 48.2, "KS20": 69.6},
+    "SkeletonGait": {"BIWI-S": 15.1, "BIWI-W": 10.8, "IAS-A": 31.4, "IAS-B": 31.5, "KS20": 22.2},
+    "MG-SCR": {"BIWI-S": 20.1, "BIWI-W": 10.8, "IAS-A": 36.4, "IAS-B": 32.4, "KS20": 46.3},
+    "SM-SGE": {"BIWI-S": 31.3, "BIWI-W": 13.2, "IAS-A": 34.0, "IAS-B": 38.9, "KS20": 45.9},
+    "CTR-GCN": {"BIWI-S": 59.1, "BIWI-W": 20.5, "IAS-A": 47.7, "IAS-B": 48.3, "KS20": 57.4},
+    "ST-GCN": {"BIWI-S": 56.8, "BIWI-W": 21.3, "IAS-A": 47.9, "IAS-B": 50.1, "KS20": 65.9},
+    "GPGait": {"BIWI-S": 54.1, "BIWI-W": 29.0, "IAS-A": 50.9, "IAS-B": 60.1, "KS20": 71.4},
+    "TranSG": {"BIWI-S": 68.7, "BIWI-W": 32.7, "IAS-A": 49.2, "IAS-B": 59.1, "KS20": 73.6},
+    "MoCos": {"BIWI-S": 72.0, "BIWI-W": 36.0, "IAS-A": 51.9, "IAS-B": 61.5, "KS20": 76.0},
+}
+
+#: The boards' names for the methods no first-party plugin implements (a declared method is shown
+#: under its model's name): the names these boards have always shown them by.
+UNIMPLEMENTED_NAMES: dict[str, str] = {
+    "SkeletonGait": "skeletongait",
+    "Gharghabi et al. 2015": "gharghabi-2015",
+    "Munaro et al. 2014a": "munaro-2014a",
+    "Elaoud et al. 2017": "elaoud-2017",
+    "PM (Elaoud et al. 2021)": "elaoud-pm-2021",
 }
 
 _AVERAGED = ("average-of-runs", "best-test-epoch")
@@ -197,39 +209,39 @@ _GAIT = ("a gait recognition model the survey evaluated itself under the re-ID p
 _HANDCRAFTED_EXTRA = ("not in the first survey's table; the figure does not say it was evaluated under this protocol "
                       "(its caption says so of the gait models only), so compare with care")
 
-#: model -> (kind, note) of its numbers: how the method's release or paper obtains them.
+#: method -> (kind, note) of its numbers: how the method's release or paper obtains them.
 METHOD_KINDS: dict[str, tuple[tuple[str, ...], str]] = {
-    "dpg": (("no-training",), "PoseGait's hand-crafted pose descriptor, D_PG: nothing trained"),
-    "d13": (("no-training",), "13 hand-crafted skeleton descriptors: nothing trained"),
-    "d16": (("no-training",), "16 hand-crafted skeleton descriptors: nothing trained"),
-    "posegait": (("unstated",), "PoseGait (Pattern Recognition 2020), a gait recognition model, evaluated for "
+    "D_PG": (("no-training",), "PoseGait's hand-crafted pose descriptor, D_PG: nothing trained"),
+    "D13": (("no-training",), "13 hand-crafted skeleton descriptors: nothing trained"),
+    "D16": (("no-training",), "16 hand-crafted skeleton descriptors: nothing trained"),
+    "PoseGait": (("unstated",), "PoseGait (Pattern Recognition 2020), a gait recognition model, evaluated for "
                  "re-ID for the table; how its epoch was selected is not stated"),
-    "age": (("unstated",), _RERUN.format("Kali-Hac/SGE-LA train.py lines 965, 1034-1037 at 742e691")),
-    "sgela": (("unstated",), _RERUN.format("Kali-Hac/Locality-Awareness-SGE train.py at 27df99c")),
-    "mg-scr": (("unstated",), _RERUN.format("Kali-Hac/MG-SCR train.py lines 511-552 at cf9e1c9")),
-    "smsge": (("unstated",), _RERUN.format("Kali-Hac/SM-SGE SM-SGE.py lines 1234-1279 at e30b994")),
-    "simmc": (_AVERAGED, "Kali-Hac/SimMC at c325ad5: README.md line 36 'we report the average performance of our "
+    "AGE": (("unstated",), _RERUN.format("Kali-Hac/SGE-LA train.py lines 965, 1034-1037 at 742e691")),
+    "SGELA": (("unstated",), _RERUN.format("Kali-Hac/Locality-Awareness-SGE train.py at 27df99c")),
+    "MG-SCR": (("unstated",), _RERUN.format("Kali-Hac/MG-SCR train.py lines 511-552 at cf9e1c9")),
+    "SM-SGE": (("unstated",), _RERUN.format("Kali-Hac/SM-SGE SM-SGE.py lines 1234-1279 at e30b994")),
+    "SimMC": (_AVERAGED, "Kali-Hac/SimMC at c325ad5: README.md line 36 'we report the average performance of our "
               "approach on all datasets' (how many runs: not stated); SimMC.py lines 649-656 keep the best test Rank-1"),
-    "spc-mgr": (_AVERAGED, "Kali-Hac/SPC-MGR at e0ea7da: README.md line 36 (average performance, how many runs: not "
+    "SPC-MGR": (_AVERAGED, "Kali-Hac/SPC-MGR at e0ea7da: README.md line 36 (average performance, how many runs: not "
                 "stated); SPC-MGR.py lines 664-691 keep the best test Rank-1"),
-    "hi-mpc": (_AVERAGED, "Kali-Hac/Hi-MPC at 20b2c74: README.md line 35 (average performance, how many runs: not "
+    "Hi-MPC": (_AVERAGED, "Kali-Hac/Hi-MPC at 20b2c74: README.md line 35 (average performance, how many runs: not "
                "stated); Hi-MPC.py lines 849-876 keep the best test Rank-1"),
-    "transg": (_AVERAGED, "Kali-Hac/TranSG at 7176262: README.md line 36 (average performance, how many runs: not "
+    "TranSG": (_AVERAGED, "Kali-Hac/TranSG at 7176262: README.md line 36 (average performance, how many runs: not "
                "stated); TranSG.py lines 863-869 keep the best test Rank-1"),
-    "mocos": (_AVERAGED, "Kali-Hac/MoCos at 64fe918: README.md line 38 (average performance, how many runs: not "
+    "MoCos": (_AVERAGED, "Kali-Hac/MoCos at 64fe918: README.md line 38 (average performance, how many runs: not "
               "stated); MoCos.py lines 1012-1039 keep the best test Rank-1, 1052-1054 stop after `patience` epochs "
               "without a gain. Its README has no results table and its paper's table (with mAP and Rank-5/10) "
               "was not read here: only the survey figure's Rank-1"),
-    "gpgait": (("unstated",), "GPGait (ICCV 2023): " + _GAIT),
-    "gaittr": (("unstated",), "GaitTR (Expert Systems 2023): " + _GAIT),
-    "skeletongait": (("unstated",), "SkeletonGait (AAAI 2024): " + _GAIT),
-    "stgcn": (("unstated",), "ST-GCN (AAAI 2018): " + _GAIT),
-    "ctrgcn": (("unstated",), "CTR-GCN (ICCV 2021; the figure says CVPR): " + _GAIT),
-    "gharghabi-2015": (("unstated",), "Gharghabi et al. 2015 (ICIEV): " + _HANDCRAFTED_EXTRA +
+    "GPGait": (("unstated",), "GPGait (ICCV 2023): " + _GAIT),
+    "GaitTR": (("unstated",), "GaitTR (Expert Systems 2023): " + _GAIT),
+    "SkeletonGait": (("unstated",), "SkeletonGait (AAAI 2024): " + _GAIT),
+    "ST-GCN": (("unstated",), "ST-GCN (AAAI 2018): " + _GAIT),
+    "CTR-GCN": (("unstated",), "CTR-GCN (ICCV 2021; the figure says CVPR): " + _GAIT),
+    "Gharghabi et al. 2015": (("unstated",), "Gharghabi et al. 2015 (ICIEV): " + _HANDCRAFTED_EXTRA +
                        "; it gives the same number for BIWI-S and BIWI-W"),
-    "munaro-2014a": (("unstated",), "Munaro et al. 2014a (Person Re-Identification): " + _HANDCRAFTED_EXTRA),
-    "elaoud-2017": (("unstated",), "Elaoud et al. 2017 (ACIVS): " + _HANDCRAFTED_EXTRA),
-    "elaoud-pm-2021": (("unstated",), "PM, Elaoud et al. 2021 (Multimedia Tools and Applications): " +
+    "Munaro et al. 2014a": (("unstated",), "Munaro et al. 2014a (Person Re-Identification): " + _HANDCRAFTED_EXTRA),
+    "Elaoud et al. 2017": (("unstated",), "Elaoud et al. 2017 (ACIVS): " + _HANDCRAFTED_EXTRA),
+    "PM (Elaoud et al. 2021)": (("unstated",), "PM, Elaoud et al. 2021 (Multimedia Tools and Applications): " +
                        _HANDCRAFTED_EXTRA + "; it gives the same number for BIWI-S and BIWI-W"),
 }
 
@@ -239,15 +251,15 @@ def field_published(folds: dict[str, str]) -> tuple[Published, ...]:
     (e.g. ``{"A-B": "IAS-A"}``): the first survey's table first (the Paper value of its twelve
     methods), then the 3D-SRID-Survey figure's Rank-1 of every method with a number there."""
     out = []
-    for model, rows in FIELD_TABLE.items():
-        kind, note = METHOD_KINDS[model]
+    for method, rows in FIELD_TABLE.items():
+        kind, note = METHOD_KINDS[method]
         values = {fold: dict(zip(("mAP", "rank1", "rank5", "rank10"), rows[column])) for fold, column in folds.items()}
-        out.append(Published(model, SURVEY_TABLE.key, kind, values, note=note))
-    for model, rows in SRID_FIGURE.items():
+        out.append(Published(method, SURVEY_TABLE.key, kind, values, note=note))
+    for method, rows in SRID_FIGURE.items():
         values = {fold: {"rank1": rows[column]} for fold, column in folds.items() if column in rows}
         if values:
-            kind, note = METHOD_KINDS[model]
-            out.append(Published(model, SRID_SURVEY.key, ("figure", *kind), values, note=note))
+            kind, note = METHOD_KINDS[method]
+            out.append(Published(method, SRID_SURVEY.key, ("figure", *kind), values, note=note))
     return tuple(out)
 
 
@@ -257,6 +269,12 @@ def field_sources(folds: dict[str, str]) -> tuple[PublishedSource, ...]:
     return (SURVEY_TABLE,) + ((SRID_SURVEY,) if any(columns & set(rows) for rows in SRID_FIGURE.values()) else ())
 
 
+def field_unimplemented_names(folds: dict[str, str]) -> dict[str, str]:
+    """The boards' names of the unimplemented methods with a number for at least one of these columns."""
+    methods = {entry.method for entry in field_published(folds)}
+    return {method: name for method, name in UNIMPLEMENTED_NAMES.items() if method in methods}
+
+
 def field_references(folds: dict[str, str]) -> dict[str, dict[str, dict[str, float]]]:
-    """The Paper column's values: per model and fold, its first published entry's."""
+    """The Paper column's values: per method and fold, its first published entry's."""
     return paper_references(field_published(folds))

@@ -64,7 +64,7 @@ import numpy as np
 from reid_bench.api import DataAccess, FoldData, RetrievalScoring, SampleSet, SkeletonSequence
 from reid_bench.protocols import SessionClosedSetProtocol, SkeletonClosedSet, SkeletonRetrieval, closed_set_windows
 from reid_bench.protocols.field import SOURCE as FIELD_SOURCE
-from reid_bench.protocols.field import field_published, field_sources
+from reid_bench.protocols.field import field_published, field_sources, field_unimplemented_names
 from reid_bench.published import Published, PublishedSource, paper_references
 from reid_bench.protocols.splits import check_disjoint, split_info, window_splits
 from reid_bench.scoring import FIELD_RELEASES
@@ -90,8 +90,8 @@ _D13_KIND = (("figure", "no-training"), "13 hand-crafted descriptors classified 
 
 
 def _smsge_published(smsge: dict[str, dict[str, float]], d13: dict[str, dict[str, float]]) -> tuple[Published, ...]:
-    return (Published("smsge", SMSGE_TABLE.key, _SMSGE_KIND[0], smsge, note=_SMSGE_KIND[1]),
-            Published("d13", SMSGE_TABLE.key, _D13_KIND[0], d13, note=_D13_KIND[1]))
+    return (Published("SM-SGE", SMSGE_TABLE.key, _SMSGE_KIND[0], smsge, note=_SMSGE_KIND[1]),
+            Published("D13", SMSGE_TABLE.key, _D13_KIND[0], d13, note=_D13_KIND[1]))
 
 
 def split_rank(split_seed: int, fold: str, key: str) -> str:
@@ -299,6 +299,7 @@ class IASRetrieval(KinectRetrieval):
     train_trim = (10, 0)
     published = field_published({"A-B": "IAS-A", "B-A": "IAS-B"})
     published_sources = field_sources({"A-B": "IAS-A", "B-A": "IAS-B"})
+    unimplemented_names = field_unimplemented_names({"A-B": "IAS-A", "B-A": "IAS-B"})
     references = paper_references(published)
     reference_source = FIELD_SOURCE
 
@@ -324,6 +325,7 @@ class BIWIRetrieval(IASRetrieval):
     train_trim = (10, 10)
     published = field_published({"S": "BIWI-S", "W": "BIWI-W"})
     published_sources = field_sources({"S": "BIWI-S", "W": "BIWI-W"})
+    unimplemented_names = field_unimplemented_names({"S": "BIWI-S", "W": "BIWI-W"})
     references = paper_references(published)
 
 
@@ -347,6 +349,7 @@ class KGBDRetrieval(KinectRetrieval):
     dense_training = False
     published = field_published({"all": "KGBD"})
     published_sources = field_sources({"all": "KGBD"})
+    unimplemented_names = field_unimplemented_names({"all": "KGBD"})
     references = paper_references(published)
     reference_source = FIELD_SOURCE
 
@@ -375,6 +378,7 @@ class KS20Retrieval(KinectRetrieval):
     test_trim = (0, 0)
     published = field_published({"all": "KS20"})
     published_sources = field_sources({"all": "KS20"})
+    unimplemented_names = field_unimplemented_names({"all": "KS20"})
     references = paper_references(published)
     reference_source = FIELD_SOURCE
 

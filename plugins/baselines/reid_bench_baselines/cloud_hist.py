@@ -105,6 +105,7 @@ def _cloud_features(points: np.ndarray, cfg: CloudHistogramConfig) -> tuple[np.n
 class CloudHistogram(Model):
     """Per-band chromaticity / intensity histograms + shape statistics of a coloured cloud."""
 
+    published_as = None  # no published table has a number for it
     modality = "pointcloud"
     config_class = CloudHistogramConfig
     description = (

@@ -107,6 +107,7 @@ def _augment(w: torch.Tensor, cfg: GaitLSTMConfig, gen: torch.Generator) -> torc
 class GaitLSTM(TorchModel):
     """2-layer LSTM over joint coordinates, trained for identity classification."""
 
+    published_as = None  # no published table has a number for it
     modality = "skeleton"
     config_class = GaitLSTMConfig
     description = "Supervised LSTM over per-frame joint coordinates; temporal mean -> 128-d embedding"

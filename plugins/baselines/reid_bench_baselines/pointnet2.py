@@ -320,6 +320,7 @@ _SYNTH_MSG = {"points": 256, "npoints": (64, 16), "nsamples": ((8, 16, 16), (8, 
 class PointNet2SSG(PointBaseline):
     """PointNet++ single-scale grouping at OG-Net's Table II size (1.59M parameters)."""
 
+    published_as = None  # no published table has a number for it
     config_class = PointNet2SSGConfig
     budget_overrides = {"synth-market": dict(_SYNTH_SSG), "synth-market-to-duke": dict(_SYNTH_SSG)}
     description = "PointNet++ SSG (3 set-abstraction levels, rgb features + relative xyz), OG-Net's head; 512-d BN embedding"
@@ -335,6 +336,7 @@ class PointNet2SSG(PointBaseline):
 class PointNet2MSG(PointNet2SSG):
     """PointNet++ multi-scale grouping at OG-Net's Table II size (1.87M parameters)."""
 
+    published_as = None  # no published table has a number for it
     config_class = PointNet2MSGConfig
     budget_overrides = {"synth-market": dict(_SYNTH_MSG), "synth-market-to-duke": dict(_SYNTH_MSG)}
     description = "PointNet++ MSG (3 radii per level, rgb features + relative xyz), OG-Net's head; 512-d BN embedding"

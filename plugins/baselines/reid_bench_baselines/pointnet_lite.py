@@ -95,6 +95,7 @@ class _Net(nn.Module):
 class PointNetLite(CloudClassifierModel):
     """Shared point MLP + max/avg pooling + BN embedding, trained for identity classification."""
 
+    published_as = None  # no published table has a number for it
     modality = "pointcloud"
     config_class = PointNetLiteConfig
     description = (

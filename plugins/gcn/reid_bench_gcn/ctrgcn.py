@@ -230,6 +230,7 @@ class CTRGCNNet(nn.Module):
 class CTRGCN(GCNReID):
     """CTR-GCN's backbone trained with identity cross-entropy; the pooled 256-d feature is the embedding."""
 
+    published_as = "CTR-GCN"
     name = "ctrgcn"
     config_class: ClassVar[type] = CTRGCNConfig
     description = ("CTR-GCN: 10 TCN-GCN units with channel-wise topology refinement and multi-scale temporal "

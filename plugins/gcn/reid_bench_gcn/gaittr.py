@@ -315,6 +315,7 @@ class PKReID(TorchModel):
 class GaitTR(PKReID):
     """GaitTR's network trained with the batch-hard triplet loss; its 128-d output is the embedding."""
 
+    published_as = "GaitTR"
     name = "gaittr"
     config_class: ClassVar[type] = GaitTRConfig
     description = ("GaitTR: 4 TCN + spatial-transformer blocks over joints, relative joints, velocities and bones "

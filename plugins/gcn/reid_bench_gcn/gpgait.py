@@ -255,6 +255,7 @@ class GPGait(PKReID):
     """GPGait's three-branch part-aware network trained with triplet + cross-entropy; the BNNeck
     feature (19 parts x 256) is the embedding."""
 
+    published_as = "GPGait"
     name = "gpgait"
     config_class: ClassVar[type] = GPGaitConfig
     description = ("GPGait: part-aware GCN branches over joints, bones and joint angles (human-oriented descriptor, "

@@ -145,6 +145,7 @@ def _release_init(module: nn.Module) -> None:
 class STGCN(GCNReID):
     """ST-GCN's backbone trained with identity cross-entropy; the pooled 256-d feature is the embedding."""
 
+    published_as = "ST-GCN"
     name = "stgcn"
     config_class: ClassVar[type] = STGCNConfig
     description = ("ST-GCN: 10 spatial temporal graph convolution blocks (spatial partition, edge importance) "

@@ -70,6 +70,7 @@ class D13Config:
 class D13(WindowDescriptor):
     """Munaro et al.'s 13 anthropometric descriptors, averaged over the window; no learning."""
 
+    published_as = "D13"
     version = "2"
     config_class = D13Config
     roles = ROLES

@@ -62,6 +62,7 @@ class D16Config:
 class D16(WindowDescriptor):
     """Pala et al.'s 15 segment lengths and height, averaged over the window; no learning."""
 
+    published_as = "D16"
     version = "1"
     config_class = D16Config
     roles = ROLES

@@ -72,6 +72,7 @@ class _Net(nn.Module):
 class SingleLayerLSTM(TorchModel):
     """One LSTM layer over per-frame joint coordinates; the last hidden state is the embedding."""
 
+    published_as = None  # no published table has a number for it
     modality = "skeleton"
     config_class = LSTMConfig
     description = "Single-layer LSTM over per-frame joint coordinates, last hidden state (256-d); supervised"
@@ -118,6 +119,7 @@ class SingleLayerLSTM(TorchModel):
 class MultiLayerLSTM(SingleLayerLSTM):
     """Two stacked LSTM layers (the tables' "Multi-layer LSTM")."""
 
+    published_as = None  # no published table has a number for it
     config_class = MultiLayerLSTMConfig
     description = "Multi-layer (2 x 256) LSTM over per-frame joint coordinates, last hidden state; supervised"
     citation = "Zheng et al. 2019, as cited by SM-SGE's table (reference [33], 'Multi-layer LSTM')"

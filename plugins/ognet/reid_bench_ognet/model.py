@@ -186,6 +186,7 @@ class CircleLoss(nn.Module):
 class OGNet(TorchModel):
     """OG-Net: omni-scale graph network on coloured point clouds (1.95M parameters)."""
 
+    published_as = "OG-Net"
     modality = "pointcloud"
     config_class = OGNetConfig
     protocol_overrides = _overrides(_MARKET, _DUKE, _CUHK, _MSMT)
@@ -386,6 +387,7 @@ class OGNet(TorchModel):
 class OGNetSmall(OGNet):
     """OG-Net-Small: widths 48-96-192-384 (1.20M parameters)."""
 
+    published_as = "OG-Net-Small"
     config_class = OGNetSmallConfig
     # README L110, L127 (its bare ``--class`` is refused by argparse: --class 1, as OG-Net on Duke), L170, L202
     protocol_overrides = _overrides(
@@ -401,6 +403,7 @@ class OGNetDeep(OGNet):
     """OG-Net-Deep: 7 modules 48-96-96-192-192-384-384, two EdgeConvs (k=9) each, gated shortcuts
     (2.47M parameters)."""
 
+    published_as = "OG-Net-Deep"
     config_class = OGNetDeepConfig
     protocol_overrides = _overrides(  # README L120 (Market: only the circle-loss command is given), L148, L180, L212
         {"epochs": 1000, "lr": 6e-4, "batch_size": 30, "balanced": True},

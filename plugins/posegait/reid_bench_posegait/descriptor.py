@@ -29,6 +29,7 @@ class PoseGaitDescriptorConfig:
 class PoseGaitDescriptor(Model):
     """The 81 PoseGait pose features, window mean; no learning."""
 
+    published_as = "D_PG"
     modality = "skeleton"
     config_class = PoseGaitDescriptorConfig
     description = "D_PG: PoseGait's 81 pose features (positions, limb lengths, joint angles, motion), window mean"

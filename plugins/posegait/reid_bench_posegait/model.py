@@ -100,6 +100,7 @@ class PoseGaitNet(nn.Module):
 class PoseGait(TorchModel):
     """PoseGait's CNN over pose features x frames; the 512-d layer is the embedding."""
 
+    published_as = "PoseGait"
     modality = "skeleton"
     config_class = PoseGaitConfig
     description = "PoseGait: CNN over 81 pose features x 17 frames, 512-d embedding; supervised (cross-entropy)"

@@ -154,6 +154,7 @@ class HiMPC(TorchModel):
     """Joint, component and limb views of a window clustered every epoch; meta-prototype contrast
     through shared-weight heads, frames weighted by hard skeleton mining."""
 
+    published_as = "Hi-MPC"
     modality = "skeleton"
     config_class: ClassVar[type] = HiMPCConfig
     description = ("Hi-MPC: per-frame MLPs on joint, component and limb levels, clustered each epoch (Jaccard + "

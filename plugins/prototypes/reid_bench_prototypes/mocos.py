@@ -329,6 +329,7 @@ class MoCos(TorchModel):
     """A motif-guided skeleton graph transformer trained by contrasting random sub-skeletons and
     sub-tracklets with the identities' prototypes. Supervised."""
 
+    published_as = "MoCos"
     modality = "skeleton"
     config_class: ClassVar[type] = MoCosConfig
     description = ("MoCos: skeleton graph transformer with structural (1-3 hop) and gait (limb) motif heads, "

@@ -97,6 +97,7 @@ def mic_loss(u1: torch.Tensor, u2: torch.Tensor, v1: torch.Tensor, v2: torch.Ten
 class SimMC(TorchModel):
     """Masked views of a window, clustered every epoch; prototype and intra-sequence contrast."""
 
+    published_as = "SimMC"
     modality = "skeleton"
     config_class: ClassVar[type] = SimMCConfig
     description = "SimMC: per-frame MLP, frame-masked views clustered each epoch (Jaccard + DBSCAN), prototype + SimSiam contrast; unsupervised"

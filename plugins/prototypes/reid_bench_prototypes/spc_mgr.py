@@ -231,6 +231,7 @@ class SPCMGR(TorchModel):
     """Multi-level skeleton graphs with structural and collaborative relations, clustered every
     epoch; prototype contrast. Unsupervised."""
 
+    published_as = "SPC-MGR"
     modality = "skeleton"
     config_class: ClassVar[type] = SPCMGRConfig
     description = ("SPC-MGR: part/body/hyper-body graph attention with cross-level relations, clustered each epoch "

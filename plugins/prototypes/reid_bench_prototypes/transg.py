@@ -296,6 +296,7 @@ class TranSG(TorchModel):
     """A skeleton graph transformer trained with ground-truth graph prototypes (sequence and
     skeleton level) and structure / trajectory prompted reconstruction. Supervised."""
 
+    published_as = "TranSG"
     modality = "skeleton"
     config_class: ClassVar[type] = TranSGConfig
     description = ("TranSG: skeleton graph transformer (full-relation heads, Laplacian positional encoding), "

@@ -70,6 +70,7 @@ class SGELAConfig(AGEConfig):
 class AGE(TorchModel):
     """Attention-based gait encodings: per-axis LSTM encoder-decoders with locality-aware attention."""
 
+    published_as = "AGE"
     modality = "skeleton"
     config_class: ClassVar[type] = AGEConfig
     description = "AGE: self-supervised reverse reconstruction with locality-aware attention, per-axis 2x256 LSTMs"
@@ -207,6 +208,7 @@ class AGE(TorchModel):
 class SGELA(AGE):
     """AGE plus a contrastive loss between consecutive windows (the TPAMI method, "CAGE" in its code)."""
 
+    published_as = "SGELA"
     config_class = SGELAConfig
     description = "SGELA: AGE's reverse reconstruction with locality-aware attention + contrastive loss between adjacent windows"
     citation = ("Rao, Xu, Hu, Cheng, Hu: A self-supervised gait encoding approach with locality-awareness for 3D "

@@ -236,6 +236,7 @@ class MGSCRNet(nn.Module):
 class MGSCR(TorchModel):
     """Multi-level skeleton graphs, structural + collaborative relations, SSP pretraining, re-ID fine-tuning."""
 
+    published_as = "MG-SCR"
     version = "1"
     modality = "skeleton"
     config_class: ClassVar[type] = MGSCRConfig

@@ -438,6 +438,7 @@ def sample_subsequences(lengths: list[int], f: int, rounds: int, gen: torch.Gene
 class SMSGE(TorchModel):
     """Self-supervised multi-scale skeleton graph encoding (SM-SGE)."""
 
+    published_as = "SM-SGE"
     # 2: per-head Glorot initialisation of the structural relations (was over the stacked heads).
     version = "2"
     modality = "skeleton"

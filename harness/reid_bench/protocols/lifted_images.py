@@ -1,4 +1,5 @@
-"""OG-Net's point-cloud re-identification protocols (Zheng et al., TNNLS 2022).
+"""Re-identification protocols on image datasets lifted to 3D point clouds, as OG-Net (Zheng et
+al., TNNLS 2022) released them.
 
 Retrieval in the Market-1501 mode on the 3D releases: the model learns on ``train_all`` (OG-Net's
 README trains every reported model with ``--train_all``), query clouds are ranked against the
@@ -65,8 +66,26 @@ def _ref(rank1: float, map_trapz: float) -> dict[str, dict[str, float]]:
 
 
 def _ognet(refs: dict[str, dict[str, dict[str, float]]]) -> tuple[Published, ...]:
-    return tuple(Published(model, OGNET_README.key, _OGNET_KIND, values, note=_OGNET_NOTE)
-                 for model, values in refs.items())
+    """OG-Net's README rows, keyed by the method as the README names it ("OG-Net-Small + Circle")."""
+    return tuple(Published(method, OGNET_README.key, _OGNET_KIND, values, note=_OGNET_NOTE)
+                 for method, values in refs.items())
+
+
+#: The boards' names for the published methods no first-party plugin implements (the '+ Circle'
+#: models are OG-Net trained with circle loss, reported as methods of their own; PointReIDNet has
+#: no public code): the names these boards have always shown them by.
+UNIMPLEMENTED_NAMES: dict[str, str] = {
+    "OG-Net + Circle": "ognet-circle",
+    "OG-Net-Small + Circle": "ognet-small-circle",
+    "OG-Net-Deep + Circle": "ognet-deep-circle",
+    "PointReIDNet": "pointreidnet",
+    "PointReIDNet-efficient": "pointreidnet-efficient",
+}
+
+
+def _unimplemented(published: tuple[Published, ...]) -> dict[str, str]:
+    methods = {entry.method for entry in published}
+    return {method: name for method, name in UNIMPLEMENTED_NAMES.items() if method in methods}
 
 
 class OGNetRetrievalProtocol(CloudRetrievalProtocol):
@@ -141,25 +160,26 @@ class Market3D(OGNetRetrievalProtocol):
     train_dataset = test_dataset = "market1501-3d"
     train_options = test_options = _ALL
     published = _ognet({
-        "ognet": _ref(86.82, 69.02),
-        "ognet-circle": _ref(87.80, 70.56),
-        "ognet-small": _ref(86.79, 67.92),
-        "ognet-small-circle": _ref(87.38, 70.48),
-        "ognet-deep-circle": _ref(88.81, 72.91),
+        "OG-Net": _ref(86.82, 69.02),
+        "OG-Net + Circle": _ref(87.80, 70.56),
+        "OG-Net-Small": _ref(86.79, 67.92),
+        "OG-Net-Small + Circle": _ref(87.38, 70.48),
+        "OG-Net-Deep + Circle": _ref(88.81, 72.91),
     }) + (
-        Published("pointreidnet", LEADERBOARD_3D.key, ("unstated",), _ref(90.56, 75.31),
+        Published("PointReIDNet", LEADERBOARD_3D.key, ("unstated",), _ref(90.56, 75.31),
                   note="PointReIDNet, 2.30M parameters; " + _POINTREIDNET_NOTE),
-        Published("pointreidnet-efficient", LEADERBOARD_3D.key, ("unstated",), _ref(87.77, 70.71),
+        Published("PointReIDNet-efficient", LEADERBOARD_3D.key, ("unstated",), _ref(87.77, 70.71),
                   note="'PointReIDNet-efficent' (sic), 0.35M parameters; " + _POINTREIDNET_NOTE),
-        Published("ognet-small-circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(87.38, 70.48),
+        Published("OG-Net-Small + Circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(87.38, 70.48),
                   note="the leaderboard's 'OG-Net-Small' (1.20M parameters)"),
-        Published("ognet-circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(87.80, 70.56),
+        Published("OG-Net + Circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(87.80, 70.56),
                   note="the leaderboard's 'OG-Net' (1.95M parameters)"),
-        Published("ognet-deep-circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(88.81, 72.91),
+        Published("OG-Net-Deep + Circle", LEADERBOARD_3D.key, _OGNET_KIND, _ref(88.81, 72.91),
                   note="the leaderboard's 'OG-Net-Deep' (2.47M parameters)"),
     )
     published_sources = (OGNET_README, LEADERBOARD_3D)
     references = paper_references(published)
+    unimplemented_names = _unimplemented(published)
     reference_source = REFERENCE_SOURCE + (
         f" PointReIDNet (IEEE TCSVT 2023): github.com/{_LEADERBOARD} leaderboard-3D/README.md lines 17 and 20 (commit "
         f"{_LEADERBOARD_COMMIT[:7]}), whose OG-Net rows are OG-Net's '+ Circle' numbers.")
@@ -172,15 +192,16 @@ class Duke3D(OGNetRetrievalProtocol):
     train_dataset = test_dataset = "dukemtmc-3d"
     train_options = test_options = _ALL
     published = _ognet({
-        "ognet": _ref(76.53, 57.92),
-        "ognet-circle": _ref(78.37, 60.07),
-        "ognet-small": _ref(77.33, 57.74),
-        "ognet-small-circle": _ref(77.15, 58.51),
-        "ognet-deep": _ref(76.97, 59.23),
-        "ognet-deep-circle": _ref(78.50, 60.7),
+        "OG-Net": _ref(76.53, 57.92),
+        "OG-Net + Circle": _ref(78.37, 60.07),
+        "OG-Net-Small": _ref(77.33, 57.74),
+        "OG-Net-Small + Circle": _ref(77.15, 58.51),
+        "OG-Net-Deep": _ref(76.97, 59.23),
+        "OG-Net-Deep + Circle": _ref(78.50, 60.7),
     })
     published_sources = (OGNET_README,)
     references = paper_references(published)
+    unimplemented_names = _unimplemented(published)
 
 
 class MSMT3D(OGNetRetrievalProtocol):
@@ -190,15 +211,16 @@ class MSMT3D(OGNetRetrievalProtocol):
     train_dataset = test_dataset = "msmt17-3d"
     train_options = test_options = _ALL
     published = _ognet({
-        "ognet": _ref(44.27, 21.57),
-        "ognet-circle": _ref(45.28, 22.81),
-        "ognet-small": _ref(43.84, 21.79),
-        "ognet-small-circle": _ref(42.44, 20.31),
-        "ognet-deep": _ref(44.56, 21.41),
-        "ognet-deep-circle": _ref(47.32, 24.07),
+        "OG-Net": _ref(44.27, 21.57),
+        "OG-Net + Circle": _ref(45.28, 22.81),
+        "OG-Net-Small": _ref(43.84, 21.79),
+        "OG-Net-Small + Circle": _ref(42.44, 20.31),
+        "OG-Net-Deep": _ref(44.56, 21.41),
+        "OG-Net-Deep + Circle": _ref(47.32, 24.07),
     })
     published_sources = (OGNET_README,)
     references = paper_references(published)
+    unimplemented_names = _unimplemented(published)
 
 
 class CUHK03NP3D(OGNetRetrievalProtocol):
@@ -208,15 +230,16 @@ class CUHK03NP3D(OGNetRetrievalProtocol):
     train_dataset = test_dataset = "cuhk03np-3d"
     train_options = test_options = _ALL
     published = _ognet({
-        "ognet": _ref(44.00, 39.28),
-        "ognet-circle": _ref(48.29, 43.73),
-        "ognet-small": _ref(43.07, 38.06),
-        "ognet-small-circle": _ref(46.43, 41.79),
-        "ognet-deep": _ref(45.71, 41.15),
-        "ognet-deep-circle": _ref(49.43, 45.71),
+        "OG-Net": _ref(44.00, 39.28),
+        "OG-Net + Circle": _ref(48.29, 43.73),
+        "OG-Net-Small": _ref(43.07, 38.06),
+        "OG-Net-Small + Circle": _ref(46.43, 41.79),
+        "OG-Net-Deep": _ref(45.71, 41.15),
+        "OG-Net-Deep + Circle": _ref(49.43, 45.71),
     })
     published_sources = (OGNET_README,)
     references = paper_references(published)
+    unimplemented_names = _unimplemented(published)
 
 
 class Market3DToDuke3D(OGNetRetrievalProtocol):
