@@ -399,30 +399,36 @@ def _import_error(tmp_path, samples, columns=None, **kwargs):
     return str(err.value), src, leftovers
 
 
-def test_import_errors_name_file_and_line(tmp_path):
-    good = skeleton_samples([1, 2], {"train": 1})
-    cases = []
-    bad_person = [dict(good[0]), dict(good[1], person="bob")]
-    cases.append((bad_person, None, "manifest.csv:3: person 'bob' is not an integer"))
-    bad_split = [dict(good[0], split="dev"), good[1]]
-    cases.append((bad_split, None, "manifest.csv:2: split 'dev'"))
-    cases.append((good, ["path", "person", "persn"], "manifest.csv:1: unknown column 'persn'"))
-    dup = [dict(good[0], path="arrays/a.npy"), dict(good[1], path="arrays/a.npy")]
-    cases.append((dup, None, "manifest.csv:3: path 'arrays/a.npy' is listed twice (also line 2)"))
-    outside = [dict(good[0], path="../x.npy")]
-    cases.append((outside, None, "leaves the dataset folder"))
-    wrong_joints = [dict(good[0], array=np.zeros((4, 19, 3)))]
-    cases.append((wrong_joints, None, "shape (4, 19, 3): expected [T, 20, 3]"))
-    nan = np.array(good[0]["array"])
-    nan[2, 3, 1] = np.nan
-    cases.append(([dict(good[0], array=nan)], None, "non-finite value at index [2, 3, 1]"))
-    for samples, columns, message in cases:
-        text, _, leftovers = _import_error(tmp_path, samples, columns)
-        assert message in text, (message, text)
-        assert leftovers == []  # nothing half-written
-        import shutil
+def _with_nan(sample: dict) -> dict:
+    array = np.array(sample["array"])
+    array[2, 3, 1] = np.nan
+    return dict(sample, array=array)
 
-        shutil.rmtree(tmp_path / "src")
+
+# Each case turns the two good samples (persons 1 and 2, one train sequence each) into bad ones.
+IMPORT_ERRORS = [
+    pytest.param(lambda good: [dict(good[0]), dict(good[1], person="bob")], None,
+                 "manifest.csv:3: person 'bob' is not an integer", id="person-not-an-integer"),
+    pytest.param(lambda good: [dict(good[0], split="dev"), good[1]], None, "manifest.csv:2: split 'dev'",
+                 id="unknown-split"),
+    pytest.param(lambda good: good, ["path", "person", "persn"], "manifest.csv:1: unknown column 'persn'",
+                 id="unknown-column"),
+    pytest.param(lambda good: [dict(good[0], path="arrays/a.npy"), dict(good[1], path="arrays/a.npy")], None,
+                 "manifest.csv:3: path 'arrays/a.npy' is listed twice (also line 2)", id="path-listed-twice"),
+    pytest.param(lambda good: [dict(good[0], path="../x.npy")], None, "leaves the dataset folder",
+                 id="path-leaves-the-folder"),
+    pytest.param(lambda good: [dict(good[0], array=np.zeros((4, 19, 3)))], None,
+                 "shape (4, 19, 3): expected [T, 20, 3]", id="wrong-joint-count"),
+    pytest.param(lambda good: [_with_nan(good[0])], None, "non-finite value at index [2, 3, 1]", id="nan"),
+]
+
+
+@pytest.mark.parametrize("make_samples, columns, message", IMPORT_ERRORS)
+def test_import_errors_name_file_and_line(tmp_path, make_samples, columns, message):
+    samples = make_samples(skeleton_samples([1, 2], {"train": 1}))
+    text, _, leftovers = _import_error(tmp_path, samples, columns)
+    assert message in text, (message, text)
+    assert leftovers == []  # nothing half-written
 
 
 def test_import_csv_array_errors_and_pickles(tmp_path):
@@ -528,11 +534,17 @@ def test_real_psymo(psymo_records):
         assert out.info["train_sequences"] == 60 and out.info["query_identities"] == 10
 
 
-def test_plugins_satisfy_the_plugin_api():
+@pytest.mark.parametrize("cls", [KinderGator, PsyMo, GenericDataset, GenericCloudDataset], ids=lambda cls: cls.__name__)
+def test_dataset_plugins_satisfy_the_plugin_api(cls):
     from reid_bench.registry import check_plugin
 
-    for cls in (KinderGator, PsyMo, GenericDataset, GenericCloudDataset):
-        check_plugin("datasets", cls.__name__, cls)
-    for cls in (KinderGatorCrossAction, PsyMoCrossView, GenericClosedSet, GenericRetrieval, GenericCloudRetrieval):
-        check_plugin("protocols", cls.__name__, cls)
-        assert cls.folds and cls.description and cls.version
+    check_plugin("datasets", cls.__name__, cls)
+
+
+@pytest.mark.parametrize("cls", [KinderGatorCrossAction, PsyMoCrossView, GenericClosedSet, GenericRetrieval,
+                                 GenericCloudRetrieval], ids=lambda cls: cls.__name__)
+def test_protocol_plugins_satisfy_the_plugin_api(cls):
+    from reid_bench.registry import check_plugin
+
+    check_plugin("protocols", cls.__name__, cls)
+    assert cls.folds and cls.description and cls.version

@@ -106,19 +106,25 @@ def test_d16_values_on_a_known_skeleton():
     np.testing.assert_allclose(got, expected, rtol=1e-12)
 
 
-@pytest.mark.parametrize("layout", [KINECT_V2_25, CASIA_14, COCO_17])
-def test_descriptors_read_any_layout_through_roles(layout):
+def _descriptor(name: str, layout):
     from reid_bench_handcrafted.d13 import D13, D13Config
     from reid_bench_handcrafted.d16 import D16, D16Config
     from reid_bench_posegait.descriptor import PoseGaitDescriptor, PoseGaitDescriptorConfig
 
+    model_class, config_class = {"d13": (D13, D13Config), "d16": (D16, D16Config),
+                                 "posegait-descriptor": (PoseGaitDescriptor, PoseGaitDescriptorConfig)}[name]
+    return model_class(config_class(), _spec(layout))
+
+
+@pytest.mark.parametrize("descriptor", ["d13", "d16", "posegait-descriptor"])
+@pytest.mark.parametrize("layout", [KINECT_V2_25, CASIA_14, COCO_17], ids=lambda layout: layout.name)
+def test_descriptors_read_any_layout_through_roles(layout, descriptor):
     rng = np.random.default_rng(0)
     windows = rng.normal(size=(3, 6, layout.num_joints, 3))
-    for model in (D13(D13Config(), _spec(layout)), D16(D16Config(), _spec(layout)),
-                  PoseGaitDescriptor(PoseGaitDescriptorConfig(), _spec(layout))):
-        model.fit(_windows(windows, layout), trial_context(Path(".")))
-        out = model.embed(_windows(windows, layout))
-        assert out.shape[0] == 3 and np.isfinite(out).all()
+    model = _descriptor(descriptor, layout)
+    model.fit(_windows(windows, layout), trial_context(Path(".")))
+    out = model.embed(_windows(windows, layout))
+    assert out.shape[0] == 3 and np.isfinite(out).all()
 
 
 def test_a_layout_without_the_joints_is_refused_by_name():
@@ -241,20 +247,29 @@ def _tf_age_variables(joints: int) -> int:
             + (joints + 512) * h4 + h4 + 512 * h4 + h4 + 512 * 256 + 256 * joints + joints)
 
 
+def _release_unused_copies(joints: int) -> int:
+    """The release's two unused trainable copies."""
+    return (joints + 256) * 1024 + 1024
+
+
+@pytest.mark.parametrize("layout", [KINECT_V1_20, KINECT_V2_25], ids=lambda layout: layout.name)
+def test_age_and_sgela_parameter_counts_match_the_release_per_layout(layout):
+    from reid_bench_sgela.model import AGE, SGELA, AGEConfig, SGELAConfig
+
+    j = layout.num_joints
+    age = AGE(AGEConfig(), _spec(layout, window=6))
+    assert age.num_parameters() == 3 * (_tf_age_variables(j) - _release_unused_copies(j))
+    head = 6 * 256 * 256 + 256 + 256 * 256 + 256  # SGELA's projection head per axis at f = 6
+    sgela = SGELA(SGELAConfig(), _spec(layout, window=6))
+    assert sgela.num_parameters() == age.num_parameters() + 3 * head
+
+
 def test_age_and_sgela_parameter_counts_match_the_release():
     from reid_bench_sgela.model import AGE, SGELA, AGEConfig, SGELAConfig
 
-    copies = lambda j: (j + 256) * 1024 + 1024  # noqa: E731  the release's two unused trainable copies
     assert 3 * _tf_age_variables(20) == 7_096_380  # the release's count at J = 20
-    for layout in (KINECT_V1_20, KINECT_V2_25):
-        j = layout.num_joints
-        age = AGE(AGEConfig(), _spec(layout, window=6))
-        assert age.num_parameters() == 3 * (_tf_age_variables(j) - copies(j))
-        head = 6 * 256 * 256 + 256 + 256 * 256 + 256  # SGELA's projection head per axis at f = 6
-        sgela = SGELA(SGELAConfig(), _spec(layout, window=6))
-        assert sgela.num_parameters() == age.num_parameters() + 3 * head
     assert AGE(AGEConfig(), _spec(window=6)).num_parameters() == 6_245_436
-    assert SGELA(SGELAConfig(), _spec(window=6)).num_parameters() + 3 * copies(20) == 8_474_172
+    assert SGELA(SGELAConfig(), _spec(window=6)).num_parameters() + 3 * _release_unused_copies(20) == 8_474_172
 
 
 def test_locality_mask_and_adjacent_contrastive_loss():

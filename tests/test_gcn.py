@@ -240,16 +240,16 @@ def test_settings_are_checked_with_clear_errors():
     assert STGCN(STGCNConfig(**TINY_STGCN), _spec(bare)).net is not None  # no role needed: centre of the graph
 
 
-def test_override_tables_name_real_protocols():
+@pytest.mark.parametrize("cls", [STGCN, CTRGCN], ids=lambda cls: cls.__name__)
+def test_override_tables_name_real_protocols(cls):
     from reid_bench.registry import get_registry
 
     protocols = set(get_registry().names("protocols"))
-    for cls in (STGCN, CTRGCN):
-        named = set(cls.protocol_overrides) | set(cls.budget_overrides)
-        assert named and named <= protocols, named - protocols
-        assert set(cls.protocol_notes) == set(cls.budget_overrides)
-        for values in cls.budget_overrides.values():
-            cls.config_class(**values)  # a valid configuration
+    named = set(cls.protocol_overrides) | set(cls.budget_overrides)
+    assert named and named <= protocols, named - protocols
+    assert set(cls.protocol_notes) == set(cls.budget_overrides)
+    for values in cls.budget_overrides.values():
+        cls.config_class(**values)  # a valid configuration
 
 
 @pytest.mark.parametrize("model,sets", [("stgcn", ["base_channels=8", "epochs=1", "batch_size=16"]),

@@ -175,28 +175,32 @@ def test_random_masks_drop_with_the_given_chance_and_never_everything():
         random_keep(6, 1.0, rng)
 
 
-def test_parameter_count_matches_the_release():
-    # The release's variables (MoCos.py, default setting H 128, 8 heads, 2 layers, k 10):
-    # 537 dense 3x128+128 = 512; 539 dense 128x128+128 = 16,512; 544 PE dense 10x128+128 = 1,408;
-    # 549-556 per layer and head W_Q, W_K, W_V 128x16: 2 x 8 x 3 x 2,048 = 98,304; 593 dense
-    # 128x128+128 = 16,512; 596 BN gamma+beta 256; 598 dense 128x256+256 = 33,024; 600 dense
-    # 256x128+128 = 32,896; 602 BN 256: encoder 199,680. 607-611 the sub-skeleton CSP maps f_1,
-    # f_2 128x128: 32,768. Used in all: 232,448. Each of W_Q/W_K/W_V/f_1/f_2 is a tf.Variable
-    # whose initial value is another tf.Variable made by the W_head lambda (549, 554-556, 607,
-    # 610-611), a second trainable variable of the same shape that the loss never reaches:
-    # 98,304 + 32,768 = 131,072 more. The TF profiler of --model_size 1 (658-666) counts both:
-    # 232,448 + 131,072 = 363,520, the release's figure. No layer depends on J, f or C.
-    for layout, window in ((KINECT_V2_25, 6), (KINECT_V1_20, 6), (CASIA_14, 40)):
-        model = MoCos(MoCosConfig(), _spec(layout, window=window))
-        assert model.num_parameters() == 232_448
-        assert sum(p.numel() for p in model.net.encoder.parameters()) == 199_680
-        net = model.net
-        copies = sum(layer.query.numel() + layer.key.numel() + layer.value.numel() for layer in net.encoder.attention) \
-            + net.skeleton_query.numel() + net.skeleton_key.numel()
-        assert model.num_parameters() + copies == 363_520
-    assert release_profiler_count(MoCosConfig()) == 363_520
+# The release's variables (MoCos.py, default setting H 128, 8 heads, 2 layers, k 10):
+# 537 dense 3x128+128 = 512; 539 dense 128x128+128 = 16,512; 544 PE dense 10x128+128 = 1,408;
+# 549-556 per layer and head W_Q, W_K, W_V 128x16: 2 x 8 x 3 x 2,048 = 98,304; 593 dense
+# 128x128+128 = 16,512; 596 BN gamma+beta 256; 598 dense 128x256+256 = 33,024; 600 dense
+# 256x128+128 = 32,896; 602 BN 256: encoder 199,680. 607-611 the sub-skeleton CSP maps f_1,
+# f_2 128x128: 32,768. Used in all: 232,448. Each of W_Q/W_K/W_V/f_1/f_2 is a tf.Variable
+# whose initial value is another tf.Variable made by the W_head lambda (549, 554-556, 607,
+# 610-611), a second trainable variable of the same shape that the loss never reaches:
+# 98,304 + 32,768 = 131,072 more. The TF profiler of --model_size 1 (658-666) counts both:
+# 232,448 + 131,072 = 363,520, the release's figure. No layer depends on J, f or C.
+@pytest.mark.parametrize("layout, window", [(KINECT_V2_25, 6), (KINECT_V1_20, 6), (CASIA_14, 40)],
+                         ids=["kinect-v2-25", "kinect-v1-20", "casia-14-window-40"])
+def test_parameter_count_matches_the_release(layout, window):
+    model = MoCos(MoCosConfig(), _spec(layout, window=window))
+    assert model.num_parameters() == 232_448
+    assert sum(p.numel() for p in model.net.encoder.parameters()) == 199_680
+    net = model.net
+    copies = sum(layer.query.numel() + layer.key.numel() + layer.value.numel() for layer in net.encoder.attention) \
+        + net.skeleton_query.numel() + net.skeleton_key.numel()
+    assert model.num_parameters() + copies == 363_520
     # the BN moving statistics and the motif masks are buffers, not trainable
     assert {name for name, _ in model.net.named_buffers()} >= {"encoder.masks", "encoder.norm1.running_mean"}
+
+
+def test_the_release_profiler_counts_the_unused_copies_too():
+    assert release_profiler_count(MoCosConfig()) == 363_520
 
 
 def test_settings_are_checked_and_overrides_name_real_protocols():

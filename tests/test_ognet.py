@@ -177,11 +177,14 @@ def test_fit_reports_epochs_and_lr_schedule(splits, tmp_path):
     assert np.isfinite([m["loss"] for _, m in log]).all()
 
 
-def test_protocol_overrides_are_config_fields():
-    for cls in (OGNet, OGNetSmall, OGNetDeep):
-        names = {f.name for f in dataclasses.fields(cls.config_class)}
-        for proto, values in cls.protocol_overrides.items():
-            assert set(values) <= names, proto
+@pytest.mark.parametrize("cls", [OGNet, OGNetSmall, OGNetDeep], ids=lambda cls: cls.__name__)
+def test_protocol_overrides_are_config_fields(cls):
+    names = {f.name for f in dataclasses.fields(cls.config_class)}
+    for proto, values in cls.protocol_overrides.items():
+        assert set(values) <= names, proto
+
+
+def test_ognet_deep_defaults_to_nine_neighbours_and_shortcuts():
     assert OGNetDeep.config_class().k == 9 and OGNetDeep.config_class().shortcut
 
 

@@ -62,27 +62,30 @@ def test_default_parameter_counts_match_ognet_table2(cls, exact, paper):
     assert (cfg.points, cfg.embed_dim, cfg.batch_size, cfg.lr, cfg.amsgrad) == (4096, 512, 36, 8e-4, True)
 
 
-def test_default_networks_forward_small_clouds():
+NETWORKS = pytest.mark.parametrize("cls", [PointNet2SSG, PointNet2MSG, DGCNN], ids=lambda cls: cls.__name__)
+
+
+@NETWORKS
+def test_default_networks_forward_small_clouds(cls):
     """The default (paper-size) networks on 2 clouds of 40 points: shapes of embedding and logits."""
     torch.manual_seed(0)
     x = torch.randn(2, 6, 40) * 0.3
-    for cls in (PointNet2SSG, PointNet2MSG, DGCNN):
-        model = cls(cls.config_class(), DataSpec("pointcloud", num_classes=5, num_points=40))
-        z, logits = model.net(x)
-        assert z.shape == (2, 512) and logits.shape == (2, 5)
-        model.net.eval()
-        with torch.no_grad():
-            a = model.net.features(x)
-            b = model.net.features(x)
-        assert torch.equal(a, b) and torch.isfinite(a).all()
+    model = cls(cls.config_class(), DataSpec("pointcloud", num_classes=5, num_points=40))
+    z, logits = model.net(x)
+    assert z.shape == (2, 512) and logits.shape == (2, 5)
+    model.net.eval()
+    with torch.no_grad():
+        a = model.net.features(x)
+        b = model.net.features(x)
+    assert torch.equal(a, b) and torch.isfinite(a).all()
 
 
-def test_synthetic_overrides_keep_the_architecture():
-    for cls in (PointNet2SSG, PointNet2MSG, DGCNN):
-        assert set(cls.budget_overrides) == {"synth-market", "synth-market-to-duke"}  # a CPU budget, not a recipe
-        cfg = dataclasses.replace(cls.config_class(), **cls.budget_overrides["synth-market"])
-        model = cls(cfg, cls.example_spec())
-        assert model.num_parameters() == cls(cls.config_class(), cls.example_spec()).num_parameters()
+@NETWORKS
+def test_synthetic_overrides_keep_the_architecture(cls):
+    assert set(cls.budget_overrides) == {"synth-market", "synth-market-to-duke"}  # a CPU budget, not a recipe
+    cfg = dataclasses.replace(cls.config_class(), **cls.budget_overrides["synth-market"])
+    model = cls(cfg, cls.example_spec())
+    assert model.num_parameters() == cls(cls.config_class(), cls.example_spec()).num_parameters()
 
 
 def test_nested_tuple_fields_can_be_set_from_the_command_line():
@@ -132,13 +135,16 @@ def test_factorised_edgeconv_equals_the_edge_feature_form(form, edge_bn):
     assert not torch.allclose(other.messages(x, idx), slow.messages(x, idx))
 
 
-def test_dgcnn_switches_run():
+@pytest.mark.parametrize("switch", ["dynamic_graph", "embed_after_activation", "input_xyz"])
+def test_dgcnn_switches_run(switch):
     x = torch.randn(2, 6, 40) * 0.3
-    for extra in (dict(dynamic_graph=True), dict(embed_after_activation=True), dict(input_xyz=True)):
-        cfg = DGCNNConfig(**dict(DGCNN_TINY, **extra))
-        model = DGCNN(cfg, DataSpec("pointcloud", num_classes=3))
-        z, logits = model.net(x)
-        assert z.shape == (2, 32) and logits.shape == (2, 3)
+    cfg = DGCNNConfig(**dict(DGCNN_TINY, **{switch: True}))
+    model = DGCNN(cfg, DataSpec("pointcloud", num_classes=3))
+    z, logits = model.net(x)
+    assert z.shape == (2, 32) and logits.shape == (2, 3)
+
+
+def test_dgcnn_parameter_count_with_xyz_input():
     assert DGCNN(DGCNNConfig(input_xyz=True), DGCNN.example_spec()).num_parameters() == 1_366_144 + 2 * 3 * 64
 
 

@@ -192,19 +192,27 @@ def _heads(model):
     return sorted(model.net.heads.keys())
 
 
-def test_ablation_switches_change_what_they_should():
+def _full_model_has_every_scale_and_cross_scale_head():
     full = make(tiny_cfg())
     assert full.net.scales == G.SCALES and len(full.net.heads) == 10 and len(full.net.mgrn.fuse) == 10
 
+
+def _single_scale_keeps_the_joints():
     joint = make(tiny_cfg(multi_scale=False))
     assert joint.net.scales == ("joint",) and joint.embed(windows(2)).shape == (2, 16)
 
+
+def _chosen_scales_in_canonical_order():
     sub = make(tiny_cfg(scales="body,joint"))
     assert sub.net.scales == ("joint", "body") and _heads(sub) == ["body__body", "joint__body", "joint__joint"]
 
+
+def _no_cross_scale_keeps_the_self_heads():
     nocross = make(tiny_cfg(cross_scale=False))
     assert _heads(nocross) == sorted(f"{s}__{s}" for s in G.SCALES)
 
+
+def _no_relations_is_the_per_scale_embedding():
     nostruct = make(tiny_cfg(structural=False, collaborative=False))
     nodes = {s: torch.randn(2, n, 3) for s, n in nostruct.net.sizes.items()}
     out = nostruct.net.mgrn(nodes)
@@ -212,7 +220,9 @@ def test_ablation_switches_change_what_they_should():
         torch.testing.assert_close(out[s], nostruct.net.mgrn.embed[s](nodes[s]))
     assert len(nostruct.net.mgrn.structural) == 0 and len(nostruct.net.mgrn.fuse) == 0
 
-    # collaborative off == lambda_C = 0 with the same weights
+
+def _collaborative_off_is_lambda_zero():
+    """Collaborative off == lambda_C = 0 with the same weights."""
     torch.manual_seed(1)
     on = make(tiny_cfg(fusion_lambda=0.0))
     torch.manual_seed(1)
@@ -223,34 +233,86 @@ def test_ablation_switches_change_what_they_should():
     on.net.mgrn.cfg = dataclasses.replace(on.net.mgrn.cfg, fusion_lambda=1.0)
     assert not torch.allclose(on.net.states(x), off.net.states(x))
 
+
+def _no_subsequences_is_the_whole_window():
     assert M.subsequence_lengths(make(tiny_cfg(subsequences=False)).cfg, 6) == [6]
+
+
+def _released_lengths_are_every_prefix():
     assert M.subsequence_lengths(make(tiny_cfg(lengths="released")).cfg, 6) == [1, 2, 3, 4, 5, 6]
 
+
+def _no_graph_encoder_feeds_raw_coordinates():
     raw = make(tiny_cfg(graph_encoder=False))
     assert raw.net.mgrn is None and raw.net.lstm["hyper"].input_size == 39 * 3
 
+
+def _baseline_variant_is_one_joint_lstm():
     base = make(tiny_cfg(variant="baseline"))
     assert base.net.scales == ("joint",) and base.net.mgrn is None and _heads(base) == ["joint__joint"]
     assert base.net.lstm["joint"].input_size == 60 and M.subsequence_lengths(base.cfg, 6) == [6]
-    for name in ("no-multiscale", "no-structural", "no-collaborative", "no-cross-scale", "no-subsequence"):
-        assert make(tiny_cfg(variant=name)).num_parameters() <= full.num_parameters()
 
+
+def _zero_pad_step_adds_a_step():
     pad = make(tiny_cfg(zero_pad_step=True))
+    x = torch.as_tensor(windows(2).data)
     assert pad.net.states(x, True).shape[1] == 7 and pad.embed(windows(2)).shape == (2, 64)
 
+
+def _normal_init_draws_heads_from_a_unit_normal():
     normal = make(M.SMSGEConfig(normal_init=True))
     w = normal.net.heads["hyper__hyper"][0].weight
     assert 0.9 < float(w.detach().std()) < 1.1
     assert not normal.net.mgrn.embed["joint"].bias.detach().any()  # the released b_h = 0
+
+
+def _torch_embed_init_is_pytorch_default():
     torch_default = make(tiny_cfg(normal_init=False, embed_init="torch")).net.mgrn.embed["joint"]
     assert float(torch_default.weight.detach().abs().max()) <= 3 ** -0.5  # U(+-1/sqrt(3))
+
+
+def _normal_embed_init_leaves_the_heads():
     released_wh = make(tiny_cfg(normal_init=False, embed_init="normal")).net
     wh = torch.cat([m.weight.detach().flatten() for m in released_wh.mgrn.embed.values()])
     assert 0.7 < float(wh.std()) < 1.3 and not released_wh.mgrn.embed["body"].bias.detach().any()
     head = released_wh.heads["hyper__hyper"][0].weight.detach()
     assert float(head.std()) < 0.2  # embed_init leaves the heads at PyTorch's default
+
+
+def _unknown_scale_is_refused():
     with pytest.raises(ValueError, match="scales"):
         make(tiny_cfg(scales="joint,limb"))
+
+
+# One entry per switch or setting; each builds its own (tiny) models, so a failure names its switch.
+ABLATION_CHECKS = {
+    "full": _full_model_has_every_scale_and_cross_scale_head,
+    "single-scale": _single_scale_keeps_the_joints,
+    "scales-body-joint": _chosen_scales_in_canonical_order,
+    "no-cross-scale": _no_cross_scale_keeps_the_self_heads,
+    "no-relations": _no_relations_is_the_per_scale_embedding,
+    "collaborative-off-is-lambda-0": _collaborative_off_is_lambda_zero,
+    "no-subsequences": _no_subsequences_is_the_whole_window,
+    "released-lengths": _released_lengths_are_every_prefix,
+    "no-graph-encoder": _no_graph_encoder_feeds_raw_coordinates,
+    "baseline": _baseline_variant_is_one_joint_lstm,
+    "zero-pad-step": _zero_pad_step_adds_a_step,
+    "normal-init": _normal_init_draws_heads_from_a_unit_normal,
+    "embed-init-torch": _torch_embed_init_is_pytorch_default,
+    "embed-init-normal": _normal_embed_init_leaves_the_heads,
+    "unknown-scale": _unknown_scale_is_refused,
+}
+
+
+@pytest.mark.parametrize("check", list(ABLATION_CHECKS.values()), ids=list(ABLATION_CHECKS))
+def test_ablation_switch_changes_what_it_should(check):
+    check()
+
+
+@pytest.mark.parametrize("variant", ["no-multiscale", "no-structural", "no-collaborative", "no-cross-scale",
+                                     "no-subsequence"])
+def test_ablation_variant_is_no_larger_than_the_full_model(variant):
+    assert make(tiny_cfg(variant=variant)).num_parameters() <= make(tiny_cfg()).num_parameters()
 
 
 def test_per_scale_adam_and_fixed_subsequences_train(tmp_path):
