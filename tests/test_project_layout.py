@@ -228,3 +228,20 @@ def test_core_alone_runs_a_third_party_plugin(tmp_path):
     assert run.returncode == 0, run.stderr
     payload = json.loads(run.stdout)
     assert payload["ok"] and [(t["fold"], t["seed"]) for t in payload["trials"]] == [("A", 0), ("A", 1)]
+
+
+def test_mlflow_tag_names_are_spelled_once():
+    """Every tag name lives in ``tracking.Tag``: a module that spelled one itself could drift from
+    what the others write (and existing stores hold)."""
+    from reid_bench.tracking import Tag
+
+    names = {v for k, v in vars(Tag).items() if k.isupper() and isinstance(v, str)} | set(Tag.VERSIONS.values())
+    spelled = []
+    for path in sorted((CORE_ROOT / "reid_bench").rglob("*.py")):
+        if path.name == "tracking.py" and path.parent.name == "reid_bench":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                    node.value in names or Tag.DATASET_CHECKSUM in node.value):
+                spelled.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value!r}")
+    assert spelled == []

@@ -110,6 +110,9 @@ def test_search_progress_names_each_sample_by_its_values_and_score(tmp_path):
         (["--model", "gait-lstm", "--search", "optuna"], "optional extra"),
         (["--model", "gait-lstm", "--scheduler", "hyperband"], "expected 'asha' or 'fifo'"),
         (["--model", "gait-lstm", "--set", "lr=0.1"], "both fixed with --set and searched"),
+        # the final run's request is checked with the search's, before any sample trains
+        (["--model", "gait-lstm", "--seeds", "0"], "--seeds must be at least 1"),
+        (["--model", "cloud-hist"], "model 'cloud-hist' works on pointcloud data; protocol 'synth-gait' is skeleton"),
     ],
 )
 def test_tune_bad_requests(cli, tracking_uri, args, message):

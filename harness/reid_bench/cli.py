@@ -413,26 +413,12 @@ def run_cmd(
     whose identical configuration already finished in the store is skipped unless --rerun.
     Folds that share a training set are fitted once per seed; long fits keep checkpoints, so
     --resume continues an interrupted trial from its last one."""
-    from reid_bench.config import ConfigError
-    from reid_bench.experiments import Experiment, ExperimentError, load
-    from reid_bench.runner import ExecutionOptions, RunError, run_benchmark
-    from reid_bench.tracking import StoreLost, TrackingError, terminate_as_interrupt
+    from reid_bench.runner import ExecutionOptions
+    from reid_bench.tracking import terminate_as_interrupt
 
     terminate_as_interrupt()
 
-    if config is not None:
-        given = [flag for flag, value in (("--model", model), ("--protocol", protocol), ("--set", sets),
-                                          ("--seeds", seeds), ("--fold", folds)) if value]
-        if given:
-            fail(f"--config {config}: {given[0]} belongs in the experiment file, not on the command line")
-        try:
-            experiments = load(config)
-        except ExperimentError as exc:
-            fail(str(exc))
-    elif not model or not protocol:
-        fail("give --model and --protocol, or --config with an experiment file")
-    else:
-        experiments = [Experiment(model, protocol, tuple(sets or ()), seeds, tuple(folds) if folds else None)]
+    experiments = _experiments(config, model, protocol, sets, seeds, folds)
     options = ExecutionOptions(
         tracking_uri=tracking_uri, address=address, use_ray=not no_ray, cpus_per_trial=cpus_per_trial,
         gpus_per_trial=gpus_per_trial, device=device, results_dir=results_dir, storage=storage,
@@ -440,11 +426,62 @@ def run_cmd(
         rerun=rerun, show_progress=not as_json, checkpoint_epochs=checkpoint_epochs,
         checkpoint_minutes=checkpoint_minutes, keep_checkpoints=keep_checkpoints, save_model=not no_save_model,
         report_best_test_epoch=report_best_test_epoch)
-    try:  # every run of the file is checked before the first one starts
-        for exp in experiments:
-            _check_experiment(exp, options, data_root)
-    except (PluginError, ConfigError, RunError, ValueError) as exc:
-        fail(f"{exp.source}: {exc}" if exp.source else str(exc))
+    _check_experiments(experiments, options, data_root)
+    results = _run_experiments(experiments, options, data_root, as_json)
+    if as_json:
+        print_json(results[0].as_json() if config is None else
+                   [dict(r.as_json(), model=e.model, protocol=e.protocol, source=e.source)
+                    for e, r in zip(experiments, results)])
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _experiments(config: Path | None, model: str | None, protocol: str | None, sets: list[str] | None,
+                 seeds: int | None, folds: list[str] | None) -> list[Any]:
+    """The runs asked for: those of an experiment file (or folder), or the one on the command line."""
+    from reid_bench.experiments import Experiment, ExperimentError, load
+
+    if config is not None:
+        given = [flag for flag, value in (("--model", model), ("--protocol", protocol), ("--set", sets),
+                                          ("--seeds", seeds), ("--fold", folds)) if value]
+        if given:
+            fail(f"--config {config}: {given[0]} belongs in the experiment file, not on the command line")
+        try:
+            return load(config)
+        except ExperimentError as exc:
+            fail(str(exc))
+    if not model or not protocol:
+        fail("give --model and --protocol, or --config with an experiment file")
+    return [Experiment(model, protocol, tuple(sets or ()), seeds, tuple(folds) if folds else None)]
+
+
+def _request(exp: Any, data_root: str | None) -> Any:
+    from reid_bench.config import parse_sets
+    from reid_bench.runner import RunRequest
+
+    return RunRequest(exp.model, exp.protocol, parse_sets(list(exp.sets)), exp.seeds,
+                      tuple(exp.folds) if exp.folds else None, data_root)
+
+
+def _check_experiments(experiments: list[Any], options: Any, data_root: str | None) -> None:
+    """What run_benchmark would refuse (the request and its data), found for every run of a file
+    before the first one starts: a broken second run refuses the whole file."""
+    from reid_bench.config import ConfigError
+    from reid_bench.runner import RunError, check_request
+
+    for exp in experiments:
+        try:
+            check_request(_request(exp, data_root), options)
+        except (PluginError, ConfigError, RunError, ValueError) as exc:
+            fail(f"{exp.source}: {exc}" if exp.source else str(exc))
+
+
+def _run_experiments(experiments: list[Any], options: Any, data_root: str | None, as_json: bool) -> list[Any]:
+    """Each run in turn, its summary printed as it ends (unless --json); their results."""
+    from reid_bench.config import ConfigError
+    from reid_bench.runner import RunError, run_benchmark
+    from reid_bench.tracking import StoreLost, TrackingError
+
     results = []
     for i, exp in enumerate(experiments, 1):
         if len(experiments) > 1 and not as_json:
@@ -462,29 +499,7 @@ def run_cmd(
         results.append(result)
         if not as_json:
             _print_run(result, exp.protocol)
-    if as_json:
-        print_json(results[0].as_json() if config is None else
-                   [dict(r.as_json(), model=e.model, protocol=e.protocol, source=e.source)
-                    for e, r in zip(experiments, results)])
-    if not all(r.ok for r in results):
-        raise typer.Exit(1)
-
-
-def _request(exp: Any, data_root: str | None) -> Any:
-    from reid_bench.config import parse_sets
-    from reid_bench.runner import RunRequest
-
-    return RunRequest(exp.model, exp.protocol, parse_sets(list(exp.sets)), exp.seeds,
-                      tuple(exp.folds) if exp.folds else None, data_root)
-
-
-def _check_experiment(exp: Any, options: Any, data_root: str | None) -> None:
-    """What run_benchmark would refuse, found before any run of a file starts: the request and
-    its data (a broken file of the second run refuses the whole file, before the first runs)."""
-    from reid_bench.runner import check_data, validate
-
-    plan = validate(_request(exp, data_root), options)
-    check_data(plan.protocol_cls, plan.resolved, data_root, plan.cache_dir)
+    return results
 
 
 def _print_run(result: Any, protocol: str) -> None:
@@ -534,19 +549,21 @@ def tune_cmd(
 ) -> None:
     """Search a model's space on a validation split (ASHA), then run the best config on the test folds."""
     from reid_bench.config import ConfigError, parse_sets
-    from reid_bench.runner import RunError
+    from reid_bench.runner import ExecutionOptions, RunError, RunRequest
     from reid_bench.tracking import TrackingError, terminate_as_interrupt
-    from reid_bench.tuning import run_search
+    from reid_bench.tuning import SearchRequest, run_search
 
     terminate_as_interrupt()
 
+    options = ExecutionOptions(tracking_uri=tracking_uri, address=address, cpus_per_trial=cpus_per_trial,
+                               gpus_per_trial=gpus_per_trial, device=device, results_dir=results_dir, storage=storage,
+                               resume=resume, show_progress=not as_json)
     try:
+        request = SearchRequest(RunRequest(model, protocol, parse_sets(sets), seeds=seeds, data_root=data_root),
+                                samples=samples, scheduler=scheduler, search=search, space_file=space,
+                                max_concurrent=max_concurrent, evaluate_best=not no_final)
         with _StdoutToStderr(as_json):
-            res = run_search(model, protocol, parse_sets(sets), samples=samples, scheduler=scheduler, search=search,
-                             space_file=space, max_concurrent=max_concurrent, gpus_per_trial=gpus_per_trial,
-                             cpus_per_trial=cpus_per_trial, address=address, tracking_uri=tracking_uri, resume=resume,
-                             seeds=seeds, data_root=data_root, device=device, results_dir=results_dir, storage=storage,
-                             show_progress=not as_json, evaluate_best=not no_final)
+            res = run_search(request, options)
     except (PluginError, ConfigError, RunError, TrackingError, ValueError) as exc:
         fail(str(exc))
     except KeyboardInterrupt as exc:

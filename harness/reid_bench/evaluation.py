@@ -21,6 +21,7 @@ from typing import Any
 
 from reid_bench.checkpoints import CheckpointError, read_checkpoint, set_rng_state
 from reid_bench.registry import get_registry
+from reid_bench.tracking import Tag
 
 
 @dataclass
@@ -153,15 +154,12 @@ def evaluate_checkpoint(request: EvalRequest, show_progress: bool = True) -> Any
     """Load, check, score every fold, record: an ``InvocationResult`` like ``run``'s. Everything is
     checked (the checkpoint, the protocol, its data and their fit) before the store is written."""
     from reid_bench import tracking
-    from reid_bench.runner import RunError, check_data, check_device
+    from reid_bench.runner import check_data, check_device, check_folds
 
     registry = get_registry()
     ckpt = load_checkpoint(request.checkpoint, request.tracking_uri)
     protocol_cls = registry.protocol(request.protocol)
-    folds = list(request.folds or protocol_cls.folds)
-    unknown = [f for f in folds if f not in protocol_cls.folds]
-    if unknown:
-        raise RunError(f"protocol {request.protocol!r} has no fold {unknown[0]!r}; folds: {', '.join(protocol_cls.folds)}")
+    folds = check_folds(request.protocol, protocol_cls, request.folds)
     check_device(request.device, use_ray=False)
     model = build_model(ckpt)
     resolved = _resolved(ckpt, model, request.protocol)
@@ -218,12 +216,12 @@ def _record(ckpt: LoadedCheckpoint, model: Any, resolved: Any, built: dict[str, 
     seed, name = int(meta["seed"]), meta["model"]
     config_id = fingerprint({"config": resolved.as_dict(), "checkpoint": meta["sha256"]})
     label = {"checkpoint": ckpt.digest, "trained on": ckpt.trained_on}
-    tags = {"reid_bench.model": name, "reid_bench.protocol": request.protocol,
-            "reid_bench.protocol_version": str(protocol_cls.version), "reid_bench.config_fingerprint": config_id,
-            "reid_bench.mode": protocol_cls.mode, "reid_bench.main_score": protocol_cls.main_score,
-            "reid_bench.overrides": "{}", "reid_bench.config_diff": json.dumps(label, sort_keys=True),
-            "reid_bench.config_label": json.dumps(label, sort_keys=True), "reid_bench.evaluation_only": "true",
-            "reid_bench.evaluated_from": json.dumps({"source": ckpt.source, "sha256": meta["sha256"],
+    tags = {Tag.MODEL: name, Tag.PROTOCOL: request.protocol,
+            Tag.PROTOCOL_VERSION: str(protocol_cls.version), Tag.CONFIG_FINGERPRINT: config_id,
+            Tag.MODE: protocol_cls.mode, Tag.MAIN_SCORE: protocol_cls.main_score,
+            Tag.OVERRIDES: "{}", Tag.CONFIG_DIFF: json.dumps(label, sort_keys=True),
+            Tag.CONFIG_LABEL: json.dumps(label, sort_keys=True), Tag.EVALUATION_ONLY: "true",
+            Tag.EVALUATED_FROM: json.dumps({"source": ckpt.source, "sha256": meta["sha256"],
                                                      "trained_on": ckpt.trained_on}, sort_keys=True),
             **tracking.environment_tags()}
     params = {"model": name, "protocol": request.protocol, "protocol_version": str(protocol_cls.version),
@@ -232,8 +230,8 @@ def _record(ckpt: LoadedCheckpoint, model: Any, resolved: Any, built: dict[str, 
     recorder = tracking.Recorder(client, experiment_id, uri)
     keys = [f"{fold}/seed{seed}" for fold in built]
     parent_id = recorder.start_parent(f"eval {name}@{request.protocol}", dict(params, folds=json.dumps(list(built))),
-                                      dict(tags, **{"reid_bench.expected_trials": json.dumps(keys),
-                                                    "reid_bench.folds": json.dumps(list(built))}))
+                                      dict(tags, **{Tag.EXPECTED_TRIALS: json.dumps(keys),
+                                                    Tag.FOLDS: json.dumps(list(built))}))
     trials = {f"{fold}/seed{seed}": TrialState(TrialSpec(model=name, protocol=request.protocol, fold=fold, seed=seed))
               for fold in built}
     view = LiveView(f"eval {name} ({ckpt.digest}) on {request.protocol}", list(trials.values()),

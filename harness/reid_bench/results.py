@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from reid_bench.modes import METRIC_NAMES
+from reid_bench.tracking import Tag
 
 SCHEMA = "reid-bench.result/1"
 Key = tuple[str, str, str, str]  # protocol, protocol version, model, config fingerprint
@@ -182,12 +183,11 @@ def export_store(client: Any, experiment_id: str, known: dict[Key, dict[str, Any
     """Documents for every configuration with a finished trial in the store, merged with
     ``known``. A trial already in ``known`` (same run id) is not read again. With the URL of an
     MLflow server, each new trial keeps the address of its run's page (``mlflow_url``)."""
-    from reid_bench.tracking import KIND_TAG
 
     parents = {p.info.run_id: p for p in client.search_runs(
-        [experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'invocation'", max_results=50000)
-        if "reid_bench.protocol" in p.data.tags}
-    children = client.search_runs([experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'trial'", max_results=50000)
+        [experiment_id], filter_string=f"tags.`{Tag.KIND}` = 'invocation'", max_results=50000)
+        if Tag.PROTOCOL in p.data.tags}
+    children = client.search_runs([experiment_id], filter_string=f"tags.`{Tag.KIND}` = 'trial'", max_results=50000)
     known_trials = {t["run_id"]: t for doc in known.values() for t in doc["trials"]}
     invocations: dict[Key, list[Any]] = {}
     for parent in parents.values():
@@ -196,12 +196,12 @@ def export_store(client: Any, experiment_id: str, known: dict[Key, dict[str, Any
     for key, group in invocations.items():
         group.sort(key=lambda p: (p.info.start_time, p.info.run_id))
         doc = _document_from_parent(group[-1])  # the latest invocation describes the configuration
-        doc["expected_trials"] = sorted({k for p in group for k in json.loads(p.data.tags.get("reid_bench.expected_trials", "[]"))})
+        doc["expected_trials"] = sorted({k for p in group for k in json.loads(p.data.tags.get(Tag.EXPECTED_TRIALS, "[]"))})
         doc["config"] = known.get(key, {}).get("config", {})
         fresh[key] = doc
     new_trials = 0
     for child in children:
-        parent = parents.get(child.data.tags.get("mlflow.parentRunId", ""))
+        parent = parents.get(child.data.tags.get(Tag.PARENT, ""))
         if parent is None or child.info.status != "FINISHED":
             continue
         doc = fresh[_key_from_tags(parent.data.tags)]
@@ -233,8 +233,8 @@ def _one_per_key(trials: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _key_from_tags(tags: dict[str, str]) -> Key:
-    return (tags["reid_bench.protocol"], tags.get("reid_bench.protocol_version", "?"),
-            tags.get("reid_bench.model", "?"), tags.get("reid_bench.config_fingerprint", ""))
+    return (tags[Tag.PROTOCOL], tags.get(Tag.PROTOCOL_VERSION, "?"),
+            tags.get(Tag.MODEL, "?"), tags.get(Tag.CONFIG_FINGERPRINT, ""))
 
 
 def _document_from_parent(parent: Any) -> dict[str, Any]:
@@ -242,13 +242,13 @@ def _document_from_parent(parent: Any) -> dict[str, Any]:
     protocol, version, model, fingerprint = _key_from_tags(tags)
     return {
         "schema": SCHEMA, "protocol": protocol, "protocol_version": version, "model": model,
-        "config_fingerprint": fingerprint, "mode": tags.get("reid_bench.mode", "retrieval"),
-        "main_score": tags.get("reid_bench.main_score", "rank1"),
-        "config_diff": json.loads(tags.get("reid_bench.config_diff") or tags.get("reid_bench.overrides") or "{}"),
-        "config_label": json.loads(tags.get("reid_bench.config_label") or tags.get("reid_bench.overrides") or "{}"),
-        **({"release_diff": json.loads(tags["reid_bench.release_diff"])} if tags.get("reid_bench.release_diff") else {}),
-        "tuned": tags.get("reid_bench.tuned") or None, "config": {}, "expected_trials": [], "trials": [],
-        **({"evaluated_from": json.loads(tags["reid_bench.evaluated_from"])} if tags.get("reid_bench.evaluated_from")
+        "config_fingerprint": fingerprint, "mode": tags.get(Tag.MODE, "retrieval"),
+        "main_score": tags.get(Tag.MAIN_SCORE, "rank1"),
+        "config_diff": json.loads(tags.get(Tag.CONFIG_DIFF) or tags.get(Tag.OVERRIDES) or "{}"),
+        "config_label": json.loads(tags.get(Tag.CONFIG_LABEL) or tags.get(Tag.OVERRIDES) or "{}"),
+        **({"release_diff": json.loads(tags[Tag.RELEASE_DIFF])} if tags.get(Tag.RELEASE_DIFF) else {}),
+        "tuned": tags.get(Tag.TUNED) or None, "config": {}, "expected_trials": [], "trials": [],
+        **({"evaluated_from": json.loads(tags[Tag.EVALUATED_FROM])} if tags.get(Tag.EVALUATED_FROM)
            else {}),
     }
 
@@ -258,8 +258,8 @@ def _trial_from_run(client: Any, run: Any, parent: Any) -> dict[str, Any]:
     detail = _result_artifact(client, run.info.run_id)
     end = int(run.info.end_time or run.info.start_time)
     trial = {
-        "fold": tags.get("reid_bench.fold", ""),
-        "seed": int(tags.get("reid_bench.seed", "-1")),
+        "fold": tags.get(Tag.FOLD, ""),
+        "seed": int(tags.get(Tag.SEED, "-1")),
         "run_id": run.info.run_id,
         "invocation": parent.info.run_id,
         "end_time": end,
@@ -267,12 +267,12 @@ def _trial_from_run(client: Any, run: Any, parent: Any) -> dict[str, Any]:
         "metrics": {k: float(metrics[k]) for k in METRIC_NAMES if k in metrics},
         "num_parameters": int(metrics["num_parameters"]) if "num_parameters" in metrics else None,
         "wall_s": round(float(metrics["wall_time_s"]), 3) if "wall_time_s" in metrics else None,
-        "device": tags.get("reid_bench.device", ""),
-        "commit": tags.get("reid_bench.git_commit", "unknown"),
-        "versions": {name: tags[f"reid_bench.{name}_version"] for name in ("torch", "ray", "mlflow")
-                     if f"reid_bench.{name}_version" in tags} | {"reid_bench": tags.get("reid_bench.version", "?")},
-        "dataset_checksums": {k.removeprefix("reid_bench.dataset_checksum."): v for k, v in sorted(tags.items())
-                              if k.startswith("reid_bench.dataset_checksum.")},
+        "device": tags.get(Tag.DEVICE, ""),
+        "commit": tags.get(Tag.GIT_COMMIT, "unknown"),
+        "versions": {name: tags[tag] for name, tag in Tag.VERSIONS.items() if tag in tags}
+                    | {"reid_bench": tags.get(Tag.VERSION, "?")},
+        "dataset_checksums": {k.removeprefix(Tag.DATASET_CHECKSUM): v for k, v in sorted(tags.items())
+                              if k.startswith(Tag.DATASET_CHECKSUM)},
         **({"test_selected": selected} if (selected := {k.removeprefix("test_selected/"): float(v)
                                                           for k, v in metrics.items()
                                                           if k.startswith("test_selected/")}) else {}),

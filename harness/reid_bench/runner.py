@@ -12,13 +12,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from reid_bench.api import seeds_for
 from reid_bench.config import Overrides
 from reid_bench.registry import get_registry
-from reid_bench.tracking import StoreLost
-from reid_bench.trial import TrialSpec, format_failure, resolve_config
+from reid_bench.tracking import StoreLost, Tag
+from reid_bench.trial import TrialSpec, check_modality, format_failure, resolve_config
 
 
 class RunError(RuntimeError):
@@ -281,7 +281,7 @@ class Coordinator:
             return
         state.status, state.started, state.phase = "RUNNING", time.time(), "start"
         params = dict(self.base_params, fold=state.spec.fold, seed=str(state.spec.seed), **self.trial_params(key))
-        tags = dict(self.base_tags, **{"reid_bench.fold": state.spec.fold, "reid_bench.seed": str(state.spec.seed)},
+        tags = dict(self.base_tags, **{Tag.FOLD: state.spec.fold, Tag.SEED: str(state.spec.seed)},
                     **self.trial_tags(key))
         state.run_id = self._store(self.recorder.start_trial, key, f"{state.spec.model}@{state.spec.protocol}/{key}",
                                    params, tags, kind=self.trial_kind)
@@ -294,9 +294,9 @@ class Coordinator:
         spec = self.trials[key].spec
         tags = {}
         if spec.also:
-            tags["reid_bench.fitted_with"] = json.dumps(spec.keys)
+            tags[Tag.FITTED_WITH] = json.dumps(spec.keys)
         if spec.resume_from:
-            tags["reid_bench.resumed_from"] = spec.resume_from
+            tags[Tag.RESUMED_FROM] = spec.resume_from
         return tags
 
     def reported(self, key: str, payload: dict[str, Any]) -> None:
@@ -719,6 +719,22 @@ def check_storage(storage: str) -> str:
     return str(path)
 
 
+def check_folds(protocol: str, protocol_cls: Any, folds: Iterable[str] | None) -> list[str]:
+    """The folds asked for (all of the protocol's when none are), each one the protocol has."""
+    known = list(protocol_cls.folds)
+    if not folds:
+        return known
+    unknown = [f for f in folds if f not in known]
+    if unknown:
+        raise RunError(f"protocol {protocol!r} has no fold {unknown[0]!r}; folds: {', '.join(known)}")
+    return list(folds)
+
+
+def results_root(results_dir: str | None) -> Path:
+    """The folder for checkpoints and Ray state: ``--results-dir``, else ./reid-bench-results."""
+    return check_folder(results_dir or Path.cwd() / "reid-bench-results", "--results-dir")
+
+
 def check_folder(folder: str | Path, flag: str) -> Path:
     """A folder the run writes into (made if missing), or RunError naming it and the cause."""
     path = Path(folder).expanduser().resolve()
@@ -745,8 +761,8 @@ def finished_earlier(uri: str, model: str, protocol: str, protocol_version: str,
     db = tracking.sqlite_path(uri)
     if db is not None and not db.exists():
         return {}
-    tags = {"reid_bench.kind": "trial", "reid_bench.model": model, "reid_bench.protocol": protocol,
-            "reid_bench.protocol_version": protocol_version, "reid_bench.config_fingerprint": fingerprint}
+    tags = {Tag.KIND: "trial", Tag.MODEL: model, Tag.PROTOCOL: protocol,
+            Tag.PROTOCOL_VERSION: protocol_version, Tag.CONFIG_FINGERPRINT: fingerprint}
     if db is not None:
         fast = tracking.finished_runs_in_sqlite(db, tags)
         if fast is not None:
@@ -770,8 +786,8 @@ def _on_data(runs: list[Any], checksums: dict[str, str] | None) -> list[Any]:
     def same(run: Any) -> bool:
         tags = run.data.tags
         for name, checksum in checksums.items():
-            recorded = [v for k, v in tags.items() if k == f"reid_bench.dataset_checksum.{name}"
-                        or k.startswith(f"reid_bench.dataset_checksum.{name}/")]
+            recorded = [v for k, v in tags.items() if k == f"{Tag.DATASET_CHECKSUM}{name}"
+                        or k.startswith(f"{Tag.DATASET_CHECKSUM}{name}/")]
             if not recorded or any(v != checksum for v in recorded):
                 return False
         return True
@@ -783,7 +799,7 @@ def _latest_per_key(runs: list[Any], keys: list[str]) -> dict[str, Any]:
     """``runs`` newest first: the first one of each requested (fold, seed)."""
     found: dict[str, Any] = {}
     for run in runs:
-        key = f"{run.data.tags.get('reid_bench.fold')}/seed{run.data.tags.get('reid_bench.seed')}"
+        key = f"{run.data.tags.get(Tag.FOLD)}/seed{run.data.tags.get(Tag.SEED)}"
         if key in keys and key not in found:
             found[key] = run
     return found
@@ -795,31 +811,36 @@ def _earlier_state(state: TrialState, run: Any, metrics: tuple[str, ...]) -> Non
     state.result = {"metrics": {m: run.data.metrics[m] for m in metrics if m in run.data.metrics}, "timings": {}}
 
 
-def find_resumable(client: Any, experiment_id: str, model: str, protocol: str, fingerprint: str,
-                   run_id: str | None = None) -> Any:
-    """The invocation ``--resume`` continues: the given parent run, or the latest one of the same
-    model, protocol and resolved configuration that did not finish."""
+def find_resumable(client: Any, experiment_id: str | None, uri: str, kind: str, model: str, protocol: str,
+                   fingerprint: str | None = None, run_id: str | None = None) -> Any:
+    """The parent run ``--resume`` continues: the given one, or the latest of this ``kind``
+    (``invocation`` for run, ``search`` for tune) and model and protocol that did not finish, of
+    the same resolved configuration where ``fingerprint`` is given."""
+    if experiment_id is None:
+        raise RunError(f"--resume: no reid-bench runs in {uri}")
     if run_id:
         try:
             run = client.get_run(run_id)
         except Exception:
             raise RunError(f"--resume {run_id}: no such MLflow run") from None
         tags = run.data.tags
-        if (tags.get("reid_bench.model"), tags.get("reid_bench.protocol")) != (model, protocol):
-            raise RunError(f"--resume {run_id}: that run is {tags.get('reid_bench.model')} on {tags.get('reid_bench.protocol')}")
-        if tags.get("reid_bench.config_fingerprint") != fingerprint:
+        if tags.get(Tag.KIND) != kind:
+            raise RunError(f"--resume {run_id}: that run's kind is {tags.get(Tag.KIND)!r}, not {kind!r}")
+        if (tags.get(Tag.MODEL), tags.get(Tag.PROTOCOL)) != (model, protocol):
+            raise RunError(f"--resume {run_id}: that run is {tags.get(Tag.MODEL)} on {tags.get(Tag.PROTOCOL)}")
+        if fingerprint is not None and tags.get(Tag.CONFIG_FINGERPRINT) != fingerprint:
             raise RunError(f"--resume {run_id}: the configuration differs from that run's (pass the same --set values)")
         return run
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(f"tags.`reid_bench.kind` = 'invocation' and tags.`reid_bench.model` = '{model}' and "
-                       f"tags.`reid_bench.protocol` = '{protocol}' and tags.`reid_bench.config_fingerprint` = '{fingerprint}'"),
-        order_by=["attributes.start_time DESC"], max_results=20,
-    )
+    same = f"tags.`{Tag.KIND}` = '{kind}' and tags.`{Tag.MODEL}` = '{model}' and tags.`{Tag.PROTOCOL}` = '{protocol}'"
+    if fingerprint is not None:
+        same += f" and tags.`{Tag.CONFIG_FINGERPRINT}` = '{fingerprint}'"
+    runs = client.search_runs([experiment_id], filter_string=same, order_by=["attributes.start_time DESC"],
+                              max_results=20)
     for run in runs:
         if run.info.status != "FINISHED":
             return run
-    raise RunError(f"--resume: no unfinished invocation of {model} on {protocol} with this configuration")
+    configuration = " with this configuration" if fingerprint is not None else ""
+    raise RunError(f"--resume: no unfinished {kind} of {model} on {protocol}{configuration}")
 
 
 def resume_points(client: Any, experiment_id: str, previous: Any, plan: "Plan", roots: list[Path]) -> dict[str, str]:
@@ -837,13 +858,13 @@ def resume_points(client: Any, experiment_id: str, previous: Any, plan: "Plan", 
         if key not in best or rank > best[key][0]:
             best[key] = (rank, location)
 
-    for child in client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{previous.info.run_id}'",
+    for child in client.search_runs([experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{previous.info.run_id}'",
                                     max_results=10000):
         tags = child.data.tags
-        location = tags.get("reid_bench.checkpoint")
+        location = tags.get(Tag.CHECKPOINT)
         if location and ("://" in location or Path(location).is_dir()):
-            offer(f"{tags.get('reid_bench.fold')}/seed{tags.get('reid_bench.seed')}",
-                  tags.get("reid_bench.checkpoint_kind", "training"), tags.get("reid_bench.checkpoint_epoch"), location)
+            offer(f"{tags.get(Tag.FOLD)}/seed{tags.get(Tag.SEED)}",
+                  tags.get(Tag.CHECKPOINT_KIND, "training"), tags.get(Tag.CHECKPOINT_EPOCH), location)
     for root in roots:
         for record in (root.rglob("checkpoint.json") if root.is_dir() else ()):
             try:
@@ -939,26 +960,31 @@ def validate(request: RunRequest, options: ExecutionOptions | None = None) -> Pl
     registry = get_registry()
     model_cls = registry.model(request.model)
     protocol_cls = registry.protocol(request.protocol)
-    if model_cls.modality != protocol_cls.modality:
-        raise RunError(f"model {request.model!r} works on {model_cls.modality} data; protocol {request.protocol!r} is "
-                       f"{protocol_cls.modality}")
+    check_modality(request.model, model_cls, request.protocol, protocol_cls)
     check_trial_options(options.cpus_per_trial, options.gpus_per_trial, options.max_failures)
     check_device(options.device, options.use_ray)
     check_checkpoint_options(options)
     resolved = resolve_config(request.model, request.protocol, request.overrides, registry)
     config_diff = resolved.difference(resolve_config(request.model, request.protocol, Overrides(), registry))
-    fold_list = list(protocol_cls.folds)
-    if request.folds:
-        unknown = [f for f in request.folds if f not in fold_list]
-        if unknown:
-            raise RunError(f"protocol {request.protocol!r} has no fold {unknown[0]!r}; folds: {', '.join(fold_list)}")
-        fold_list = list(request.folds)
+    fold_list = check_folds(request.protocol, protocol_cls, request.folds)
     try:
         seed_list = seeds_for(protocol_cls, request.seeds)
     except ValueError as exc:
         raise RunError(str(exc)) from None
     cache_dir = options.cache_dir if options.cache_dir in (None, "default") else str(Path(options.cache_dir).resolve())
     return Plan(request, model_cls, protocol_cls, resolved, config_diff, fold_list, seed_list, cache_dir)
+
+
+def check_plan_data(plan: Plan) -> Plan:
+    """The plan's data: every on-disk dataset present and parsing, its checksum kept in the plan."""
+    plan.data_checksums = check_data(plan.protocol_cls, plan.resolved, plan.request.data_root, plan.cache_dir)
+    return plan
+
+
+def check_request(request: RunRequest, options: ExecutionOptions | None = None) -> Plan:
+    """``validate``, then the data: all that ``run`` refuses, found before anything is written
+    (the CLI calls it for every run of an experiment file before the first one starts)."""
+    return check_plan_data(validate(request, options))
 
 
 def _skipped_result(plan: Plan, earlier: dict[str, Any], uri: str, t_start: float) -> InvocationResult:
@@ -969,7 +995,7 @@ def _skipped_result(plan: Plan, earlier: dict[str, Any], uri: str, t_start: floa
         state = TrialState(TrialSpec(model=plan.request.model, protocol=plan.request.protocol, fold=fold, seed=int(seed)))
         _earlier_state(state, earlier[key], plan.metrics)
         states.append(state)
-    parents = {r.data.tags.get("mlflow.parentRunId", "") for r in earlier.values()}
+    parents = {r.data.tags.get(Tag.PARENT, "") for r in earlier.values()}
     wall = time.perf_counter() - t_start
     return InvocationResult(", ".join(sorted(parents)), next(iter(earlier.values())).info.experiment_id, uri, states,
                             summarise(states, plan.metrics), wall,
@@ -982,18 +1008,18 @@ def _tags(plan: Plan) -> dict[str, str]:
 
     request, overrides = plan.request, plan.request.overrides
     return {
-        "reid_bench.model": request.model,
-        "reid_bench.protocol": request.protocol,
-        "reid_bench.protocol_version": str(plan.protocol_cls.version),
-        "reid_bench.config_fingerprint": plan.fingerprint,
-        "reid_bench.mode": plan.protocol_cls.mode,
-        "reid_bench.main_score": plan.protocol_cls.main_score,
-        "reid_bench.overrides": json.dumps(overrides.as_flat(), sort_keys=True),
-        "reid_bench.config_diff": json.dumps(plan.config_diff, sort_keys=True),
+        Tag.MODEL: request.model,
+        Tag.PROTOCOL: request.protocol,
+        Tag.PROTOCOL_VERSION: str(plan.protocol_cls.version),
+        Tag.CONFIG_FINGERPRINT: plan.fingerprint,
+        Tag.MODE: plan.protocol_cls.mode,
+        Tag.MAIN_SCORE: plan.protocol_cls.main_score,
+        Tag.OVERRIDES: json.dumps(overrides.as_flat(), sort_keys=True),
+        Tag.CONFIG_DIFF: json.dumps(plan.config_diff, sort_keys=True),
         # what was typed, unless it amounts to the defaults (then the row is "default")
-        "reid_bench.config_label": json.dumps(overrides.as_flat() if plan.config_diff else {}, sort_keys=True),
+        Tag.CONFIG_LABEL: json.dumps(overrides.as_flat() if plan.config_diff else {}, sort_keys=True),
         # every setting that differs from the model's release on this protocol (budget, recipe, switches)
-        "reid_bench.release_diff": json.dumps(plan.resolved.release_diff, sort_keys=True),
+        Tag.RELEASE_DIFF: json.dumps(plan.resolved.release_diff, sort_keys=True),
         **tracking.environment_tags(),
     }
 
@@ -1031,7 +1057,7 @@ class _Store:
     earlier: dict[str, Any]
 
 
-def _open_store(plan: Plan, options: ExecutionOptions, uri: str, earlier: dict[str, Any], results_root: Path,
+def _open_store(plan: Plan, options: ExecutionOptions, uri: str, earlier: dict[str, Any], work_root: Path,
                 storage_root: str | None) -> _Store:
     """Connect, end the runs of drivers that died, find what ``--resume`` continues, and open the
     parent run (or reopen the resumed one)."""
@@ -1043,23 +1069,21 @@ def _open_store(plan: Plan, options: ExecutionOptions, uri: str, earlier: dict[s
         recorder.end_orphans()
     previous, points = None, {}
     if options.resume:
-        if experiment_id is None:
-            raise RunError(f"--resume: no reid-bench runs in {uri}")
-        previous = find_resumable(client, experiment_id, plan.request.model, plan.request.protocol, plan.fingerprint,
-                                  options.resume if isinstance(options.resume, str) else None)
-        expected = json.loads(previous.data.tags.get("reid_bench.expected_trials", "[]"))
+        previous = find_resumable(client, experiment_id, uri, "invocation", plan.request.model, plan.request.protocol,
+                                  plan.fingerprint, options.resume if isinstance(options.resume, str) else None)
+        expected = json.loads(previous.data.tags.get(Tag.EXPECTED_TRIALS, "[]"))
         plan.folds = list(dict.fromkeys(k.rsplit("/seed", 1)[0] for k in expected))
         plan.seeds = sorted({int(k.rsplit("/seed", 1)[1]) for k in expected})
-        storage = previous.data.tags.get("reid_bench.storage")
-        roots = [results_root / previous.data.tags.get("reid_bench.invocation", "-")]
+        storage = previous.data.tags.get(Tag.STORAGE)
+        roots = [work_root / previous.data.tags.get(Tag.INVOCATION, "-")]
         roots += [Path(storage)] if storage and "://" not in storage else []
         points = resume_points(client, experiment_id, previous, plan, roots)
         if not options.rerun:  # trials of this request that finished in any invocation are not run again
             earlier = finished_earlier(uri, plan.request.model, plan.request.protocol, str(plan.protocol_cls.version),
                                        plan.fingerprint, plan.keys, plan.data_checksums)
-    invocation = (previous.data.tags.get("reid_bench.invocation") if previous else None) or \
+    invocation = (previous.data.tags.get(Tag.INVOCATION) if previous else None) or \
         f"{plan.request.model}-{plan.request.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
-    work_dir = results_root / invocation
+    work_dir = work_root / invocation
     work_dir.mkdir(parents=True, exist_ok=True)
     all_specs = _specs(plan, options, work_dir, points)
     trials = {s.key: TrialState(s) for s in all_specs}
@@ -1070,9 +1094,9 @@ def _open_store(plan: Plan, options: ExecutionOptions, uri: str, earlier: dict[s
     if previous is not None:
         parent_id = previous.info.run_id
         recorder.reopen_parent(parent_id)
-        for child in client.search_runs([experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+        for child in client.search_runs([experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{parent_id}'",
                                         max_results=10000):
-            key = f"{child.data.tags.get('reid_bench.fold')}/seed{child.data.tags.get('reid_bench.seed')}"
+            key = f"{child.data.tags.get(Tag.FOLD)}/seed{child.data.tags.get(Tag.SEED)}"
             if child.info.status == "FINISHED" and key in trials:
                 _earlier_state(trials[key], child, plan.metrics)
     else:
@@ -1080,10 +1104,10 @@ def _open_store(plan: Plan, options: ExecutionOptions, uri: str, earlier: dict[s
             f"{plan.request.model}@{plan.request.protocol}",
             dict(base_params, folds=json.dumps(plan.folds), seeds=json.dumps(plan.seeds),
                  dispatcher="ray" if options.use_ray else "in-process"),
-            dict(base_tags, **{"reid_bench.expected_trials": json.dumps([s.key for s in all_specs]),
-                               "reid_bench.folds": json.dumps(plan.folds), "reid_bench.invocation": invocation,
-                               "reid_bench.driver": json.dumps(tracking.driver_identity()),
-                               **({"reid_bench.storage": storage_root} if storage_root else {})},
+            dict(base_tags, **{Tag.EXPECTED_TRIALS: json.dumps([s.key for s in all_specs]),
+                               Tag.FOLDS: json.dumps(plan.folds), Tag.INVOCATION: invocation,
+                               Tag.DRIVER: json.dumps(tracking.driver_identity()),
+                               **({Tag.STORAGE: storage_root} if storage_root else {})},
                  **options.extra_tags),
         )
     for key, run in earlier.items():
@@ -1113,8 +1137,7 @@ def run_benchmark(request: RunRequest, options: ExecutionOptions | None = None) 
     t_start = time.perf_counter()
     age = seconds_since_process_start()
     process_started = None if age is None else time.time() - age
-    plan = validate(request, options)
-    plan.data_checksums = check_data(plan.protocol_cls, plan.resolved, request.data_root, plan.cache_dir)
+    plan = check_request(request, options)
     uri = options.tracking_uri or tracking.default_tracking_uri()
     tracking.check_uri(uri, must_exist=bool(options.resume))
     earlier = {} if options.rerun else finished_earlier(uri, request.model, request.protocol,
@@ -1130,12 +1153,12 @@ def run_benchmark(request: RunRequest, options: ExecutionOptions | None = None) 
     else:
         check_local_gpus(options.gpus_per_trial)
     ray_start_s = time.perf_counter() - t_ray
-    results_root = check_folder(options.results_dir or Path.cwd() / "reid-bench-results", "--results-dir")
+    work_root = results_root(options.results_dir)
     storage_root = check_storage(options.storage) if options.storage else None
 
     # Everything about the request is checked; from here on the store is written.
     t_mlflow = time.perf_counter()
-    store = _open_store(plan, options, uri, earlier, results_root, storage_root)
+    store = _open_store(plan, options, uri, earlier, work_root, storage_root)
     mlflow_setup_s = time.perf_counter() - t_mlflow
     view = LiveView(f"{request.model} on {request.protocol}  (MLflow run {store.parent_id[:8]})",
                     list(store.trials.values()), plan.protocol_cls.main_score, enabled=options.show_progress)

@@ -23,7 +23,66 @@ from typing import Any, Iterable
 from reid_bench.plots import cmc_svg
 
 EXPERIMENT = "reid-bench"
-KIND_TAG = "reid_bench.kind"
+
+
+class Tag:
+    """Every MLflow tag name reid-bench writes or reads, spelled once. Stores hold these names,
+    and old stores must keep working: a value here never changes."""
+
+    # what a run is
+    KIND = "reid_bench.kind"
+    PARENT = "mlflow.parentRunId"
+    MODEL = "reid_bench.model"
+    PROTOCOL = "reid_bench.protocol"
+    PROTOCOL_VERSION = "reid_bench.protocol_version"
+    CONFIG_FINGERPRINT = "reid_bench.config_fingerprint"
+    MODE = "reid_bench.mode"
+    MAIN_SCORE = "reid_bench.main_score"
+    OVERRIDES = "reid_bench.overrides"
+    CONFIG_DIFF = "reid_bench.config_diff"
+    CONFIG_LABEL = "reid_bench.config_label"
+    RELEASE_DIFF = "reid_bench.release_diff"
+    # an invocation (parent run)
+    EXPECTED_TRIALS = "reid_bench.expected_trials"
+    FOLDS = "reid_bench.folds"
+    INVOCATION = "reid_bench.invocation"
+    DRIVER = "reid_bench.driver"
+    STORAGE = "reid_bench.storage"
+    STATUS = "reid_bench.status"
+    RESUMED = "reid_bench.resumed"
+    TUNED = "reid_bench.tuned"
+    EVALUATION_ONLY = "reid_bench.evaluation_only"
+    EVALUATED_FROM = "reid_bench.evaluated_from"
+    # a trial (child run)
+    FOLD = "reid_bench.fold"
+    SEED = "reid_bench.seed"
+    FITTED_WITH = "reid_bench.fitted_with"
+    RESUMED_FROM = "reid_bench.resumed_from"
+    RESUMED_EPOCH = "reid_bench.resumed_epoch"
+    RESUMED_KIND = "reid_bench.resumed_kind"
+    CHECKPOINT = "reid_bench.checkpoint"
+    CHECKPOINT_KIND = "reid_bench.checkpoint_kind"
+    CHECKPOINT_EPOCH = "reid_bench.checkpoint_epoch"
+    MODEL_ARTIFACT = "reid_bench.model_artifact"
+    DEVICE = "reid_bench.device"
+    NODE = "reid_bench.node"
+    ERROR = "reid_bench.error"
+    EARLY_STOPPED = "reid_bench.early_stopped"
+    RETRIES = "reid_bench.retries"
+    #: Followed by the dataset's name (and "/<part>" for a dataset read in parts).
+    DATASET_CHECKSUM = "reid_bench.dataset_checksum."
+    # the environment
+    GIT_COMMIT = "reid_bench.git_commit"
+    VERSION = "reid_bench.version"
+    #: The versions recorded besides reid-bench's own, by package.
+    VERSIONS = {"torch": "reid_bench.torch_version", "ray": "reid_bench.ray_version",
+                "mlflow": "reid_bench.mlflow_version"}
+    # a search (``reid-bench tune``)
+    SEARCH_NAME = "reid_bench.search_name"
+    SEARCH_STORAGE = "reid_bench.search_storage"
+    SEARCH_RUN_ID = "reid_bench.search_run_id"
+    BEST_CONFIG = "reid_bench.best_config"
+
 
 
 class TrackingError(RuntimeError):
@@ -341,11 +400,11 @@ def environment_tags() -> dict[str, str]:
     import reid_bench
 
     return {
-        "reid_bench.git_commit": git_commit(),
-        "reid_bench.version": reid_bench.__version__,
-        "reid_bench.torch_version": torch.__version__,
-        "reid_bench.ray_version": version("ray"),  # an --no-ray run need not import Ray (0.3 s)
-        "reid_bench.mlflow_version": mlflow.__version__,
+        Tag.GIT_COMMIT: git_commit(),
+        Tag.VERSION: reid_bench.__version__,
+        Tag.VERSIONS["torch"]: torch.__version__,
+        Tag.VERSIONS["ray"]: version("ray"),  # an --no-ray run need not import Ray (0.3 s)
+        Tag.VERSIONS["mlflow"]: mlflow.__version__,
     }
 
 
@@ -416,7 +475,7 @@ class Recorder:
 
     # ------------------------------------------------------------------ parent
     def start_parent(self, name: str, params: dict[str, str], tags: dict[str, str], kind: str = "invocation") -> str:
-        run = self.client.create_run(self.experiment_id, run_name=name, tags={KIND_TAG: kind, **tags})
+        run = self.client.create_run(self.experiment_id, run_name=name, tags={Tag.KIND: kind, **tags})
         self.parent_id = run.info.run_id
         self._log_params(self.parent_id, params)
         return self.parent_id
@@ -426,14 +485,14 @@ class Recorder:
         driver) become KILLED, the parent runs again."""
         self.parent_id = run_id
         for child in self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run_id}'", max_results=10000
+            [self.experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{run_id}'", max_results=10000
         ):
             if child.info.status == "RUNNING":
-                self.client.set_tag(child.info.run_id, "reid_bench.error", "driver stopped before the trial ended")
+                self.client.set_tag(child.info.run_id, Tag.ERROR, "driver stopped before the trial ended")
                 self.client.set_terminated(child.info.run_id, status="KILLED")
         self.client.update_run(run_id, status="RUNNING")
-        self.client.set_tag(run_id, "reid_bench.resumed", "true")
-        self.client.set_tag(run_id, "reid_bench.driver", json.dumps(driver_identity()))
+        self.client.set_tag(run_id, Tag.RESUMED, "true")
+        self.client.set_tag(run_id, Tag.DRIVER, json.dumps(driver_identity()))
 
     def end_orphans(self) -> list[str]:
         """End the invocations left RUNNING by a driver that died (SIGKILL, a lost machine): their
@@ -441,23 +500,23 @@ class Recorder:
         ``--resume`` finds them. Only drivers provably gone are touched (``driver_is_gone``)."""
         ended = []
         runs = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{KIND_TAG}` = 'invocation' and attributes.status = 'RUNNING'",
+            [self.experiment_id], filter_string=f"tags.`{Tag.KIND}` = 'invocation' and attributes.status = 'RUNNING'",
             max_results=1000)
         for run in runs:
             try:
-                identity = json.loads(run.data.tags.get("reid_bench.driver", "{}"))
+                identity = json.loads(run.data.tags.get(Tag.DRIVER, "{}"))
             except ValueError:
                 continue
             if not driver_is_gone(identity):
                 continue
             reason = f"driver (pid {identity.get('pid')} on {identity.get('host')}) stopped before the trial ended"
             for child in self.client.search_runs(
-                    [self.experiment_id], filter_string=f"tags.`mlflow.parentRunId` = '{run.info.run_id}'",
+                    [self.experiment_id], filter_string=f"tags.`{Tag.PARENT}` = '{run.info.run_id}'",
                     max_results=10000):
                 if child.info.status == "RUNNING":
-                    self.client.set_tag(child.info.run_id, "reid_bench.error", reason)
+                    self.client.set_tag(child.info.run_id, Tag.ERROR, reason)
                     self.client.set_terminated(child.info.run_id, status="KILLED")
-            self.client.set_tag(run.info.run_id, "reid_bench.status", "KILLED")
+            self.client.set_tag(run.info.run_id, Tag.STATUS, "KILLED")
             self.client.set_terminated(run.info.run_id, status="KILLED")
             ended.append(run.info.run_id)
         return ended
@@ -476,7 +535,7 @@ class Recorder:
             with tempfile.TemporaryDirectory() as tmp:
                 (Path(tmp) / "cmc.svg").write_text(cmc_svg(cmc_curves, title))
                 self.client.log_artifacts(self.parent_id, tmp)
-        self.client.set_tag(self.parent_id, "reid_bench.status", status)
+        self.client.set_tag(self.parent_id, Tag.STATUS, status)
         self.client.set_terminated(self.parent_id, status=status)
 
     # ------------------------------------------------------------------ trials
@@ -485,7 +544,7 @@ class Recorder:
         run = self.client.create_run(
             self.experiment_id,
             run_name=name,
-            tags={KIND_TAG: kind, "mlflow.parentRunId": self.parent_id, **tags},
+            tags={Tag.KIND: kind, Tag.PARENT: self.parent_id, **tags},
         )
         self.children[key] = run.info.run_id
         self._log_params(run.info.run_id, params)
@@ -513,10 +572,10 @@ class Recorder:
         run_id = self.children.get(key)
         if run_id is None:
             return
-        self.client.set_tag(run_id, "reid_bench.checkpoint", location)
-        self.client.set_tag(run_id, "reid_bench.checkpoint_kind", kind)
+        self.client.set_tag(run_id, Tag.CHECKPOINT, location)
+        self.client.set_tag(run_id, Tag.CHECKPOINT_KIND, kind)
         if epoch is not None:
-            self.client.set_tag(run_id, "reid_bench.checkpoint_epoch", str(epoch))
+            self.client.set_tag(run_id, Tag.CHECKPOINT_EPOCH, str(epoch))
 
     def finish_trial(self, key: str, result: dict[str, Any], model: Any = None) -> None:
         """Record a result; ``model`` (a checkpoint folder, or a Ray Checkpoint) becomes the run's
@@ -541,12 +600,12 @@ class Recorder:
             values["wall_time_s"] = result["wall_s"]
         metrics = [Metric(k, float(v), now, 0) for k, v in values.items() if v is not None]
         self.client.log_batch(run_id, metrics=metrics)
-        tags = {f"reid_bench.dataset_checksum.{k}": v for k, v in result.get("dataset_checksums", {}).items()}
-        tags["reid_bench.device"] = result.get("device", "")
-        tags["reid_bench.node"] = str(result.get("node", ""))
+        tags = {f"{Tag.DATASET_CHECKSUM}{k}": v for k, v in result.get("dataset_checksums", {}).items()}
+        tags[Tag.DEVICE] = result.get("device", "")
+        tags[Tag.NODE] = str(result.get("node", ""))
         if result.get("resumed_from"):  # the fit continued from a checkpoint (after this epoch)
-            tags["reid_bench.resumed_epoch"] = str(result["resumed_from"].get("epoch"))
-            tags["reid_bench.resumed_kind"] = str(result["resumed_from"].get("kind"))
+            tags[Tag.RESUMED_EPOCH] = str(result["resumed_from"].get("epoch"))
+            tags[Tag.RESUMED_KIND] = str(result["resumed_from"].get("kind"))
         for k, v in tags.items():
             self.client.set_tag(run_id, k, v)
         fold_info = dict(result.get("fold_info", {}))
@@ -568,14 +627,14 @@ class Recorder:
         run_id = self.children.get(key)
         if run_id is None:
             return
-        self.client.set_tag(run_id, "reid_bench.early_stopped", reason)
+        self.client.set_tag(run_id, Tag.EARLY_STOPPED, reason)
         self.client.set_terminated(run_id, status="FINISHED")
 
     def note_retry(self, key: str, attempt: int, error: str) -> None:
         run_id = self.children.get(key)
         if run_id is None:
             return
-        self.client.set_tag(run_id, "reid_bench.retries", str(attempt))
+        self.client.set_tag(run_id, Tag.RETRIES, str(attempt))
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / f"traceback-attempt{attempt}.txt").write_text(error)
             self.client.log_artifacts(run_id, tmp)
@@ -589,7 +648,7 @@ class Recorder:
             try:
                 self.client.log_artifacts(run_id, tmp)
             finally:
-                self.client.set_tag(run_id, "reid_bench.error", (error.strip().splitlines() or [""])[-1][:500])
+                self.client.set_tag(run_id, Tag.ERROR, (error.strip().splitlines() or [""])[-1][:500])
                 self.client.set_terminated(run_id, status=status)
 
     def terminate_open(self, status: str) -> None:
@@ -604,11 +663,11 @@ class Recorder:
     def _log_model(self, run_id: str, model: Any) -> None:
         if isinstance(model, (str, Path)):
             self.client.log_artifacts(run_id, str(model), "model")
-            self.client.set_tag(run_id, "reid_bench.model_artifact", "model")
+            self.client.set_tag(run_id, Tag.MODEL_ARTIFACT, "model")
             return
         with model.as_directory() as folder:  # a Ray Checkpoint, maybe in remote storage
             self.client.log_artifacts(run_id, str(folder), "model")
-        self.client.set_tag(run_id, "reid_bench.model_artifact", "model")
+        self.client.set_tag(run_id, Tag.MODEL_ARTIFACT, "model")
 
     # ------------------------------------------------------------------ helpers
     def _log_params(self, run_id: str, params: dict[str, str]) -> None:

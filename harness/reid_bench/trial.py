@@ -525,6 +525,14 @@ def _execute_fit(spec: TrialSpec, sink: TrialSink, registry: Registry | None,
     return results
 
 
+def check_modality(model: str, model_cls: Any, protocol: str, protocol_cls: Any) -> None:
+    """A model reads one kind of data (skeletons or point clouds); the protocol must serve it.
+    Checked by ``validate`` for run and tune, and again here where a trial resolves its request."""
+    if model_cls.modality != protocol_cls.modality:
+        raise ConfigError(f"model {model!r} works on {model_cls.modality} data; protocol {protocol!r} is "
+                          f"{protocol_cls.modality}")
+
+
 def _prepare(spec: TrialSpec, registry: Registry, sink: TrialSink) -> _Setup:
     """Resolve the request and build every fold; folds that share a trial must share their
     training split exactly (the protocol says they do; the data must agree)."""
@@ -533,10 +541,7 @@ def _prepare(spec: TrialSpec, registry: Registry, sink: TrialSink) -> _Setup:
     t0 = time.perf_counter()
     model_cls = registry.model(spec.model)
     protocol = registry.protocol(spec.protocol)()
-    if model_cls.modality != protocol.modality:
-        raise ConfigError(
-            f"model {spec.model!r} works on {model_cls.modality} data; protocol {spec.protocol!r} is {protocol.modality}"
-        )
+    check_modality(spec.model, model_cls, spec.protocol, protocol)
     overrides = Overrides(**{k: dict(v) for k, v in spec.overrides.items()})
     resolved = resolve_config(spec.model, spec.protocol, overrides, registry)
     device = pick_device(spec.device)

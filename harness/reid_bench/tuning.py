@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from reid_bench.config import ConfigError, Overrides, readable_value
-from reid_bench.registry import get_registry
-from reid_bench.runner import (Coordinator, ExecutionOptions, InvocationResult, LiveView, RunError, RunRequest, TrialState,
-                               check_data, check_device, check_folder, check_resources, check_storage,
-                               check_trial_options, init_ray, run_benchmark)
-from reid_bench.trial import LocalSink, TrialSpec, execute_fit, resolve_config
+from reid_bench.runner import (Coordinator, ExecutionOptions, InvocationResult, LiveView, Plan, RunError, RunRequest,
+                               TrialState, check_plan_data, check_resources, check_storage, find_resumable, init_ray,
+                               results_root, run_benchmark, validate)
+from reid_bench.tracking import Tag
+from reid_bench.trial import LocalSink, TrialSpec, execute_fit
 
 DISTRIBUTIONS = ("uniform", "loguniform", "choice", "randint", "qrandint", "grid")
 #: The most configurations one search may draw.
@@ -156,178 +156,271 @@ def _max_iterations(config: Any, space: dict[str, Any]) -> int:
     return max(1, int(getattr(config, "epochs", 1))) + 1
 
 
-def run_search(
-    model: str,
-    protocol: str,
-    overrides: Overrides,
-    samples: int = 8,
-    scheduler: str = "asha",
-    search: str = "random",
-    space_file: str | None = None,
-    max_concurrent: int | None = None,
-    gpus_per_trial: float = 0.0,
-    cpus_per_trial: float = 1.0,
-    address: str | None = None,
-    tracking_uri: str | None = None,
-    resume: bool = False,
-    seeds: int | None = None,
-    data_root: str | None = None,
-    device: str = "auto",
-    results_dir: str | None = None,
-    storage: str | None = None,
-    show_progress: bool = True,
-    evaluate_best: bool = True,
-) -> SearchResult:
-    from ray import tune
+@dataclass(frozen=True)
+class SearchRequest:
+    """What to search: ``run`` is the model on the protocol with its fixed overrides, data and
+    the seeds of the final run; the rest says how the model's space is sampled. Where and how
+    the trials run is an ``ExecutionOptions``, as for ``run``."""
 
-    from reid_bench import tracking
+    run: RunRequest
+    samples: int = 8
+    scheduler: str = "asha"
+    search: str = "random"
+    #: A TOML or JSON space (``load_space``); default: the model's ``search_space()``.
+    space_file: str | None = None
+    max_concurrent: int | None = None
+    #: Run the best configuration on the protocol's test folds once the search ends.
+    evaluate_best: bool = True
 
-    registry = get_registry()
-    model_cls = registry.model(model)
-    protocol_cls = registry.protocol(protocol)
-    if model_cls.modality != protocol_cls.modality:
-        raise RunError(f"model {model!r} works on {model_cls.modality} data; protocol {protocol!r} is {protocol_cls.modality}")
-    if scheduler not in ("asha", "fifo"):
-        raise ConfigError(f"--scheduler {scheduler!r}: expected 'asha' or 'fifo'")
-    if search not in ("random", "optuna"):
-        raise ConfigError(f"--search {search!r}: expected 'random' or 'optuna'")
-    if not 1 <= samples <= MAX_SAMPLES:
-        raise ConfigError(f"--samples {samples}: must be from 1 to {MAX_SAMPLES}")
-    if max_concurrent is not None and max_concurrent < 1:
+
+@dataclass
+class SearchPlan:
+    """A validated search: the run's plan and the space and searcher built from the request."""
+
+    request: SearchRequest
+    plan: Plan
+    space: dict[str, Any]
+    searcher: Any
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.plan.protocol_cls.higher_is_better else "min"
+
+    @property
+    def fold(self) -> str:
+        """The fold whose training data the search carves its validation split from."""
+        return self.plan.folds[0]
+
+
+def _check_search_settings(request: SearchRequest) -> None:
+    if request.scheduler not in ("asha", "fifo"):
+        raise ConfigError(f"--scheduler {request.scheduler!r}: expected 'asha' or 'fifo'")
+    if request.search not in ("random", "optuna"):
+        raise ConfigError(f"--search {request.search!r}: expected 'random' or 'optuna'")
+    if not 1 <= request.samples <= MAX_SAMPLES:
+        raise ConfigError(f"--samples {request.samples}: must be from 1 to {MAX_SAMPLES}")
+    if request.max_concurrent is not None and request.max_concurrent < 1:
         raise ConfigError("--max-concurrent must be at least 1")
-    check_trial_options(cpus_per_trial, gpus_per_trial, 0)
-    check_device(device, use_ray=True)
-    resolved = resolve_config(model, protocol, overrides, registry)
-    space = load_space(space_file) if space_file else ray_space(model_cls.search_space() or {}, f"model {model!r}")
+
+
+def _search_space(request: SearchRequest, plan: Plan) -> dict[str, Any]:
+    """The space to sample: only fields of the model's config, none of them also fixed by --set."""
+    model, overrides = request.run.model, request.run.overrides
+    space = (load_space(request.space_file) if request.space_file
+             else ray_space(plan.model_cls.search_space() or {}, f"model {model!r}"))
     if not space:
         raise ConfigError(f"model {model!r} declares no search space; pass one with --space FILE")
-    names = {f.name for f in fields(resolved.model)}
+    names = {f.name for f in fields(plan.resolved.model)}
     for key in space:
         if key not in names:
             raise ConfigError(f"search space key {key!r} is not a field of model {model!r} (fields: {', '.join(sorted(names))})")
         if key in overrides.model:
             raise ConfigError(f"{key!r} is both fixed with --set and searched; drop one")
-    searcher = None
-    if search == "optuna":
-        try:
-            import optuna  # noqa: F401
-            from ray.tune.search.optuna import OptunaSearch
-        except ImportError:
-            raise ConfigError("--search optuna needs Optuna, an optional extra: pip install 'reid-bench[optuna]' "
-                              "(or pip install optuna)") from None
-        searcher = OptunaSearch()
-    mode = "max" if protocol_cls.higher_is_better else "min"
-    check_data(protocol_cls, resolved, data_root)
-    uri = tracking_uri or tracking.default_tracking_uri()
-    tracking.check_uri(uri, must_exist=resume)
-    init_ray(address)
-    check_resources(cpus_per_trial, gpus_per_trial)
-    storage_root = check_storage(storage) if storage else None
-    results_root = check_folder(results_dir or Path.cwd() / "reid-bench-results", "--results-dir")
-    # Everything about the request is checked; from here on the store is written.
-    client, experiment_id = tracking.connect(uri, create=not resume)
+    return space
 
-    fold = protocol_cls.folds[0]
+
+def _searcher(search: str) -> Any:
+    """Ray Tune's search algorithm: None samples at random; Optuna is an optional extra."""
+    if search != "optuna":
+        return None
+    try:
+        import optuna  # noqa: F401
+        from ray.tune.search.optuna import OptunaSearch
+    except ImportError:
+        raise ConfigError("--search optuna needs Optuna, an optional extra: pip install 'reid-bench[optuna]' "
+                          "(or pip install optuna)") from None
+    return OptunaSearch()
+
+
+def plan_search(request: SearchRequest, options: ExecutionOptions) -> SearchPlan:
+    """Check a search whole before anything is written, with the checks ``run`` uses for its
+    request (``validate``, ``check_plan_data``) and the search's own between them."""
+    if not options.use_ray:
+        raise RunError("tune dispatches its trials with Ray; use_ray=False is for run only")
+    plan = validate(request.run, options)
+    _check_search_settings(request)
+    space = _search_space(request, plan)
+    searcher = _searcher(request.search)
+    check_plan_data(plan)
+    return SearchPlan(request, plan, space, searcher)
+
+
+@dataclass
+class _SearchStore:
+    """The opened tracking store of a search: its parent run and where Ray keeps its state."""
+
+    recorder: Any
+    parent_id: str
+    #: Ray Tune's experiment name; also the token its callbacks find the coordinator by.
+    name: str
+    storage_path: str
+    previous: Any
+    base_tags: dict[str, str]
+
+
+def _open_search(search: SearchPlan, options: ExecutionOptions, uri: str, work_root: Path,
+                 storage_root: str | None) -> _SearchStore:
+    """Connect, find the search ``--resume`` continues, and open its parent run (or reopen it)."""
+    from reid_bench import tracking
+
+    run, protocol_cls = search.request.run, search.plan.protocol_cls
+    client, experiment_id = tracking.connect(uri, create=not options.resume)
     recorder = tracking.Recorder(client, experiment_id, uri)
-    settings = {"samples": samples, "scheduler": scheduler, "search": search, "max_concurrent": max_concurrent,
-                "fold": fold, "space": {k: repr(v) for k, v in space.items()}, "metric": f"validation {protocol_cls.main_score}"}
-    base_tags = {"reid_bench.model": model, "reid_bench.protocol": protocol,
-                 "reid_bench.config_fingerprint": resolved.fingerprint, **tracking.environment_tags()}
-    previous = None
-    if resume:
-        if experiment_id is None:
-            raise RunError(f"--resume: no reid-bench runs in {uri}")
-        candidates = client.search_runs(
-            [experiment_id],
-            filter_string=(f"tags.`reid_bench.kind` = 'search' and tags.`reid_bench.model` = '{model}' and "
-                           f"tags.`reid_bench.protocol` = '{protocol}'"),
-            order_by=["attributes.start_time DESC"], max_results=20)
-        previous = next((r for r in candidates if r.info.status != "FINISHED"), None)
-        if previous is None:
-            raise RunError(f"--resume: no unfinished search of {model} on {protocol}")
-    if previous is not None:
-        name = previous.data.tags["reid_bench.search_name"]
-        storage_path = previous.data.tags["reid_bench.search_storage"]
-        parent_id = previous.info.run_id
-        recorder.reopen_parent(parent_id)
-    else:
-        name = f"tune-{model}-{protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
-        storage_path = storage_root or str(results_root / name / "ray")
-        parent_id = recorder.start_parent(
-            f"tune {model}@{protocol}", tracking.flatten("search", settings),
-            dict(base_tags, **{"reid_bench.search_name": name, "reid_bench.search_storage": storage_path}), kind="search")
-    base_spec = TrialSpec(model=model, protocol=protocol, fold=fold, seed=0,
-                          overrides=overrides.as_scopes(),
-                          data_root=str(Path(data_root).resolve()) if data_root else None, device=device,
-                          work_dir=str(results_root / name), threads=max(1, int(cpus_per_trial)), split="validation")
-    view = LiveView(f"tune {model} on {protocol} (validation split; MLflow run {parent_id[:8]})", [],
-                    "val_score", enabled=show_progress)
-    events = SearchCoordinator(recorder, view, {}, {"model": model, "protocol": protocol, "split": "validation"},
-                               dict(base_tags, **{"reid_bench.search_run_id": parent_id}), base_spec=base_spec)
+    base_tags = {Tag.MODEL: run.model, Tag.PROTOCOL: run.protocol,
+                 Tag.CONFIG_FINGERPRINT: search.plan.fingerprint, **tracking.environment_tags()}
+    if options.resume:
+        previous = find_resumable(client, experiment_id, uri, "search", run.model, run.protocol,
+                                  run_id=options.resume if isinstance(options.resume, str) else None)
+        name = previous.data.tags[Tag.SEARCH_NAME]
+        storage_path = previous.data.tags[Tag.SEARCH_STORAGE]
+        recorder.reopen_parent(previous.info.run_id)
+        return _SearchStore(recorder, previous.info.run_id, name, storage_path, previous, base_tags)
+    request = search.request
+    settings = {"samples": request.samples, "scheduler": request.scheduler, "search": request.search,
+                "max_concurrent": request.max_concurrent, "fold": search.fold,
+                "space": {k: repr(v) for k, v in search.space.items()},
+                "metric": f"validation {protocol_cls.main_score}"}
+    name = f"tune-{run.model}-{run.protocol}-{time.strftime('%Y%m%d-%H%M%S')}"
+    storage_path = storage_root or str(work_root / name / "ray")
+    parent_id = recorder.start_parent(
+        f"tune {run.model}@{run.protocol}", tracking.flatten("search", settings),
+        dict(base_tags, **{Tag.SEARCH_NAME: name, Tag.SEARCH_STORAGE: storage_path}), kind="search")
+    return _SearchStore(recorder, parent_id, name, storage_path, None, base_tags)
+
+
+def _coordinator(search: SearchPlan, store: _SearchStore, options: ExecutionOptions,
+                 work_root: Path) -> SearchCoordinator:
+    """The driver's side of the search: every sample's run in MLflow and on the live table."""
+    run = search.request.run
+    base_spec = TrialSpec(model=run.model, protocol=run.protocol, fold=search.fold, seed=0,
+                          overrides=run.overrides.as_scopes(),
+                          data_root=str(Path(run.data_root).resolve()) if run.data_root else None,
+                          device=options.device, work_dir=str(work_root / store.name),
+                          threads=max(1, int(options.cpus_per_trial)), cache_dir=search.plan.cache_dir,
+                          split="validation")
+    view = LiveView(f"tune {run.model} on {run.protocol} (validation split; MLflow run {store.parent_id[:8]})", [],
+                    "val_score", enabled=options.show_progress)
+    events = SearchCoordinator(store.recorder, view, {},
+                               {"model": run.model, "protocol": run.protocol, "split": "validation"},
+                               dict(store.base_tags, **{Tag.SEARCH_RUN_ID: store.parent_id}), base_spec=base_spec)
     events.trial_kind = "tune-trial"
+    return events
 
-    from reid_bench.ray_bridge import COORDINATORS, TuneBridge
 
-    token = name  # stable: a restored search unpickles a bridge carrying this same token
-    COORDINATORS[token] = events
-    trainable = tune.with_resources(_tune_trainable, {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
+def _tuner(search: SearchPlan, store: _SearchStore, trainable: Any, base_spec: TrialSpec) -> Any:
+    """Ray Tune's tuner: the interrupted one restored when resuming a search, else a new one."""
+    from ray import tune
+
+    from reid_bench.ray_bridge import TuneBridge
+
+    folder = str(Path(store.storage_path) / store.name)
+    if store.previous is not None and tune.Tuner.can_restore(folder):
+        return tune.Tuner.restore(folder, trainable, resume_unfinished=True, resume_errored=True)
+    request = search.request
+    scheduler = None
+    if request.scheduler == "asha":
+        from ray.tune.schedulers import ASHAScheduler
+
+        scheduler = ASHAScheduler(max_t=_max_iterations(search.plan.resolved.model, search.space), grace_period=1,
+                                  reduction_factor=2)
     spec_dict = {k: getattr(base_spec, k) for k in ("model", "protocol", "fold", "seed", "overrides", "data_root",
                                                       "device", "work_dir", "threads", "cache_dir", "split")}
+    return tune.Tuner(
+        trainable,
+        param_space={"spec": spec_dict, "params": search.space},
+        tune_config=tune.TuneConfig(metric="val_score", mode=search.mode, scheduler=scheduler,
+                                    search_alg=search.searcher, num_samples=request.samples,
+                                    max_concurrent_trials=request.max_concurrent),
+        # the name is the bridge's token: a restored search unpickles a bridge carrying the same one
+        run_config=tune.RunConfig(name=store.name, storage_path=store.storage_path, verbose=0,
+                                  callbacks=[TuneBridge(store.name)]),
+    )
+
+
+def _dispatch(search: SearchPlan, store: _SearchStore, events: SearchCoordinator, options: ExecutionOptions) -> Any:
+    """Run the samples on Ray; their events reach ``events`` through the bridge. Ray's grid."""
+    from ray import tune
+
+    from reid_bench.ray_bridge import COORDINATORS
+
+    COORDINATORS[store.name] = events
+    trainable = tune.with_resources(_tune_trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+    try:
+        with events.view:
+            grid = _tuner(search, store, trainable, events.base_spec).fit()
+    finally:
+        COORDINATORS.pop(store.name, None)
+    if grid.num_terminated + grid.num_errors < search.request.samples:
+        # Ray Tune catches Ctrl-C itself, saves the experiment and returns a partial grid.
+        raise KeyboardInterrupt
+    return grid
+
+
+def _record_best(search: SearchPlan, store: _SearchStore, grid: Any) -> tuple[dict[str, Any], float]:
+    """The best sample's values and validation score, recorded on the search's parent run."""
+    finished = [r for r in grid if r.error is None and r.metrics and r.metrics.get("val_score") is not None]
+    if not finished:
+        raise RunError("no search trial finished; see the tune-trial runs in MLflow for tracebacks")
+    best = grid.get_best_result(metric="val_score", mode=search.mode, scope="last", filter_nan_and_inf=True)
+    best_params = dict(best.config["params"])
+    best_score = float(best.metrics["val_score"])
+    client = store.recorder.client
+    for k, v in best_params.items():
+        client.log_param(store.parent_id, f"best.{k}", _as_override(v))
+    client.log_metric(store.parent_id, "best_val_score", best_score)
+    client.set_tag(store.parent_id, Tag.BEST_CONFIG, json.dumps(best_params, default=str, sort_keys=True))
+    return best_params, best_score
+
+
+def _evaluate_best(search: SearchPlan, store: _SearchStore, options: ExecutionOptions, uri: str, samples: int,
+                   best_params: dict[str, Any]) -> InvocationResult:
+    """The best configuration as a normal run on the test folds, its rows marked as tuned with
+    the search's budget. It continues nothing and uses its own Ray storage, as a plain run does."""
+    request = search.request
+    fixed = request.run.overrides
+    tuned = Overrides(model={**fixed.model, **{k: _as_override(v) for k, v in best_params.items()}},
+                      probe=dict(fixed.probe), data=dict(fixed.data), eval=dict(fixed.eval))
+    budget = f"{samples} samples, {request.scheduler}, {request.search}"
+    return run_benchmark(
+        dataclasses.replace(request.run, overrides=tuned),
+        dataclasses.replace(options, tracking_uri=uri, resume=False, storage=None,
+                            extra_tags={**options.extra_tags, Tag.TUNED: budget, Tag.SEARCH_RUN_ID: store.parent_id}))
+
+
+def run_search(request: SearchRequest, options: ExecutionOptions | None = None) -> SearchResult:
+    """Plan, open the store, dispatch the samples, record the best; then run it on the test folds
+    (``request.evaluate_best``). Raises RunError/ConfigError/TrackingError before anything is
+    written when the request itself is wrong. ``options.resume`` continues the latest
+    interrupted search of the model on the protocol, restoring Ray's state of it."""
+    from reid_bench import tracking
+
+    options = options or ExecutionOptions()
+    search = plan_search(request, options)
+    uri = options.tracking_uri or tracking.default_tracking_uri()
+    tracking.check_uri(uri, must_exist=bool(options.resume))
+    init_ray(options.address)
+    check_resources(options.cpus_per_trial, options.gpus_per_trial)
+    storage_root = check_storage(options.storage) if options.storage else None
+    work_root = results_root(options.results_dir)
+
+    # Everything about the request is checked; from here on the store is written.
+    store = _open_search(search, options, uri, work_root, storage_root)
+    events = _coordinator(search, store, options, work_root)
     status = "FAILED"
     try:
-        with view:
-            if previous is not None and tune.Tuner.can_restore(str(Path(storage_path) / name)):
-                tuner = tune.Tuner.restore(str(Path(storage_path) / name), trainable, resume_unfinished=True,
-                                           resume_errored=True)
-            else:
-                sched = None
-                if scheduler == "asha":
-                    from ray.tune.schedulers import ASHAScheduler
-
-                    sched = ASHAScheduler(max_t=_max_iterations(resolved.model, space), grace_period=1,
-                                          reduction_factor=2)
-                tuner = tune.Tuner(
-                    trainable,
-                    param_space={"spec": spec_dict, "params": space},
-                    tune_config=tune.TuneConfig(metric="val_score", mode=mode, scheduler=sched, search_alg=searcher,
-                                                num_samples=samples, max_concurrent_trials=max_concurrent),
-                    run_config=tune.RunConfig(name=name, storage_path=storage_path, verbose=0, callbacks=[TuneBridge(token)]),
-                )
-            grid = tuner.fit()
-        if grid.num_terminated + grid.num_errors < samples:
-            # Ray Tune catches Ctrl-C itself, saves the experiment and returns a partial grid.
-            raise KeyboardInterrupt
-        finished = [r for r in grid if r.error is None and r.metrics and r.metrics.get("val_score") is not None]
-        if not finished:
-            raise RunError("no search trial finished; see the tune-trial runs in MLflow for tracebacks")
-        best = grid.get_best_result(metric="val_score", mode=mode, scope="last", filter_nan_and_inf=True)
-        best_params = dict(best.config["params"])
-        best_score = float(best.metrics["val_score"])
-        for k, v in best_params.items():
-            recorder.client.log_param(parent_id, f"best.{k}", _as_override(v))
-        recorder.client.log_metric(parent_id, "best_val_score", best_score)
-        recorder.client.set_tag(parent_id, "reid_bench.best_config", json.dumps(best_params, default=str, sort_keys=True))
+        grid = _dispatch(search, store, events, options)
+        best_params, best_score = _record_best(search, store, grid)
         status = "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        COORDINATORS.pop(token, None)
         try:
-            recorder.end_parent(status)
+            store.recorder.end_parent(status)
         finally:
-            recorder.terminate_open("KILLED" if status == "KILLED" else "FAILED")
+            store.recorder.terminate_open("KILLED" if status == "KILLED" else "FAILED")
 
-    invocation = None
-    if evaluate_best:
-        tuned = Overrides(model={**overrides.model, **{k: _as_override(v) for k, v in best_params.items()}},
-                          probe=dict(overrides.probe), data=dict(overrides.data), eval=dict(overrides.eval))
-        budget = f"{len(grid)} samples, {scheduler}, {search}"
-        invocation = run_benchmark(
-            RunRequest(model, protocol, tuned, seeds=seeds, data_root=data_root),
-            ExecutionOptions(tracking_uri=uri, address=address, gpus_per_trial=gpus_per_trial,
-                             cpus_per_trial=cpus_per_trial, device=device, results_dir=results_dir,
-                             show_progress=show_progress,
-                             extra_tags={"reid_bench.tuned": budget, "reid_bench.search_run_id": parent_id}))
-    return SearchResult(parent_id, best_params, best_score, len(grid), invocation,
-                        events.table(grid, protocol_cls.higher_is_better))
+    invocation = (_evaluate_best(search, store, options, uri, len(grid), best_params) if request.evaluate_best
+                  else None)
+    return SearchResult(store.parent_id, best_params, best_score, len(grid), invocation,
+                        events.table(grid, search.plan.protocol_cls.higher_is_better))

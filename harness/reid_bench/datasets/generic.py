@@ -635,6 +635,44 @@ def import_dataset(
     source = Path(source).expanduser().resolve()
     dest_root = Path(dest_root).expanduser().resolve()
     _check_import_name(name)
+    src_folder, manifest = _import_source(source)
+    dest = dest_root / name
+    if dest == src_folder or src_folder in dest.parents or dest in src_folder.parents:
+        raise ValueError(f"the destination {dest} overlaps the source {src_folder}")
+    if dest.exists() and not overwrite:
+        raise FileExistsError(f"{dest} already exists; pass overwrite to replace it")
+
+    raw, settings, layout_src = _import_settings(src_folder, manifest, modality, layout)
+    rows = read_manifest(manifest, settings.modality, allow_absolute=True)
+    records = build_records(rows, settings, src_folder, allow_absolute=True, manifest=manifest)
+    targets = _import_targets(rows, manifest)
+
+    dest_root.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{name}.import-", dir=dest_root))
+    backup: Path | None = None
+    try:
+        _write_import(stage, src_folder, manifest, rows, targets, raw, settings, layout_src)
+        # Read back what was written: the folder must load exactly as validated.
+        staged_settings = read_settings(stage)
+        staged = build_records(read_manifest(stage / MANIFEST, staged_settings.modality), staged_settings, stage)
+        if len(staged) != len(records):
+            raise RuntimeError(f"staged folder holds {len(staged)} samples, validated {len(records)}")
+        if dest.exists():
+            backup = dest_root / f".{name}.replaced-{os.getpid()}"
+            os.replace(dest, backup)
+        os.replace(stage, dest)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if backup is not None and backup.exists() and not dest.exists():
+            os.replace(backup, dest)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+    return _import_summary(name, dest, settings, rows, records)
+
+
+def _import_source(source: Path) -> tuple[Path, Path]:
+    """The source folder and its manifest, from either one."""
     if source.is_dir():
         src_folder, manifest = source, source / MANIFEST
     elif source.is_file() and source.suffix.lower() == ".csv":
@@ -645,12 +683,13 @@ def import_dataset(
         raise DataFormatError(manifest, "not a regular file (a manifest is a CSV file)")
     if not manifest.is_file():
         raise DataFormatError(manifest, "missing: the source needs a manifest (see docs/generic-format.md)")
-    dest = dest_root / name
-    if dest == src_folder or src_folder in dest.parents or dest in src_folder.parents:
-        raise ValueError(f"the destination {dest} overlaps the source {src_folder}")
-    if dest.exists() and not overwrite:
-        raise FileExistsError(f"{dest} already exists; pass overwrite to replace it")
+    return src_folder, manifest
 
+
+def _import_settings(src_folder: Path, manifest: Path, modality: str | None,
+                     layout: str | None) -> tuple[dict[str, Any], GenericSettings, Path | None]:
+    """The source's ``dataset.toml`` with the requested modality and layout, which must agree
+    with it: the settings to write, them validated, and the layout file to copy (if any)."""
     toml_path = src_folder / SETTINGS
     raw: dict[str, Any] = _read_toml(toml_path) if toml_path.is_file() else {}
     where = toml_path if toml_path.is_file() else manifest
@@ -687,9 +726,12 @@ def import_dataset(
         raw["layout"] = "layout" + layout_src.suffix.lower()
     else:
         settings = settings_from_dict(raw, src_folder, where)
-    rows = read_manifest(manifest, settings.modality, allow_absolute=True)
-    records = build_records(rows, settings, src_folder, allow_absolute=True, manifest=manifest)
+    return raw, settings, layout_src
 
+
+def _import_targets(rows: list[ManifestRow], manifest: Path) -> list[str]:
+    """Each array's path in the dataset folder: as in the manifest, or under ``arrays/`` for an
+    absolute one; two arrays (or an array and the folder's own files) never share a path."""
     targets: list[str] = []
     for i, row in enumerate(rows):
         p = Path(row.path)
@@ -698,44 +740,33 @@ def import_dataset(
     clash = sorted({t for t, n in counts.items() if n > 1} | ({MANIFEST, SETTINGS} & set(counts)))
     if clash:
         raise DataFormatError(manifest, f"array path {clash[0]!r} would overwrite another file of the dataset folder")
+    return targets
 
-    dest_root.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{name}.import-", dir=dest_root))
-    backup: Path | None = None
-    try:
+
+def _write_import(stage: Path, src_folder: Path, manifest: Path, rows: list[ManifestRow], targets: list[str],
+                  raw: dict[str, Any], settings: GenericSettings, layout_src: Path | None) -> None:
+    """The dataset folder in the generic format, written into ``stage``: arrays, layout, manifest, settings."""
+    for row, target in zip(rows, targets):
+        out = stage / target
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_inside(src_folder, row.path, manifest, row.line, allow_absolute=True), out)
+    if layout_src is not None:
+        shutil.copyfile(layout_src, stage / raw["layout"])
+    columns = ["path", "person", "sequence", "view"]
+    columns += ["domain", "split"] if settings.modality == "pointcloud" else ["condition", "session", "split"]
+    with (stage / MANIFEST).open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(columns)
         for row, target in zip(rows, targets):
-            out = stage / target
-            out.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(_inside(src_folder, row.path, manifest, row.line, allow_absolute=True), out)
-        if layout_src is not None:
-            shutil.copyfile(layout_src, stage / raw["layout"])
-        columns = ["path", "person", "sequence", "view"]
-        columns += ["domain", "split"] if settings.modality == "pointcloud" else ["condition", "session", "split"]
-        with (stage / MANIFEST).open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(columns)
-            for row, target in zip(rows, targets):
-                values = {"path": target, "person": row.person, "sequence": row.sequence, "view": row.view,
-                          "split": row.split, "domain": row.domain, "condition": row.condition,
-                          "session": row.session}
-                writer.writerow([values[c] for c in columns])
-        (stage / SETTINGS).write_text(_settings_toml(raw), encoding="utf-8")
-        # Read back what was written: the folder must load exactly as validated.
-        staged_settings = read_settings(stage)
-        staged = build_records(read_manifest(stage / MANIFEST, staged_settings.modality), staged_settings, stage)
-        if len(staged) != len(records):
-            raise RuntimeError(f"staged folder holds {len(staged)} samples, validated {len(records)}")
-        if dest.exists():
-            backup = dest_root / f".{name}.replaced-{os.getpid()}"
-            os.replace(dest, backup)
-        os.replace(stage, dest)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        if backup is not None and backup.exists() and not dest.exists():
-            os.replace(backup, dest)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+            values = {"path": target, "person": row.person, "sequence": row.sequence, "view": row.view,
+                      "split": row.split, "domain": row.domain, "condition": row.condition,
+                      "session": row.session}
+            writer.writerow([values[c] for c in columns])
+    (stage / SETTINGS).write_text(_settings_toml(raw), encoding="utf-8")
+
+
+def _import_summary(name: str, dest: Path, settings: GenericSettings, rows: list[ManifestRow],
+                    records: list[Any]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "name": name,
         "folder": str(dest),
