@@ -4,12 +4,12 @@
 A file holds one or more runs, each a model on a protocol with its ``--set`` values::
 
     [[run]]
-    model = "smsge"
+    model = "lstm-1"
     protocol = "synth-gait"
     seeds = 3                 # optional: the protocol's default
     folds = ["A"]             # optional: every fold
     [run.set]                 # optional: model keys bare, probe.* and data.* scoped
-    variant = "baseline"
+    hidden = 128
     epochs = 3
 
 A file with a single run may write it at the top level (``model = ...``, ``[set]``). TOML is read
