@@ -67,3 +67,26 @@ def test_labels_round_long_numbers_only(typed, shown):
 
     assert readable_value(typed) == shown
 
+
+def test_run_settings_leave_the_fingerprint_and_hyper_parameters_do_not():
+    """`--set embed_batch=64` runs the same configuration (one leaderboard row); a
+    hyper-parameter makes another."""
+    from reid_bench.config import Overrides, run_settings_of
+    from reid_bench.registry import get_registry
+    from reid_bench.trial import resolve_config
+
+    registry = get_registry()
+    checked = 0
+    for name in registry.names("models"):
+        settings = run_settings_of(registry.model(name).config_class())
+        if "embed_batch" not in settings:
+            continue
+        protocol = "synth-market" if registry.model(name).modality == "pointcloud" else "synth-gait-retrieval"
+        base = resolve_config(name, protocol, Overrides())
+        batched = resolve_config(name, protocol, Overrides(model={"embed_batch": str(int(settings["embed_batch"]) + 7)}))
+        assert batched.run_settings["embed_batch"] != base.run_settings["embed_batch"]
+        assert batched.fingerprint == base.fingerprint, name
+        checked += 1
+    assert checked >= 2
+    lr = resolve_config("lstm-1", "synth-gait-retrieval", Overrides(model={"lr": "0.001"}))
+    assert lr.fingerprint != resolve_config("lstm-1", "synth-gait-retrieval", Overrides()).fingerprint
