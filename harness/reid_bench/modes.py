@@ -100,10 +100,6 @@ class ModeEvaluator:
 
     name: str
 
-    @property
-    def metrics(self) -> tuple[str, ...]:
-        return metrics_of(self.name)
-
     def evaluate(self, protocol: Any, fold: Any, embed: Callable[[Any], np.ndarray], probe_cfg: Any, seed: int,
                  device: str, scoring: Any) -> dict[str, Any]:
         raise NotImplementedError
