@@ -83,6 +83,21 @@ def test_first_k_of_a_stable_argsort_without_sorting_rows(k):
     np.testing.assert_array_equal(_stable_first_k(d, k), np.argsort(d, axis=1, kind="stable")[:, :k])
 
 
+def test_pseudo_labels_on_repeated_windows_equal_dbscan_on_the_released_loops():
+    """Class-balanced resampling repeats windows, so many kNN lists tie at distance 0 across the
+    k-th place: the fast path (float32, partial sorts) must still give the release's clusters."""
+    from reid_bench_prototypes.clustering import pseudo_labels
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(12, 32))
+    base = centres[rng.integers(0, 12, 150)] + 0.6 * rng.normal(size=(150, 32))
+    x = base[rng.integers(0, 150, 260)].astype(np.float32)  # about 40% of the rows are repeats
+    expected = dbscan_labels(_jaccard_row_by_row(x.astype(np.float64), 20, 6), eps=0.6, min_samples=4)
+    got = pseudo_labels(x, eps=0.6, min_samples=4)
+    assert expected.max() >= 3  # several clusters, not one blob
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_dbscan_marks_the_stray_point_and_prototypes_are_cluster_means():
     rng = np.random.default_rng(0)
     a = np.array([1.0, 0, 0, 0]) + 0.02 * rng.normal(size=(10, 4))
