@@ -80,17 +80,29 @@ def row_smsge() -> dict:
                     "the floor at equal numerics; 2 threads on busy cores oversubscribe: measure on an idle machine"}
 
 
+#: Each method's default (release) budget on synth-gait fold A, 2 threads, minutes, as `make bench`
+#: measured it before issue 29's work (the issue's table; the same 2-core machine type, idle).
+BEFORE_MIN = {"smsge": 31, "simmc": 9, "hi-mpc": 8, "spc-mgr": 19, "transg": 26, "posegait": 39, "age": 39,
+              "sgela": 40}
+
+
 def row_method(name: str) -> dict:
     import bench_field_methods
 
-    r = bench_field_methods.measure_method(name, "cpu", 2, 1)
-    anchor = _lstm_anchor(2)
-    profile = bench_field_methods.where_time_goes(name, "cpu", 2)
-    return {"figure": f"{name}: its default (paper) budget on synth-gait fold A ({r['windows']} windows), 2 threads",
-            "value": f"{r['default_h'] * 60:.0f} min ({r['default_epochs']} ep., {r['train_wps']:.0f} win/s)",
-            "anchor": f"nn.LSTM 2x256: {anchor:.0f} win/s", "ratio": r["train_wps"] / anchor,
-            "target": "in the table, with where the time goes", "peak_mb": _peak_mb(),
-            "note": f"one profiled epoch: {profile}"}
+    cls_defaults = bench_field_methods.default_epochs(name)
+    r = bench_field_methods.epoch_breakdown(name, "cpu", 2)
+    budget_min = cls_defaults * r["epoch_s"] / 60
+    before = f"before {BEFORE_MIN[name]} min; " if name in BEFORE_MIN else ""
+    shares = ", ".join(f"{op} {100 * share:.0f}%" for op, share in r["largest"])
+    parts = [f"largest ops: {shares}", f"outside torch ops {100 * r['outside_ops']:.0f}%"]
+    if r["clustering"]:
+        parts.append(f"clustering {100 * r['clustering']:.0f}% of the epoch")
+    if r["random"]:
+        parts.append(f"random draws {100 * r['random']:.0f}%")
+    return {"figure": f"{name}: its default (release) budget on synth-gait fold A, 2 threads",
+            "value": f"{budget_min:.1f} min ({before}{cls_defaults} ep. of {r['epoch_s']:.2f} s)",
+            "anchor": f"its floor: {cls_defaults * r['floor_s'] / 60:.1f} min", "ratio": r["ratio"],
+            "target": "<= 1.3x its floor, or why not", "peak_mb": _peak_mb(), "note": "; ".join(parts)}
 
 
 def _problem(queries: int, gallery: int, ids: int, cameras: int):
@@ -271,6 +283,29 @@ def row_no_ray_threads() -> dict:
             "peak_mb": None}
 
 
+def row_threads() -> dict:
+    """Two cores, two ways: one trial on two threads, or two one-thread trials side by side (two
+    seeds under Ray). Each trial reports the torch threads it ran with, so the row also shows
+    that a trial uses the cores it was given."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "reid_bench.cli", "run", "--model", "lstm-m", "--protocol", "synth-gait",
+               "--fold", "A", "--rerun", "--tracking-uri", f"sqlite:///{Path(tmp) / 'mlflow.db'}",
+               "--results-dir", tmp, "--json", "--set", "epochs=6"]
+        seen = {}
+        for label, extra in (("one", ["--seeds", "1", "--cpus-per-trial", "2"]),
+                             ("two", ["--seeds", "2", "--cpus-per-trial", "1"])):
+            out = json.loads(subprocess.run(cmd + extra, check=True, capture_output=True, text=True, cwd=tmp).stdout)
+            seen[label] = [(t["timings"]["trial_s"], t["torch_threads"]) for t in out["trials"]]
+    one_s, one_threads = seen["one"][0]
+    two_s = max(s for s, _ in seen["two"])
+    threads_two = sorted({t for _, t in seen["two"]})
+    return {"figure": "two cores: two 1-thread trials side by side vs one 2-thread trial (lstm-m, 6 epochs, Ray)",
+            "value": f"{two_s:.1f} s for both ({'/'.join(map(str, threads_two))} torch thread each)",
+            "anchor": f"one trial: {one_s:.1f} s ({one_threads} torch threads)", "ratio": two_s / (2 * one_s),
+            "target": "a trial uses the cores it was given; ratio < 1: side by side is the better use",
+            "peak_mb": None, "note": "ratio: the two trials' time over two one-after-another 2-thread trials"}
+
+
 def row_fit_once() -> dict:
     """`make demo`'s SM-SGE request (synth-gait, both folds, its CPU budget), one seed: folds A and B
     learn on the same training session, so one fit serves both. The anchor is the trial structure
@@ -307,7 +342,7 @@ def _wall(cmd: list[str]) -> float:
 ROWS = {"smsge": row_smsge, "eval-market": row_eval_market, "eval-market-cython": row_eval_market_cython,
         "eval-msmt": row_eval_msmt, "knn": row_knn,
         "ball": row_ball, "info": row_info, "list": row_list, "run-fixed": row_run_fixed,
-        "no-ray-threads": row_no_ray_threads, "fit-once": row_fit_once}
+        "no-ray-threads": row_no_ray_threads, "threads": row_threads, "fit-once": row_fit_once}
 
 
 def _machine() -> str:

@@ -56,6 +56,14 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def default_epochs(name: str) -> int:
+    """The method's default (release) budget in epochs; a pretraining stage (MG-SCR) counts too."""
+    from reid_bench.registry import get_registry
+
+    defaults = get_registry().model(name).config_class()
+    return defaults.epochs + getattr(defaults, "pretrain_epochs", 0)
+
+
 def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
     import dataclasses
 
@@ -92,13 +100,27 @@ def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
             "default_h": default_epochs * n / train_wps / 3600, "peak_mb": _peak_mb(device)}
 
 
-def where_time_goes(name: str, device: str, threads: int, top: int = 3) -> str:
-    """One more epoch of ``fit`` under torch's profiler: the largest torch ops' shares of its wall
-    time, and the share spent outside torch ops (clustering in scikit-learn/scipy, numpy, Python)."""
+#: torch's random-number ops: dropout and frame masks draw with them. They are not the model's
+#: arithmetic (a faster generator changes no formula), so the floor leaves them out.
+RANDOM_OPS = ("aten::bernoulli_", "aten::uniform_", "aten::normal_", "aten::random_", "aten::randperm",
+              "aten::multinomial", "aten::exponential_")
+CLUSTERING = "reid_bench::clustering"
+
+
+def epoch_breakdown(name: str, device: str, threads: int) -> dict:
+    """Where one steady-state training epoch goes, and the method's floor.
+
+    Two warm epochs run after a first one (lazy imports, first allocations): the first of them
+    untouched for the wall time, the second under torch's profiler. The floor is the time of
+    the model's own tensor arithmetic: the self time of every torch op, less the ops that draw
+    random numbers and the ops run inside the per-epoch clustering (the prototype learners'
+    ``pseudo_labels``, wrapped here in a profiler range). Python, data copies outside torch and
+    the clustering are what a faster loop can remove; the floor is not.
+    """
     import dataclasses
 
     import torch
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile, record_function
 
     from reid_bench.api import DataSpec, TrialContext
     from reid_bench.registry import get_registry
@@ -106,21 +128,69 @@ def where_time_goes(name: str, device: str, threads: int, top: int = 3) -> str:
     torch.set_num_threads(threads)
     fold = _fold()
     cls = get_registry().model(name)
+    module = sys.modules[cls.__module__]
+    clusters = getattr(module, "pseudo_labels", None)
+    if clusters is not None:
+        def timed_clustering(*args, **kwargs):
+            with record_function(CLUSTERING):
+                return clusters(*args, **kwargs)
+        module.pseudo_labels = timed_clustering
     defaults = cls.config_class()
-    settings = {"pretrain_epochs": 1} if hasattr(defaults, "pretrain_epochs") else {}
-    cfg = dataclasses.replace(defaults, epochs=1, **settings)
-    model = cls(cfg, DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
+    settings = {"pretrain_epochs": 3} if hasattr(defaults, "pretrain_epochs") else {}
+    model = cls(dataclasses.replace(defaults, epochs=3, **settings),
+                DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
+    ctx = TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp"))
+    model.start_fit(fold.train, ctx)
+    model.train_epoch(0, ctx)
+    _sync(device)
+    t0 = time.perf_counter()
+    model.train_epoch(1, ctx)
+    _sync(device)
+    epoch_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        model.fit(fold.train, TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp")))
+        model.train_epoch(2, ctx)
         _sync(device)
-    wall_us = (time.perf_counter() - t0) * 1e6
-    ops = [e for e in prof.key_averages() if e.key.startswith("aten::") or e.key.startswith("mkldnn")]
-    in_ops = sum(e.self_cpu_time_total for e in ops)
-    largest = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
-    parts = [f"{e.key.removeprefix('aten::')} {100 * e.self_cpu_time_total / wall_us:.0f}%" for e in largest]
-    parts.append(f"outside torch ops {100 * max(0.0, wall_us - in_ops) / wall_us:.0f}%")
-    return ", ".join(parts)
+    profiled_s = time.perf_counter() - t0
+    in_ops = random_ops = clustering_ops = clustering_s = 0.0
+    for event in prof.events():
+        if event.name == CLUSTERING:
+            clustering_s += event.cpu_time_total / 1e6
+            continue
+        if not event.name.startswith("aten::") or _inside_op(event):
+            continue  # an op called by another op: its time is in the caller's
+        took = event.cpu_time_total / 1e6
+        in_ops += took
+        if event.name in RANDOM_OPS:
+            random_ops += took
+        elif _inside(event, CLUSTERING):
+            clustering_ops += took
+    floor_s = (in_ops - random_ops - clustering_ops) * epoch_s / profiled_s  # the profiler's overhead scaled out
+    ops = [e for e in prof.key_averages() if e.key.startswith("aten::")]
+    largest = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:3]
+    return {"name": name, "threads": threads, "epoch_s": epoch_s, "floor_s": floor_s,
+            "ratio": epoch_s / floor_s if floor_s > 0 else float("inf"),
+            "clustering": clustering_s / profiled_s, "random": random_ops / profiled_s,
+            "outside_ops": max(0.0, 1 - in_ops / profiled_s),
+            "largest": [(e.key.removeprefix("aten::"), e.self_cpu_time_total / 1e6 / profiled_s) for e in largest]}
+
+
+def _inside_op(event) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name.startswith("aten::"):
+            return True
+        parent = parent.cpu_parent
+    return False
+
+
+def _inside(event, name: str) -> bool:
+    parent = event.cpu_parent
+    while parent is not None:
+        if parent.name == name:
+            return True
+        parent = parent.cpu_parent
+    return False
 
 
 def measure_anchor(device: str, threads: int) -> dict:

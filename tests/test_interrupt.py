@@ -71,7 +71,7 @@ def test_sigint_on_ray_then_resume_completes_the_board(tmp_path):
     db = tmp_path / "mlflow.db"
     uri = f"sqlite:///{db}"
     args = ["run", "--model", "gait-lstm", "--protocol", "synth-gait", "--fold", "A", "--seeds", "2",
-            "--tracking-uri", uri, "--set", "epochs=200", *TINY_GAIT]
+            "--tracking-uri", uri, "--set", "epochs=100", *TINY_GAIT]
     done = _interrupt(args, tmp_path, db)
     assert done.returncode == 130, done.stderr[-2000:]
     statuses = _statuses(uri)
@@ -103,7 +103,16 @@ def test_sigterm_on_ray_ends_the_runs_killed(tmp_path):
     assert ("invocation", "KILLED") in statuses and not any(s == "RUNNING" for _, s in statuses), statuses
 
 
-def test_ctrl_c_inside_a_store_call_lands_after_the_call(tmp_path):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler, as in a terminal: a suite started in the background by a
+    non-interactive shell inherits SIGINT ignored, and an ignored signal stays ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_inside_a_store_call_lands_after_the_call(tmp_path, ctrl_c_raises):
     """Ctrl-C halfway through an MLflow write: the write completes (no SQLite lock is left held
     by a session never committed) and the interrupt is raised as soon as the call returns."""
     from mlflow.tracking import MlflowClient
