@@ -154,17 +154,15 @@ def epoch_breakdown(name: str, device: str, threads: int) -> dict:
     profiled_s = time.perf_counter() - t0
     in_ops = random_ops = clustering_ops = clustering_s = 0.0
     for event in prof.events():
-        if event.name == CLUSTERING:
-            clustering_s += event.cpu_time_total / 1e6
-            continue
-        if not event.name.startswith("aten::") or _inside_op(event):
-            continue  # an op called by another op: its time is in the caller's
         took = event.cpu_time_total / 1e6
-        in_ops += took
-        if event.name in RANDOM_OPS:
-            random_ops += took
-        elif _inside(event, CLUSTERING):
-            clustering_ops += took
+        if event.name == CLUSTERING:
+            clustering_s += took
+        elif event.name.startswith("aten::") and not _inside(event, lambda name: name.startswith("aten::")):
+            in_ops += took  # an op called by another op is in its caller's time
+            if _inside(event, lambda name: name == CLUSTERING):
+                clustering_ops += took
+        if event.name in RANDOM_OPS and not _inside(event, lambda name: name in RANDOM_OPS or name == CLUSTERING):
+            random_ops += took  # also inside another op (dropout draws its mask with bernoulli_)
     floor_s = (in_ops - random_ops - clustering_ops) * epoch_s / profiled_s  # the profiler's overhead scaled out
     ops = [e for e in prof.key_averages() if e.key.startswith("aten::")]
     largest = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:3]
@@ -175,19 +173,11 @@ def epoch_breakdown(name: str, device: str, threads: int) -> dict:
             "largest": [(e.key.removeprefix("aten::"), e.self_cpu_time_total / 1e6 / profiled_s) for e in largest]}
 
 
-def _inside_op(event) -> bool:
+def _inside(event, wanted) -> bool:
+    """Whether an enclosing event's name satisfies ``wanted``."""
     parent = event.cpu_parent
     while parent is not None:
-        if parent.name.startswith("aten::"):
-            return True
-        parent = parent.cpu_parent
-    return False
-
-
-def _inside(event, name: str) -> bool:
-    parent = event.cpu_parent
-    while parent is not None:
-        if parent.name == name:
+        if wanted(parent.name):
             return True
         parent = parent.cpu_parent
     return False
