@@ -80,19 +80,12 @@ def row_smsge() -> dict:
                     "the floor at equal numerics; 2 threads on busy cores oversubscribe: measure on an idle machine"}
 
 
-#: Each method's default (release) budget on synth-gait fold A, 2 threads, minutes, as `make bench`
-#: measured it before issue 29's work (the issue's table; the same 2-core machine type, idle).
-BEFORE_MIN = {"smsge": 31, "simmc": 9, "hi-mpc": 8, "spc-mgr": 19, "transg": 26, "posegait": 39, "age": 39,
-              "sgela": 40}
-
-
 def row_method(name: str) -> dict:
     import bench_field_methods
 
     cls_defaults = bench_field_methods.default_epochs(name)
     r = bench_field_methods.epoch_breakdown(name, "cpu", 2)
     budget_min = cls_defaults * r["epoch_s"] / 60
-    before = f"before {BEFORE_MIN[name]} min; " if name in BEFORE_MIN else ""
     shares = ", ".join(f"{op} {100 * share:.0f}%" for op, share in r["largest"])
     parts = [f"largest ops: {shares}", f"outside torch ops {100 * r['outside_ops']:.0f}%"]
     if r["clustering"]:
@@ -100,7 +93,7 @@ def row_method(name: str) -> dict:
     if r["random"]:
         parts.append(f"random draws {100 * r['random']:.0f}%")
     return {"figure": f"{name}: its default (release) budget on synth-gait fold A, 2 threads",
-            "value": f"{budget_min:.1f} min ({before}{cls_defaults} ep. of {r['epoch_s']:.2f} s)",
+            "value": f"{budget_min:.1f} min ({cls_defaults} ep. of {r['epoch_s']:.2f} s)",
             "anchor": f"its floor: {cls_defaults * r['floor_s'] / 60:.1f} min", "ratio": r["ratio"],
             "target": "<= 1.3x its floor, or why not", "peak_mb": _peak_mb(), "note": "; ".join(parts)}
 
