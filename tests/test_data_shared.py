@@ -41,6 +41,7 @@ from reid_bench.protocols.shared_data import (
     PsyMoCrossView,
 )
 from reid_bench.registry import get_registry, reset_registry
+from reid_bench.trial import training_fingerprint
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -273,9 +274,12 @@ def test_psymo_cross_view_folds(tmp_path):
     data = Records({"psymo": PsyMo(root=tmp_path / "p").load()})
     proto = PsyMoCrossView()
     assert len(proto.folds) == 21 and proto.folds[:3] == ("nm-0", "nm-45", "nm-90")
+    assert len({proto.training_set(fold) for fold in proto.folds}) == 1  # one fit serves every fold
+    trained_on = set()
     for fold in proto.folds:
         variation, view = fold.rsplit("-", 1)
         out = proto.build_fold(fold, 0, data)
+        trained_on.add(training_fingerprint(out.train))
         train, query, gallery = (_fold_sequences(out, s) for s in ("train", "query", "gallery"))
         assert len(train) == 3 * 6 and all(s.endswith("_0_nm") for s in train)  # nm run 0, all views
         assert gallery == {s for s in train if parse_walk_name(s).view == view} and len(gallery) == 3 * 2
@@ -288,6 +292,7 @@ def test_psymo_cross_view_folds(tmp_path):
         torso = np.linalg.norm(out.query.data[:, :, [5, 6], :].mean(axis=2), axis=-1)
         assert np.allclose(torso, 1, atol=1e-4)  # scaled by the torso length
         assert out.query.data.shape[1:] == (20, 17, 3)
+    assert len(trained_on) == 1  # what the trial checks before it scores one fit on several folds
 
 
 # ----------------------------------------------------------------------------------- generic

@@ -112,6 +112,11 @@ class PsyMoCrossView(Protocol):
     references = {}
     reference_source = ""
 
+    def training_set(self, fold: str) -> str:
+        """Every fold learns on the same walks (nm run 0, every viewpoint): one fit per seed serves
+        all 21 folds, where each fold fitted the same model again before."""
+        return "nm run 0 at all views"
+
     def cut_fold(self, fold: str, seed: int, data: DataAccess) -> FoldData:
         variation, gallery_view = fold.rsplit("-", 1)
         records: list[SkeletonSequence] = data.load(self.dataset)
