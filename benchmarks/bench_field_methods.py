@@ -11,6 +11,11 @@ measured in the same run, is a plain 2 x 256 ``torch.nn.LSTM`` forward + backwar
 on the same windows and batch 128: a reference whose cost does not depend on this project's
 code, for comparing machines.
 
+``epoch_breakdown`` (used by `make bench`'s per-method rows) times one steady-state epoch instead
+and splits it: the method's floor (its torch arithmetic), random draws, the per-epoch clustering,
+and what runs outside torch ops. This script's own table times ``fit`` from scratch, so a short
+``--epochs`` counts one-off costs (imports, first allocations) in the rate.
+
 Windows/s counts the fold's training windows per second of an epoch, whatever the method does
 with them in that epoch (the prototype learners' epochs include clustering every view or level
 and train on their class-balanced resampled sets).
