@@ -66,16 +66,22 @@ def _lstm_anchor(threads: int) -> float:
 
 
 def row_smsge() -> dict:
-    import bench_smsge
+    import numpy as np
 
-    one = bench_smsge.bench("cpu", 1, 6, 1800, "full")
-    r = bench_smsge.bench("cpu", 2, 6, 1800, "full")
+    import bench_smsge
+    from reid_bench.samples import class_balanced_order
+
+    # the release trains on its class-balanced set, built once from IAS-sized training data
+    # (about 1,800 windows of 11 people): 1.7 times as many windows an epoch
+    windows = len(class_balanced_order(np.arange(1800) % 11, 64, np.random.default_rng(0)))
+    one = bench_smsge.bench("cpu", 1, 6, windows, "full")
+    r = bench_smsge.bench("cpu", 2, 6, windows, "full")
     anchor = _lstm_anchor(2)
-    return {"figure": "SM-SGE, IAS configuration, paper budget (120 epochs of 1,800 windows), 2 threads",
+    return {"figure": f"SM-SGE, IAS configuration, release budget (120 epochs of its {windows:,}-window balanced set), 2 threads",
             "value": f"{r['epoch_s'] * 120 / 60:.1f} min per fold ({r['train_wps']:.0f} win/s; 1 thread "
                      f"{one['epoch_s'] * 120 / 60:.1f} min)",
             "anchor": f"nn.LSTM 2x256: {anchor:.0f} win/s", "ratio": r["train_wps"] / anchor,
-            "target": "< 10 min per fold", "peak_mb": _peak_mb(),
+            "target": "< 18 min per fold, or why not", "peak_mb": _peak_mb(),
             "note": f"its LSTM calls alone (forward and backward, nothing else): {r['lstm_epoch_s'] * 120 / 60:.1f} min, "
                     "the floor at equal numerics; 2 threads on busy cores oversubscribe: measure on an idle machine"}
 
