@@ -81,10 +81,8 @@ def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
     fold = _fold()
     cls = get_registry().model(name)
     defaults = cls.config_class()
-    # the paper's / release's budget, not the CPU one; a pretraining stage (MG-SCR) counts as
-    # epochs too, and runs the same number of epochs as the main stage here
+    # a pretraining stage (MG-SCR) runs the same number of epochs as the main stage here
     staged = hasattr(defaults, "pretrain_epochs")
-    default_epochs = defaults.epochs + (defaults.pretrain_epochs if staged else 0)
     settings = {"pretrain_epochs": epochs} if staged else {}
     cfg = dataclasses.replace(defaults, epochs=epochs, **settings)
     model = cls(cfg, DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
@@ -101,8 +99,8 @@ def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
     n = len(fold.train)
     train_wps = epochs * (2 if staged else 1) * n / fit_s
     return {"name": name, "device": device, "threads": threads, "params": model.num_parameters(), "windows": n,
-            "train_wps": train_wps, "embed_wps": n / embed_s, "default_epochs": default_epochs,
-            "default_h": default_epochs * n / train_wps / 3600, "peak_mb": _peak_mb(device)}
+            "train_wps": train_wps, "embed_wps": n / embed_s, "default_epochs": default_epochs(name),
+            "default_h": default_epochs(name) * n / train_wps / 3600, "peak_mb": _peak_mb(device)}
 
 
 #: torch's random-number ops: dropout and frame masks draw with them. They are not the model's
@@ -122,12 +120,9 @@ def epoch_breakdown(name: str, device: str, threads: int) -> dict:
     ``pseudo_labels``, wrapped here in a profiler range). Python, data copies outside torch and
     the clustering are what a faster loop can remove; the floor is not.
     """
-    import dataclasses
-
     import torch
-    from torch.profiler import ProfilerActivity, profile, record_function
+    from torch.profiler import record_function
 
-    from reid_bench.api import DataSpec, TrialContext
     from reid_bench.registry import get_registry
 
     torch.set_num_threads(threads)
@@ -140,6 +135,21 @@ def epoch_breakdown(name: str, device: str, threads: int) -> dict:
             with record_function(CLUSTERING):
                 return clusters(*args, **kwargs)
         module.pseudo_labels = timed_clustering
+    try:
+        return _breakdown(cls, name, fold, device, threads)
+    finally:
+        if clusters is not None:
+            module.pseudo_labels = clusters
+
+
+def _breakdown(cls, name: str, fold, device: str, threads: int) -> dict:
+    import dataclasses
+
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from reid_bench.api import DataSpec, TrialContext
+
     defaults = cls.config_class()
     settings = {"pretrain_epochs": 3} if hasattr(defaults, "pretrain_epochs") else {}
     model = cls(dataclasses.replace(defaults, epochs=3, **settings),

@@ -60,4 +60,3 @@ def test_board_columns_and_labels_come_from_the_specs():
     assert all(set(s.modes) <= set(modes.MODES) for s in modes.METRICS)
     ranks = np.array([1, 3, 7, 12])
     assert modes.metric("rank5").per_query({"true_class_rank": ranks}).tolist() == [1.0, 1.0, 0.0, 0.0]
-
