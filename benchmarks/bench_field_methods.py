@@ -110,7 +110,7 @@ RANDOM_OPS = ("aten::bernoulli_", "aten::uniform_", "aten::normal_", "aten::rand
 CLUSTERING = "reid_bench::clustering"
 
 
-def epoch_breakdown(name: str, device: str, threads: int) -> dict:
+def epoch_breakdown(name: str, device: str, threads: int, train=None) -> dict:
     """Where one steady-state training epoch goes, and the method's floor.
 
     Two warm epochs run after a first one (lazy imports, first allocations): the first of them
@@ -118,7 +118,8 @@ def epoch_breakdown(name: str, device: str, threads: int) -> dict:
     the model's own tensor arithmetic: the self time of every torch op, less the ops that draw
     random numbers and the ops run inside the per-epoch clustering (the prototype learners'
     ``pseudo_labels``, wrapped here in a profiler range). Python, data copies outside torch and
-    the clustering are what a faster loop can remove; the floor is not.
+    the clustering are what a faster loop can remove; the floor is not. ``train``: the training
+    windows (default: synth-gait fold A's).
     """
     import torch
     from torch.profiler import record_function
@@ -126,7 +127,7 @@ def epoch_breakdown(name: str, device: str, threads: int) -> dict:
     from reid_bench.registry import get_registry
 
     torch.set_num_threads(threads)
-    fold = _fold()
+    train = _fold().train if train is None else train
     cls = get_registry().model(name)
     module = sys.modules[cls.__module__]
     clusters = getattr(module, "pseudo_labels", None)
@@ -136,13 +137,13 @@ def epoch_breakdown(name: str, device: str, threads: int) -> dict:
                 return clusters(*args, **kwargs)
         module.pseudo_labels = timed_clustering
     try:
-        return _breakdown(cls, name, fold, device, threads)
+        return _breakdown(cls, name, train, device, threads)
     finally:
         if clusters is not None:
             module.pseudo_labels = clusters
 
 
-def _breakdown(cls, name: str, fold, device: str, threads: int) -> dict:
+def _breakdown(cls, name: str, train, device: str, threads: int) -> dict:
     import dataclasses
 
     import torch
@@ -153,9 +154,9 @@ def _breakdown(cls, name: str, fold, device: str, threads: int) -> dict:
     defaults = cls.config_class()
     settings = {"pretrain_epochs": 3} if hasattr(defaults, "pretrain_epochs") else {}
     model = cls(dataclasses.replace(defaults, epochs=3, **settings),
-                DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
+                DataSpec("skeleton", train.num_classes, train.layout, 6))
     ctx = TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp"))
-    model.start_fit(fold.train, ctx)
+    model.start_fit(train, ctx)
     model.train_epoch(0, ctx)
     _sync(device)
     t0 = time.perf_counter()

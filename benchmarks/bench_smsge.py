@@ -116,6 +116,20 @@ def bench(device: str, threads: int, steps: int, train_windows: int, variant: st
     }
 
 
+def ias_like_windows(count: int):
+    """IAS-Lab-sized synthetic training windows: ``count`` windows of 11 identities, f = 6, kinect-v1-20."""
+    import numpy as np
+
+    from reid_bench.api import SampleSet
+    from reid_bench.layouts import KINECT_V1_20
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(count) % 11
+    centres = rng.normal(0, 0.3, (11, 1, KINECT_V1_20.num_joints, 3))
+    data = (centres[labels] + rng.normal(0, 0.05, (count, 6, KINECT_V1_20.num_joints, 3))).astype(np.float32)
+    return SampleSet("skeleton", data, labels, labels, np.zeros(count), np.arange(count) // 10, layout=KINECT_V1_20)
+
+
 class _OutOfTime(Exception):
     pass
 
@@ -125,10 +139,9 @@ def paper_budget(device: str, threads: int, train_windows: int, epochs: int | No
     """One full ``fit`` at the ias protocol's resolved defaults on synthetic IAS-sized windows."""
     import dataclasses
 
-    import numpy as np
     import torch
 
-    from reid_bench.api import SampleSet, TrialContext
+    from reid_bench.api import TrialContext
     from reid_bench.config import Overrides
     from reid_bench.layouts import KINECT_V1_20
     from reid_bench.trial import resolve_config
@@ -137,12 +150,7 @@ def paper_budget(device: str, threads: int, train_windows: int, epochs: int | No
     torch.set_num_threads(threads)
     cfg = resolve_config("smsge", "ias", Overrides()).model
     cfg = dataclasses.replace(cfg, **({} if epochs is None else {"epochs": epochs}))
-    rng = np.random.default_rng(0)
-    labels = np.arange(train_windows) % 11
-    centres = rng.normal(0, 0.3, (11, 1, KINECT_V1_20.num_joints, 3))
-    data = (centres[labels] + rng.normal(0, 0.05, (train_windows, 6, KINECT_V1_20.num_joints, 3))).astype(np.float32)
-    train = SampleSet("skeleton", data, labels, labels, np.zeros(train_windows), np.arange(train_windows) // 10,
-                      layout=KINECT_V1_20)
+    train = ias_like_windows(train_windows)
     model = M.SMSGE(cfg, M.DataSpec("skeleton", num_classes=11, layout=KINECT_V1_20, window=6))
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()

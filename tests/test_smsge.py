@@ -480,6 +480,21 @@ def test_released_probe_sums_the_prefix_logits(tmp_path):
         train_probe_and_score(x[:, :11], y, x[:, :11], cfg, seed=0)
 
 
+def test_structural_relations_equal_the_masked_dense_softmax_bit_for_bit():
+    """Scoring only the mask's pairs must give the release's masked n x n softmax exactly."""
+    torch.manual_seed(0)
+    for name, graph in G.build_graphs(KINECT_V1_20, part_graph="released").items():
+        layer = M.StructuralRelations(M.SMSGEConfig(t1=0.5), graph.mask)
+        h = torch.randn(7, graph.num_nodes, 8)
+        fts = torch.einsum("bnd,pde->bpne", h, layer.w)
+        s1 = torch.einsum("bpne,pe->bpn", fts, layer.a1) + layer.b1[:, None]
+        s2 = torch.einsum("bpne,pe->bpn", fts, layer.a2) + layer.b2[:, None]
+        logits = torch.nn.functional.leaky_relu(s1[..., :, None] + s2[..., None, :], 0.2) / 0.5
+        expected = torch.softmax(logits.masked_fill(~layer.mask, float("-inf")), dim=-1)
+        coefs, _ = layer.relations(h)
+        assert torch.equal(coefs, expected), name
+
+
 def test_structural_relation_weights_are_glorot_per_head():
     layer = M.StructuralRelations(M.SMSGEConfig(), G.build_graphs(KINECT_V1_20)["joint"].mask)
     w, a = layer.w.detach(), layer.a1.detach()

@@ -209,6 +209,8 @@ class StructuralRelations(nn.Module):
 
     Score of pair (i, j): LeakyReLU(a^T [W h_i ; W h_j]) written as f1(W h_i) + f2(W h_j) with
     the released code's two biased 1x1 convolutions; softmax over neighbours at temperature T1.
+    Only the mask's pairs are scored (hyper-joint scale: 115 of 39 x 39), then placed in a matrix
+    of -inf: the release's masked logits bit for bit, so the softmax and all after it are equal.
     """
 
     def __init__(self, cfg: SMSGEConfig, mask: np.ndarray) -> None:
@@ -222,6 +224,10 @@ class StructuralRelations(nn.Module):
         self.b2 = nn.Parameter(torch.zeros(p))
         self.bias = nn.Parameter(torch.zeros(p, d))
         self.register_buffer("mask", torch.as_tensor(mask, dtype=torch.bool))
+        senders, receivers = np.nonzero(np.asarray(mask, dtype=bool))
+        # the mask's pairs (derived from it, so not saved: state dicts keep the keys they had)
+        self.register_buffer("senders", torch.as_tensor(senders, dtype=torch.int64), persistent=False)
+        self.register_buffer("receivers", torch.as_tensor(receivers, dtype=torch.int64), persistent=False)
         # TF's default Glorot-uniform on each head's own kernels (utils/layers.py lines 11-15 of
         # the release): W [D, D] with fan-in = fan-out = D, and a1 / a2 [D, 1] with fan-in D,
         # fan-out 1. (Glorot over the stacked [P, D, D] tensor would draw weights 2.8x smaller.)
@@ -232,13 +238,18 @@ class StructuralRelations(nn.Module):
             self.a2.uniform_(-a_bound, a_bound)
 
     def relations(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """h [B, n, D_t] -> (coefficients [B, P, n, n], transformed features [B, P, n, D_t])."""
+        """h [B, n, D_t] -> (coefficients [B, P, n, n], zero outside the neighbourhood;
+        transformed features [B, P, n, D_t])."""
         fts = torch.einsum("bnd,pde->bpne", h, self.w)
         s1 = torch.einsum("bpne,pe->bpn", fts, self.a1) + self.b1[:, None]
         s2 = torch.einsum("bpne,pe->bpn", fts, self.a2) + self.b2[:, None]
-        logits = nn.functional.leaky_relu(s1[..., :, None] + s2[..., None, :], self.slope) / self.t1
-        logits = logits.masked_fill(~self.mask, float("-inf"))
-        return torch.softmax(logits, dim=-1), fts
+        # the scores of the mask's pairs only, placed in a matrix of -inf: the release's masked
+        # n x n logits, the same numbers, without the element-wise work on the masked pairs
+        n = h.shape[1]
+        pairs = nn.functional.leaky_relu(s1[..., self.senders] + s2[..., self.receivers], self.slope) / self.t1
+        logits = pairs.new_full((*pairs.shape[:-1], n * n), float("-inf"))
+        logits = logits.scatter(-1, (self.senders * n + self.receivers).expand(*pairs.shape), pairs)
+        return torch.softmax(logits.view(*pairs.shape[:-1], n, n), dim=-1), fts
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         coefs, fts = self.relations(h)
@@ -361,15 +372,18 @@ class SMSGENet(nn.Module):
         ``frames``: sorted frame indices of each subsequence (shared by the batch)."""
         pos = self.node_positions(x)
         feats = self.frame_features(pos)
-        b = x.shape[0]
-        out = {s: x.new_zeros(()) for s in self.scales}
-        for idx in frames:
-            for s in self.scales:
-                h, _ = self.lstm[s](feats[s][:, idx])
-                for t in self.targets[s]:
-                    pred = self.heads[f"{s}__{t}"](h)
-                    target = pos[t][:, idx].reshape(b, len(idx), -1)
-                    out[s] = out[s] + (pred - target).abs().mean()
+        # The heads act on each step alone, so every subsequence's steps go through a head in one
+        # call; each step's L1 sum is weighted by 1 / (elements of its subsequence's term).
+        steps = torch.cat(frames)
+        share = torch.cat([x.new_full((len(idx),), 1.0 / (x.shape[0] * len(idx))) for idx in frames])
+        out = {}
+        for s in self.scales:
+            h = torch.cat([self.lstm[s](feats[s][:, idx])[0] for idx in frames], dim=1)
+            out[s] = x.new_zeros(())
+            for t in self.targets[s]:
+                pred = self.heads[f"{s}__{t}"](h)
+                target = pos[t][:, steps].flatten(2)
+                out[s] = out[s] + ((pred - target).abs().sum(-1) * share).sum() / pred.shape[-1]
         return out
 
     def states(self, x: torch.Tensor, zero_pad_step: bool = False) -> torch.Tensor:
@@ -535,9 +549,9 @@ class SMSGE(TorchModel):
                 + [p for t in net.targets[s] for p in net.heads[f"{s}__{t}"].parameters()]
                 for s in net.scales
             }
-            self.optimizers = {s: torch.optim.Adam(ps, lr=cfg.lr) for s, ps in self.groups.items()}
+            self.optimizers = {s: torch.optim.Adam(ps, lr=cfg.lr, foreach=True) for s, ps in self.groups.items()}
         else:
-            self.optimizers = {"all": torch.optim.Adam(net.parameters(), lr=cfg.lr)}
+            self.optimizers = {"all": torch.optim.Adam(net.parameters(), lr=cfg.lr, foreach=True)}
         self.fixed = sample_subsequences(self.lengths, f, cfg.rounds, self.generator) if cfg.fixed_subsequences else None
         if cfg.balanced_batches:  # the release's class-balanced set, built once, in a fixed order
             self.order = torch.as_tensor(class_balanced_order(train.labels, cfg.batch_size,
