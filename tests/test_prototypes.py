@@ -98,6 +98,36 @@ def test_pseudo_labels_on_repeated_windows_equal_dbscan_on_the_released_loops():
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_dbscan_labels_equal_scikit_learn_label_for_label(seed):
+    """Numbering, border points reached by two clusters, noise and duplicates (distance 0 ties),
+    on Euclidean and Jaccard matrices; a non-symmetric matrix goes to scikit-learn itself."""
+    from sklearn.cluster import DBSCAN
+
+    rng = np.random.default_rng(seed)
+    compared = 0
+    for trial in range(40):
+        n, dim = int(rng.integers(5, 160)), int(rng.integers(2, 8))
+        centres = rng.normal(size=(int(rng.integers(1, 6)), dim))
+        x = centres[rng.integers(0, len(centres), n)] + rng.uniform(0.1, 0.8) * rng.normal(size=(n, dim))
+        if trial % 3 == 0:
+            x = np.round(x * 2) / 2  # repeated points
+        if trial % 2:
+            dist = jaccard_distance(x, 10, 3).astype(np.float64)
+        else:
+            dist = np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1))
+        if trial % 7 == 0:
+            dist = dist * rng.uniform(0.9, 1.1, dist.shape)  # not symmetric
+        eps = float(np.quantile(dist, rng.uniform(0.02, 0.3)))
+        if eps <= 0:
+            continue
+        min_samples = int(rng.integers(1, 8))
+        expected = DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(dist)
+        np.testing.assert_array_equal(dbscan_labels(dist, eps, min_samples), expected, err_msg=f"trial {trial}")
+        compared += 1
+    assert compared > 30
+
+
 def test_dbscan_marks_the_stray_point_and_prototypes_are_cluster_means():
     rng = np.random.default_rng(0)
     a = np.array([1.0, 0, 0, 0]) + 0.02 * rng.normal(size=(10, 4))
