@@ -61,6 +61,12 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def config_class(name: str) -> type:
+    from reid_bench.registry import get_registry
+
+    return get_registry().model(name).config_class
+
+
 def default_epochs(name: str) -> int:
     """The method's default (release) budget in epochs; a pretraining stage (MG-SCR) counts too."""
     from reid_bench.registry import get_registry
@@ -187,6 +193,33 @@ def _breakdown(cls, name: str, train, device: str, threads: int) -> dict:
             "clustering": clustering_s / profiled_s, "random": random_ops / profiled_s,
             "outside_ops": max(0.0, 1 - in_ops / profiled_s),
             "largest": [(e.key.removeprefix("aten::"), e.self_cpu_time_total / 1e6 / profiled_s) for e in largest]}
+
+
+def steady_epoch_s(name: str, device: str, threads: int, **settings) -> float:
+    """One steady-state epoch (after a first one) at the method's defaults with ``settings``
+    changed (e.g. ``train_precision="bfloat16"``), on synth-gait fold A, without the profiler."""
+    import dataclasses
+
+    import torch
+
+    from reid_bench.api import DataSpec, TrialContext
+    from reid_bench.registry import get_registry
+
+    torch.set_num_threads(threads)
+    train = _fold().train
+    cls = get_registry().model(name)
+    defaults = cls.config_class()
+    staged = {"pretrain_epochs": 2} if hasattr(defaults, "pretrain_epochs") else {}
+    model = cls(dataclasses.replace(defaults, epochs=2, **staged, **settings),
+                DataSpec("skeleton", train.num_classes, train.layout, 6))
+    ctx = TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp"))
+    model.start_fit(train, ctx)
+    model.train_epoch(0, ctx)
+    _sync(device)
+    t0 = time.perf_counter()
+    model.train_epoch(1, ctx)
+    _sync(device)
+    return time.perf_counter() - t0
 
 
 def _inside(event, wanted) -> bool:

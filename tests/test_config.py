@@ -90,3 +90,26 @@ def test_run_settings_leave_the_fingerprint_and_hyper_parameters_do_not():
     assert checked >= 2
     lr = resolve_config("lstm-1", "synth-gait-retrieval", Overrides(model={"lr": "0.001"}))
     assert lr.fingerprint != resolve_config("lstm-1", "synth-gait-retrieval", Overrides()).fingerprint
+
+
+def test_a_later_setting_at_its_default_keeps_the_recorded_configuration():
+    """A field added after rows were recorded (``later_setting``) leaves them the same
+    configuration at its default; set to anything else it is in the fingerprint and the label."""
+    from dataclasses import replace
+
+    from reid_bench.config import config_dict, fingerprint, later_setting
+
+    @dataclass
+    class Before:
+        lr: float = 0.1
+
+    @dataclass
+    class After:
+        lr: float = 0.1
+        train_precision: str = later_setting("float32")
+
+    assert config_dict(After()) == config_dict(Before()) == {"lr": 0.1}
+    assert fingerprint(config_dict(After())) == fingerprint(config_dict(Before()))
+    switched = replace(After(), train_precision="bfloat16")
+    assert config_dict(switched) == {"lr": 0.1, "train_precision": "bfloat16"}
+    assert fingerprint(config_dict(switched)) != fingerprint(config_dict(Before()))

@@ -19,7 +19,7 @@ import numpy as np
 
 from reid_bench import API_VERSION
 from reid_bench.config import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability,
-                               Range, require_order, run_setting)
+                               Range, later_setting, require_order, run_setting)
 from reid_bench.layouts import KINECT_V1_20, Layout
 from reid_bench.modes import metrics_of
 from reid_bench.published import Published, PublishedSource
@@ -32,7 +32,7 @@ __all__ = [
     "API_VERSION", "MODALITIES", "DataAccess", "DataSpec", "Dataset", "EvaluationMode", "FoldData", "Fraction", "Layout",
     "Modality", "Model", "NonNegativeFloat", "NonNegativeInt", "PointCloud", "PositiveFloat", "PositiveInt",
     "Probability", "Protocol", "Published", "PublishedSource", "Range", "Record", "RetrievalScoring", "SampleSet", "SkeletonSequence", "TorchModel", "TrialContext",
-    "check_modalities", "require_order", "run_setting", "seeds_for",
+    "check_modalities", "later_setting", "require_order", "run_setting", "seeds_for",
 ]
 
 Modality = Literal["skeleton", "pointcloud"]

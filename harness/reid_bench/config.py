@@ -270,6 +270,13 @@ def run_setting(default: Any) -> Any:
     return field(default=default, metadata={"run_setting": True})
 
 
+def later_setting(default: Any) -> Any:
+    """A config field added after rows were recorded without it: at its default it is left out
+    of the configuration (fingerprint and label), so those rows stay the same configuration;
+    any other value is part of it, as every field is."""
+    return field(default=default, metadata={"omit_at_default": True})
+
+
 def run_setting_names(config: Any) -> tuple[str, ...]:
     if config is None or not dataclasses.is_dataclass(config):
         return ()
@@ -285,6 +292,9 @@ def config_dict(config: Any, run_settings: bool = False) -> dict[str, Any]:
     if not run_settings:
         for name in run_setting_names(config):
             values.pop(name, None)
+    for f in dataclasses.fields(config):
+        if f.metadata.get("omit_at_default") and getattr(config, f.name) == f.default:
+            values.pop(f.name, None)
     return values
 
 

@@ -2,7 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import contextlib
+from typing import Any, Callable, Literal
+
+#: Training precisions a model may offer as a config field (``train_precision``): "bfloat16"
+#: runs each training forward pass and loss under ``torch.autocast`` in bfloat16 (matrix
+#: products, LSTMs and convolutions in bf16; weights, optimiser state and ``embed`` stay float32).
+#: It changes the numbers, so it is a named setting, in the fingerprint and the row's label.
+TrainPrecision = Literal["float32", "bfloat16"]
+
+
+def training_autocast(precision: str, device: Any) -> Any:
+    """The context a training step runs in for ``precision`` (see ``TrainPrecision``)."""
+    import torch
+
+    if precision == "float32":
+        return contextlib.nullcontext()
+    if precision != "bfloat16":
+        raise ValueError(f"train_precision must be float32 or bfloat16, got {precision!r}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 def descend(optimizer: Any, loss: Any) -> float:
@@ -37,6 +55,7 @@ class ClassifierLoop:
     batch into the network's input with ``batch_inputs(idx)`` (default: ``inputs[idx]``; an
     augmentation draws from the same generator), steps the optimiser and, when given, the
     scheduler once per batch. ``logits_of`` picks the logits from the network's output.
+    ``precision``: "bfloat16" runs forward and loss under bf16 autocast (``TrainPrecision``).
 
     Its ``state_dict`` (optimiser, scheduler, generator) is what a checkpoint needs besides the
     network to continue bit for bit.
@@ -45,7 +64,7 @@ class ClassifierLoop:
     def __init__(self, net: Any, inputs: Any, labels: Any, *, batch_size: int, optimizer: Any, generator: Any,
                  scheduler: Any = None, batch_inputs: Callable[[Any], Any] | None = None, drop_last: bool = False,
                  balanced: bool = False, label_smoothing: float = 0.0,
-                 logits_of: Callable[[Any], Any] = lambda out: out) -> None:
+                 logits_of: Callable[[Any], Any] = lambda out: out, precision: str = "float32") -> None:
         import torch
 
         self.net = net
@@ -60,6 +79,8 @@ class ClassifierLoop:
         self.weights = 1.0 / torch.bincount(self.labels).double()[self.labels] if balanced else None
         self.label_smoothing = label_smoothing
         self.logits_of = logits_of
+        self.precision = precision
+        training_autocast(precision, "cpu")  # refuse a bad value before the first epoch
 
     @property
     def steps_per_epoch(self) -> int:
@@ -81,8 +102,9 @@ class ClassifierLoop:
         for start in range(0, end, bs):
             idx = order[start : start + bs]
             x, y = self.batch_inputs(idx).to(device), self.labels[idx].to(device)
-            logits = self.logits_of(self.net(x))
-            loss = nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+            with training_autocast(self.precision, device):
+                logits = self.logits_of(self.net(x))
+                loss = nn.functional.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()

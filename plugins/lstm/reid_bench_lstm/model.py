@@ -27,8 +27,8 @@ import torch
 from torch import nn
 
 from reid_bench.api import (DataSpec, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TorchModel, TrialContext,
-                            run_setting)
-from reid_bench.torchutil import ClassifierLoop
+                            later_setting, run_setting)
+from reid_bench.torchutil import ClassifierLoop, TrainPrecision
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
 
@@ -39,7 +39,9 @@ class LSTMConfig:
 
     ``hidden``: units per layer. ``layers``: stacked layers. ``epochs`` / ``lr`` /
     ``batch_size``: Adam training with cross-entropy on the identity classifier.
-    ``embed_batch``: windows per forward pass in ``embed`` (a run setting).
+    ``train_precision``: "bfloat16" trains under bf16 autocast (not the float32 recipe: a named
+    switch; its measured speed and scores are in the plugin README). ``embed_batch``: windows
+    per forward pass in ``embed`` (a run setting).
     """
 
     hidden: PositiveInt = 256
@@ -47,6 +49,7 @@ class LSTMConfig:
     epochs: NonNegativeInt = 100
     lr: PositiveFloat = 5e-4
     batch_size: PositiveInt = 128
+    train_precision: TrainPrecision = later_setting("float32")
     embed_batch: PositiveInt = run_setting(2048)
 
 
@@ -94,7 +97,8 @@ class SingleLayerLSTM(TorchModel):
         gen = torch.Generator().manual_seed(ctx.seed)
         self.net = _Net(self.in_dim, cfg.hidden, cfg.layers, train.num_classes).to(self.device)
         self.loop = ClassifierLoop(self.net, _flatten(train.data), train.labels, batch_size=cfg.batch_size,
-                                   optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), generator=gen)
+                                   optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), generator=gen,
+                                   precision=cfg.train_precision)
 
     def num_epochs(self) -> int:
         return self.config.epochs

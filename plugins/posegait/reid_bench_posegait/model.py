@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from reid_bench.api import (DataSpec, Fraction, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TorchModel,
-                            TrialContext, run_setting)
-from reid_bench.torchutil import ClassifierLoop
+                            TrialContext, later_setting, run_setting)
+from reid_bench.torchutil import ClassifierLoop, TrainPrecision
 from reid_bench_posegait.features import FEATURES_PER_FRAME, JOINTS, body_joints, normalise, pose_features
 
 RELEASE_ROWS = 126
@@ -41,7 +41,9 @@ class PoseGaitConfig:
     ``frames``: the CNN's time extent (17). ``input``: "features" (81 rows) or "release" (126
     rows of normalised 2D joints). ``embed_dim``: the embedding (512). ``dropout``: before the
     embedding layer (0.5). ``epochs`` / ``lr`` / ``batch_size``: Adam with cross-entropy.
-    ``embed_batch``: windows per forward pass in ``embed`` (a run setting).
+    ``train_precision``: "bfloat16" trains under bf16 autocast (not the release's float32: a
+    named switch, measured in the plugin README). ``embed_batch``: windows per forward pass in
+    ``embed`` (a run setting).
     """
 
     frames: PositiveInt = 17
@@ -51,6 +53,7 @@ class PoseGaitConfig:
     epochs: NonNegativeInt = 200
     lr: PositiveFloat = 1e-6
     batch_size: PositiveInt = 8
+    train_precision: TrainPrecision = later_setting("float32")
     embed_batch: PositiveInt = run_setting(512)
 
 
@@ -165,7 +168,8 @@ class PoseGait(TorchModel):
         inputs = self._matrices(train.data)
         self.loop = ClassifierLoop(self.net, inputs, train.labels, batch_size=cfg.batch_size,
                                    optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), generator=gen,
-                                   batch_inputs=lambda idx: self._crop(inputs[idx], gen))
+                                   batch_inputs=lambda idx: self._crop(inputs[idx], gen),
+                                   precision=cfg.train_precision)
 
     def num_epochs(self) -> int:
         return self.config.epochs

@@ -21,7 +21,8 @@ import numpy as np
 import torch
 
 from reid_bench.api import (DataSpec, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
-                            TorchModel, TrialContext, run_setting)
+                            TorchModel, TrialContext, later_setting, run_setting)
+from reid_bench.torchutil import TrainPrecision, training_autocast
 from reid_bench_sgela.network import HIDDEN, AxisEncoderDecoder, ProjectionHead, adjacent_nt_xent, locality_mask
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -40,7 +41,9 @@ class AGEConfig:
     "none" (SGELA: as given, so that neighbours in a batch are consecutive windows) or
     "epoch" (reshuffled every epoch). ``drop_last``: skip the last partial batch, as the
     release's fixed-size placeholders do. ``probe_epochs``: epochs of the recognition network
-    (300; the per-protocol values of the release in ``protocol_overrides``). ``embed_batch``:
+    (300; the per-protocol values of the release in ``protocol_overrides``).
+    ``train_precision``: "bfloat16" runs the encoder's training steps under bf16 autocast (not
+    the release's float32: a named switch, measured in the plugin README). ``embed_batch``:
     windows per forward pass in ``embed`` (a run setting).
     """
 
@@ -54,6 +57,7 @@ class AGEConfig:
     shuffle: Literal["once", "none", "epoch"] = "once"
     drop_last: bool = True
     probe_epochs: PositiveInt = 300
+    train_precision: TrainPrecision = later_setting("float32")
     embed_batch: PositiveInt = run_setting(1024)
 
 
@@ -146,7 +150,8 @@ class AGE(TorchModel):
         steps = 0
         for s in starts:
             x = data[self.order[s : s + batch]].to(self.device)
-            losses = self._losses(x, self.mask)
+            with training_autocast(cfg.train_precision, self.device):
+                losses = self._losses(x, self.mask)
             loss = sum(losses.values())
             if cfg.l2 > 0:
                 loss = loss + cfg.l2 * 0.5 * sum((p**2).sum() for p in params)
