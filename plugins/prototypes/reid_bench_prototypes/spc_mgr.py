@@ -26,7 +26,7 @@ from torch import nn
 from reid_bench.api import (DataSpec, Layout, NonNegativeInt, PositiveFloat, PositiveInt, Probability, SampleSet,
                             TorchModel, TrialContext, run_setting)
 from reid_bench.samples import class_balanced_order
-from reid_bench.torchutil import descend
+from reid_bench.torchutil import descend, softmax_last_dim
 from reid_bench_prototypes.clustering import prototypes, pseudo_labels
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -160,7 +160,7 @@ class LevelAttention(nn.Module):
         src = torch.einsum("mhne,he->mhn", seq, self.score_src) + self.score_src_bias[:, None]
         dst = torch.einsum("mhne,he->mhn", seq, self.score_dst) + self.score_dst_bias[:, None]
         logits = nn.functional.leaky_relu(src[..., :, None] + dst[..., None, :], 0.2)  # TF's default slope
-        coefs = torch.softmax(logits.masked_fill(~self.mask, float("-inf")), dim=-1)
+        coefs = softmax_last_dim(logits.masked_fill(~self.mask, float("-inf")))
         out = nn.functional.elu(coefs @ seq + self.out_bias[:, None, :])
         return out.mean(dim=1)  # r_pool: the heads' mean ([G] 25-27)
 
@@ -168,7 +168,7 @@ class LevelAttention(nn.Module):
 def relation_context(keys: torch.Tensor, queries: torch.Tensor) -> torch.Tensor:
     """Collaborative relations ([R] 286-294): each query node's mean of the key nodes weighted by
     softmax over keys of the raw dot products <query, key> (no scaling). [M, nq, d]."""
-    weights = torch.softmax(queries @ keys.transpose(1, 2), dim=-1)
+    weights = softmax_last_dim(queries @ keys.transpose(1, 2))
     return weights @ keys
 
 
