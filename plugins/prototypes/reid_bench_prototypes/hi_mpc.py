@@ -174,7 +174,7 @@ class HiMPC(TorchModel):
     # [H] 85-115: BIWI-Still falls through to the eps default 0.6 (only Walking sets 0.8)
     fold_overrides: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {"biwi": {"S": {"eps": 0.6}}}
     budget_overrides: ClassVar[dict[str, dict[str, Any]]] = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
-    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 100: about 2 min per trial on 2 idle threads here, by `make bench`)")
+    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 100: about 1 min per trial on 2 idle threads here, by `make bench`)")
 
     def __init__(self, config: HiMPCConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)

@@ -251,7 +251,7 @@ class SPCMGR(TorchModel):
                         {"temperature": 0.075, "eps": 0.75, "min_samples": 2}),
     }
     budget_overrides: ClassVar[dict[str, dict[str, Any]]] = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
-    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 200: about 6 min per trial on 2 idle threads here, by `make bench`)")
+    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 200: about 3 min per trial on 2 idle threads here, by `make bench`)")
 
     def __init__(self, config: SPCMGRConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)

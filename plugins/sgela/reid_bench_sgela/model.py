@@ -85,7 +85,7 @@ class AGE(TorchModel):
     }
     budget_overrides: ClassVar[dict[str, dict[str, Any]]] = dict.fromkeys(_SYNTHETIC, {"epochs": 40})
     protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(
-        _SYNTHETIC, "CPU budget: 40 encoder epochs (release: 400, about 22-24 min per trial on 2 idle threads here, by `make bench`)")
+        _SYNTHETIC, "CPU budget: 40 encoder epochs (release: 400, about 14-16 min per trial on 2 idle threads here, by `make bench`)")
 
     def __init__(self, config: AGEConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)

@@ -257,7 +257,7 @@ class MGSCR(TorchModel):
                                                                                        "epochs": 30})
     protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(
         _SYNTHETIC, "CPU budget: 10 SSP + 30 re-ID epochs (the release: 150 SSP epochs, re-ID until 100 epochs "
-        "without a better test accuracy; its 150 + 100 epochs: about 8 min per trial on 2 idle threads here, by `make bench`; 3 h on the shared machine these rows ran on)")
+        "without a better test accuracy; its 150 + 100 epochs: about 6 min per trial on 2 idle threads here, by `make bench`; 3 h on the shared machine these rows ran on)")
 
     def __init__(self, config: MGSCRConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
