@@ -126,6 +126,9 @@ def test_dbscan_labels_equal_scikit_learn_label_for_label(seed):
         np.testing.assert_array_equal(dbscan_labels(dist, eps, min_samples), expected, err_msg=f"trial {trial}")
         compared += 1
     assert compared > 30
+    dist[0, 1] = np.nan  # refused, as scikit-learn refuses it, rather than read as "not near"
+    with pytest.raises(ValueError, match="NaN"):
+        dbscan_labels(dist, 0.5, 2)
 
 
 def test_dbscan_marks_the_stray_point_and_prototypes_are_cluster_means():

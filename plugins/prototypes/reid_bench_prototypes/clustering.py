@@ -171,6 +171,8 @@ def dbscan_labels(distances: np.ndarray, eps: float, min_samples: int) -> np.nda
     if not eps > 0:
         raise ValueError(f"DBSCAN's eps must be positive, got {eps}")
     d = torch.from_numpy(np.ascontiguousarray(distances))
+    if not bool(torch.isfinite(d).all()):  # scikit-learn refuses them too: diverged features
+        raise ValueError("DBSCAN: the distance matrix holds NaN or infinite values (diverged features?)")
     near = d <= eps  # the neighbourhood scikit-learn's radius query returns, the point itself included
     if not torch.equal(near, near.T):  # its result then depends on visiting order: let it decide
         from sklearn.cluster import DBSCAN
