@@ -150,25 +150,10 @@ def epoch_breakdown(name: str, device: str, threads: int, train=None) -> dict:
 
 
 def _breakdown(cls, name: str, train, device: str, threads: int) -> dict:
-    import dataclasses
-
-    import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from reid_bench.api import DataSpec, TrialContext
-
-    defaults = cls.config_class()
-    settings = {"pretrain_epochs": 3} if hasattr(defaults, "pretrain_epochs") else {}
-    model = cls(dataclasses.replace(defaults, epochs=3, **settings),
-                DataSpec("skeleton", train.num_classes, train.layout, 6))
-    ctx = TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp"))
-    model.start_fit(train, ctx)
-    model.train_epoch(0, ctx)
-    _sync(device)
-    t0 = time.perf_counter()
-    model.train_epoch(1, ctx)
-    _sync(device)
-    epoch_s = time.perf_counter() - t0
+    model, ctx = _warmed_up(cls, train, device, epochs=3)
+    epoch_s = _timed_epoch(model, ctx, 1, device)
     t0 = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         model.train_epoch(2, ctx)
@@ -198,26 +183,36 @@ def _breakdown(cls, name: str, train, device: str, threads: int) -> dict:
 def steady_epoch_s(name: str, device: str, threads: int, **settings) -> float:
     """One steady-state epoch (after a first one) at the method's defaults with ``settings``
     changed (e.g. ``train_precision="bfloat16"``), on synth-gait fold A, without the profiler."""
-    import dataclasses
-
     import torch
 
-    from reid_bench.api import DataSpec, TrialContext
     from reid_bench.registry import get_registry
 
     torch.set_num_threads(threads)
-    train = _fold().train
-    cls = get_registry().model(name)
+    model, ctx = _warmed_up(get_registry().model(name), _fold().train, device, epochs=2, **settings)
+    return _timed_epoch(model, ctx, 1, device)
+
+
+def _warmed_up(cls, train, device: str, epochs: int, **settings):
+    """The method at its defaults (``epochs`` in each stage, ``settings`` changed), its fit
+    started on ``train`` and a first epoch run (lazy imports, first allocations)."""
+    import dataclasses
+
+    from reid_bench.api import DataSpec, TrialContext
+
     defaults = cls.config_class()
-    staged = {"pretrain_epochs": 2} if hasattr(defaults, "pretrain_epochs") else {}
-    model = cls(dataclasses.replace(defaults, epochs=2, **staged, **settings),
+    staged = {"pretrain_epochs": epochs} if hasattr(defaults, "pretrain_epochs") else {}
+    model = cls(dataclasses.replace(defaults, epochs=epochs, **staged, **settings),
                 DataSpec("skeleton", train.num_classes, train.layout, 6))
     ctx = TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp"))
     model.start_fit(train, ctx)
     model.train_epoch(0, ctx)
     _sync(device)
+    return model, ctx
+
+
+def _timed_epoch(model, ctx, epoch: int, device: str) -> float:
     t0 = time.perf_counter()
-    model.train_epoch(1, ctx)
+    model.train_epoch(epoch, ctx)
     _sync(device)
     return time.perf_counter() - t0
 
