@@ -69,9 +69,7 @@ def config_class(name: str) -> type:
 
 def default_epochs(name: str) -> int:
     """The method's default (release) budget in epochs; a pretraining stage (MG-SCR) counts too."""
-    from reid_bench.registry import get_registry
-
-    defaults = get_registry().model(name).config_class()
+    defaults = config_class(name)()
     return defaults.epochs + getattr(defaults, "pretrain_epochs", 0)
 
 

@@ -371,11 +371,11 @@ def test_bfloat16_training_is_a_named_switch_that_changes_the_numbers(name, tiny
 
 
 def test_an_unknown_training_precision_is_refused_by_name():
-    from reid_bench.config import Overrides
+    from reid_bench.config import ConfigError, Overrides
     from reid_bench.torchutil import training_autocast
     from reid_bench.trial import resolve_config
 
-    with pytest.raises(Exception, match="train_precision"):
+    with pytest.raises(ConfigError, match="train_precision"):
         resolve_config("lstm-m", "synth-gait", Overrides(model={"train_precision": "float16"}))
     with pytest.raises(ValueError, match="train_precision"):
         training_autocast("float16", "cpu")

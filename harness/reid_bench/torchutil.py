@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Literal, get_args
 
 #: Training precisions a model may offer as a config field (``train_precision``): "bfloat16"
 #: runs each training forward pass and loss under ``torch.autocast`` in bfloat16 (matrix
@@ -13,14 +13,18 @@ from typing import Any, Callable, Literal
 TrainPrecision = Literal["float32", "bfloat16"]
 
 
+def check_precision(precision: str) -> str:
+    if precision not in get_args(TrainPrecision):
+        raise ValueError(f"train_precision must be one of {', '.join(get_args(TrainPrecision))}, got {precision!r}")
+    return precision
+
+
 def training_autocast(precision: str, device: Any) -> Any:
     """The context a training step runs in for ``precision`` (see ``TrainPrecision``)."""
     import torch
 
-    if precision == "float32":
+    if check_precision(precision) == "float32":
         return contextlib.nullcontext()
-    if precision != "bfloat16":
-        raise ValueError(f"train_precision must be float32 or bfloat16, got {precision!r}")
     return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
@@ -108,8 +112,7 @@ class ClassifierLoop:
         self.weights = 1.0 / torch.bincount(self.labels).double()[self.labels] if balanced else None
         self.label_smoothing = label_smoothing
         self.logits_of = logits_of
-        self.precision = precision
-        training_autocast(precision, "cpu")  # refuse a bad value before the first epoch
+        self.precision = check_precision(precision)  # refused before the first epoch
 
     @property
     def steps_per_epoch(self) -> int:

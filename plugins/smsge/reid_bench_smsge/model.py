@@ -225,9 +225,12 @@ class StructuralRelations(nn.Module):
         self.bias = nn.Parameter(torch.zeros(p, d))
         self.register_buffer("mask", torch.as_tensor(mask, dtype=torch.bool))
         senders, receivers = np.nonzero(np.asarray(mask, dtype=bool))
-        # the mask's pairs (derived from it, so not saved: state dicts keep the keys they had)
+        # the mask's pairs and their places in the flattened n x n matrix (derived from the mask,
+        # so not saved: state dicts keep the keys they had)
         self.register_buffer("senders", torch.as_tensor(senders, dtype=torch.int64), persistent=False)
         self.register_buffer("receivers", torch.as_tensor(receivers, dtype=torch.int64), persistent=False)
+        self.register_buffer("pair_places", torch.as_tensor(senders * len(mask) + receivers, dtype=torch.int64),
+                             persistent=False)
         # TF's default Glorot-uniform on each head's own kernels (utils/layers.py lines 11-15 of
         # the release): W [D, D] with fan-in = fan-out = D, and a1 / a2 [D, 1] with fan-in D,
         # fan-out 1. (Glorot over the stacked [P, D, D] tensor would draw weights 2.8x smaller.)
@@ -248,7 +251,7 @@ class StructuralRelations(nn.Module):
         n = h.shape[1]
         pairs = nn.functional.leaky_relu(s1[..., self.senders] + s2[..., self.receivers], self.slope) / self.t1
         logits = pairs.new_full((*pairs.shape[:-1], n * n), float("-inf"))
-        logits = logits.scatter(-1, (self.senders * n + self.receivers).expand(*pairs.shape), pairs)
+        logits = logits.scatter(-1, self.pair_places.expand(*pairs.shape), pairs)
         return torch.softmax(logits.view(*pairs.shape[:-1], n, n), dim=-1), fts
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
