@@ -98,6 +98,72 @@ def test_pseudo_labels_on_repeated_windows_equal_dbscan_on_the_released_loops():
     np.testing.assert_array_equal(got, expected)
 
 
+def _release_order_sums(v: np.ndarray, columns_ascending: bool = True) -> np.ndarray:
+    """The release's float32 sums of minima (lines 94-101): per query i, its nonzero columns in
+    ascending order, each adding the minima with every row holding that column."""
+    n = len(v)
+    out = np.zeros((n, n), dtype=np.float32)
+    holders = [np.flatnonzero(v[:, c]) for c in range(v.shape[1])]
+    for i in range(n):
+        columns = np.flatnonzero(v[i])
+        for c in columns if columns_ascending else columns[::-1]:
+            out[i, holders[c]] = out[i, holders[c]] + np.minimum(v[i, c], v[holders[c], c])
+    return out
+
+
+def test_minima_sums_add_in_the_releases_order_bit_for_bit():
+    """Each S[i, j] is summed in the release's order, so it equals the release's float32 sum
+    exactly; the same terms summed in another order differ somewhere, so the test can tell."""
+    from reid_bench_prototypes.clustering import _encodings, _row_starts, _upper_minima_sums
+
+    rng = np.random.default_rng(11)
+    centres = rng.normal(size=(6, 24))
+    x = (centres[rng.integers(0, 6, 180)] + 0.7 * rng.normal(size=(180, 24))).astype(np.float32)
+    v = _encodings(x, 20, 6)
+    dense = v.toarray()
+    packed = _upper_minima_sums(v).numpy()
+    starts = _row_starts(len(x))
+    got = np.zeros_like(dense)
+    for i in range(len(x)):
+        got[i, i:] = packed[starts[i]:starts[i + 1]]
+    expected = _release_order_sums(dense)
+    upper = np.triu(np.ones_like(got, dtype=bool))
+    np.testing.assert_array_equal(got[upper], expected[upper])
+    np.testing.assert_array_equal(expected, expected.T)  # the lower half repeats the upper one
+    assert not np.array_equal(_release_order_sums(dense, columns_ascending=False)[upper], got[upper])
+    d = jaccard_distance(x, 20, 6)
+    np.testing.assert_array_equal(d, d.T)
+    np.testing.assert_array_equal(d[upper], np.maximum(1 - expected / (2 - expected), 0)[upper])
+
+
+def test_pseudo_labels_of_several_sets_equal_one_call_at_a_time():
+    """SimMC's views and Hi-MPC's levels are clustered side by side on the trial's threads; each
+    result is the one-at-a-time call's, also with more sets than threads and with eps >= 1 (every
+    pair is then a neighbour, the pairs that share nothing included)."""
+    from reid_bench_prototypes.clustering import pseudo_labels, pseudo_labels_of
+
+    rng = np.random.default_rng(4)
+    sets = []
+    for k in range(3):
+        centres = rng.normal(size=(5 + k, 16))
+        sets.append((centres[rng.integers(0, 5 + k, 220)] + 0.3 * rng.normal(size=(220, 16))).astype(np.float32))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for eps, min_samples in ((0.6, 4), (1.0, 4)):
+            got = pseudo_labels_of(sets, eps, min_samples)
+            expected = [pseudo_labels(x, eps, min_samples) for x in sets]
+            assert len(got) == 3 and (eps >= 1 or min(g.max() for g in got) >= 3)
+            for g, e, x in zip(got, expected, sets):
+                np.testing.assert_array_equal(g, e)
+                np.testing.assert_array_equal(g, dbscan_labels(jaccard_distance(x, 20, 6), eps, min_samples))
+        assert all(np.all(g == 0) for g in pseudo_labels_of(sets, 1.0, 4))
+    finally:
+        torch.set_num_threads(threads)
+    with pytest.raises(ValueError, match="eps"):
+        pseudo_labels_of(sets, 0.0, 4)
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_dbscan_labels_equal_scikit_learn_label_for_label(seed):
     """Numbering, border points reached by two clusters, noise and duplicates (distance 0 ties),

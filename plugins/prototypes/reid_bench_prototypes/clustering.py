@@ -14,13 +14,21 @@ stable order on 4 of 2,304 rows; the tests pin the stable order.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 if TYPE_CHECKING:
     from scipy import sparse
+
+
+#: The profiler range around each clustering call (``make bench`` reads it to keep clustering out
+#: of a method's floor); the work a call hands to another thread runs in WORKER_RANGE.
+CLUSTERING_RANGE = "reid_bench::clustering"
+WORKER_RANGE = CLUSTERING_RANGE + "::worker"
 
 
 def _reciprocal(initial_rank: np.ndarray, k: int) -> "sparse.csr_matrix":
@@ -34,17 +42,18 @@ def _reciprocal(initial_rank: np.ndarray, k: int) -> "sparse.csr_matrix":
     return member.multiply(member.T).tocsr()
 
 
-def _stable_first_k(l2: np.ndarray, k: int) -> np.ndarray:
+def _stable_first_k(l2: np.ndarray, k: int, finite: bool = False) -> np.ndarray:
     """The first k columns of each row's stable argsort, without sorting whole rows.
 
     The k + 1 smallest values of a row (a partial sort) settle its first k items unless the k-th
     and the (k + 1)-th are equal; those k are ordered by (value, column) as a stable sort orders
     them. Rows with a tie across the k-th place (common: resampled training sets repeat windows,
     so distances of exactly 0 recur) take every entry up to the k-th value and order those. The
-    result equals ``np.argsort(l2, axis=1, kind="stable")[:, :k]``.
+    result equals ``np.argsort(l2, axis=1, kind="stable")[:, :k]``. ``finite``: the caller knows
+    every entry is finite (else they are checked: NaN sorts apart).
     """
     n, m = l2.shape
-    if k >= m or not np.isfinite(l2).all():
+    if k >= m or not (finite or np.isfinite(l2).all()):
         return np.argsort(l2, axis=1, kind="stable")[:, :k]
     values, cols = torch.topk(torch.from_numpy(l2), k + 1, dim=1, largest=False, sorted=True)
     values, cols = values.numpy(), cols.numpy()
@@ -68,32 +77,51 @@ def jaccard_distance(features: np.ndarray, k1: int = 20, k2: int = 6) -> np.ndar
     it is already in; weights are a softmax of minus 2 - 2<x_i, x_j> on the raw (unnormalised)
     features; query expansion averages the k2 nearest encodings; d = 1 - S / (2 - S) with S
     the sum of element-wise minima, clipped at 0. The N x N steps are float32, as the release
-    runs them (its kNN search in faiss, lines 37-62; V and the distances, lines 71 and 102).
+    runs them (its kNN search in faiss, lines 37-62; V and the distances, lines 71 and 102),
+    and each S[i, j] is summed in the release's order, bit for bit.
     """
     x = np.asarray(features, dtype=np.float32)
     n = len(x)
+    upper, starts = _upper_distances(x, k1, k2), _row_starts(n)
+    out = np.zeros((n, n), dtype=np.float32)
+    for i in range(n):
+        out[i, i:] = upper[starts[i]:starts[i + 1]]
+    # S[j, i] is S[i, j]'s sum in the same order, so the lower triangle mirrors the upper one
+    return out + np.triu(out, 1).T
+
+
+def _row_starts(n: int) -> np.ndarray:
+    """Where each row of the packed upper triangle (row i holds columns i..n-1) begins."""
+    i = np.arange(n + 1, dtype=np.int64)
+    return i * n - i * (i - 1) // 2
+
+
+def _upper_distances(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
+    """The Jaccard distances on and above the diagonal, packed row by row (``_row_starts``)."""
+    n = len(x)
     if n == 0:
-        return np.zeros((0, 0), dtype=np.float32)
-    shared = _minima_sums(_encodings(x, min(k1, n), k2))
+        return np.zeros(0, dtype=np.float32)
+    shared = _upper_minima_sums(_encodings(x, min(k1, n), k2))
     # d = 1 - S / (2 - S), clipped at 0, in place: the N x N steps are memory-bound
-    out = shared.neg().add_(2.0)
+    out = torch.rsub(shared, 2.0)
     torch.div(shared, out, out=out)
-    return out.neg_().add_(1.0).clamp_(min=0.0).numpy()
+    return torch.sub(1.0, out, out=out).clamp_(min=0.0).numpy()
 
 
-def _encodings(x: np.ndarray, k1: int, k2: int) -> "sparse.csc_matrix":
+def _encodings(x: np.ndarray, k1: int, k2: int) -> "sparse.csr_matrix":
     """The query-expanded k-reciprocal encodings, one sparse row per item (a few dozen entries:
-    dense encodings were 7x slower at N = 3,000); columns sorted."""
+    dense encodings were 7x slower at N = 3,000); columns sorted within each row."""
     from scipy import sparse
 
     n = len(x)
     xt = torch.from_numpy(x)
-    inner2 = torch.mm(xt, xt.T)  # the trial's torch threads, as every N x N step here
-    sq = inner2.diagonal().clone()
-    inner2.mul_(2.0)  # exact; the squared distances and the softmax logits read it
-    l2 = (sq[:, None] + sq[None, :]).sub_(inner2).clamp_(min=0.0).numpy()
-    inner2 = inner2.numpy()
-    initial_rank = _stable_first_k(l2, k1)
+    inner = torch.mm(xt, xt.T)  # the trial's torch threads, as every N x N step here
+    sq = inner.diagonal().clone()
+    # |x_i|^2 + |x_j|^2 - 2<x_i, x_j>: doubling is exact, so one pass gives the same rounding
+    l2 = (sq[:, None] + sq[None, :]).sub_(inner, alpha=2.0).clamp_(min=0.0).numpy()
+    # |l2| <= 4 max |x|^2 (Cauchy-Schwarz): below that bound no entry can be infinite or NaN
+    finite = bool(torch.isfinite(sq).all()) and float(sq.max()) < 1e37
+    initial_rank = _stable_first_k(l2, k1, finite)
     del l2
     recip = _reciprocal(initial_rank, k1)
     half = _reciprocal(initial_rank, int(round(k1 / 2)))
@@ -110,9 +138,8 @@ def _encodings(x: np.ndarray, k1: int, k2: int) -> "sparse.csc_matrix":
     rows = np.repeat(np.arange(n), np.diff(expanded.indptr))
     cols = expanded.indices
     # softmax of 2<x_i, x_j> over each row's expanded set (the release's exp(-(2 - 2<x_i, x_j>)))
-    logits = inner2[rows, cols].astype(np.float64)
-    row_max = np.full(n, -np.inf)
-    np.maximum.at(row_max, rows, logits)
+    logits = inner.numpy()[rows, cols].astype(np.float64) * 2.0
+    row_max = np.maximum.reduceat(logits, expanded.indptr[:-1])  # every row holds itself: none empty
     w = np.exp(logits - row_max[rows])
     v = sparse.csr_matrix(((w / np.bincount(rows, weights=w, minlength=n)[rows]).astype(np.float32), cols,
                            expanded.indptr), shape=(n, n))
@@ -123,37 +150,48 @@ def _encodings(x: np.ndarray, k1: int, k2: int) -> "sparse.csc_matrix":
         v = (picks @ v).tocsr()
         v.data /= np.float32(k2)
     v.eliminate_zeros()
-    v = v.tocsc()
     v.sort_indices()
     return v
 
 
-def _minima_sums(v: "sparse.csc_matrix") -> torch.Tensor:
-    """S[i, j] = sum over columns of min(v[i, c], v[j, c]), float32 [N, N].
+def _upper_minima_sums(v: "sparse.csr_matrix") -> torch.Tensor:
+    """S[i, j] = sum over columns c of min(v[i, c], v[j, c]) for j >= i, packed row by row.
 
-    Only the rows where a column is nonzero meet there, so each column adds the element-wise
-    minima of its own entries to an s x s block. Columns of equal length are taken together
-    (about a hundred lengths at N = 2,304) and every block is added in one ``index_add_``:
-    a third faster than one fancy-indexed update per column. The blocks are built with torch
-    (the trial's threads) and int32 positions (N^2 < 2^31 here): 38 ms against numpy's 55 at
-    N = 2,304, the same sums in the same order.
+    The release (lines 94-101) loops over queries i and, for each nonzero column c of row i in
+    ascending order, adds the minima with every row j holding c into row i's float32 sums. Here
+    each entry (i, c) of the encodings expands to the rows j >= i of column c; the entries in row
+    order, columns ascending, so that one ``index_add_`` adds each S[i, j]'s terms in the release's
+    order (bit for bit: tested) and writes row by row, which keeps the writes in cache (4 ms
+    against 22 for the column-block order at N = 2,304). Only j >= i: S is symmetric term for term,
+    so the lower half would repeat the upper one; packed, the N x N passes after it read half.
     """
+    from scipy import sparse
+
     n = v.shape[0]
-    lengths = np.diff(v.indptr)
-    wide = n * n >= 2**31
-    rows = torch.from_numpy(v.indices.astype(np.int64 if wide else np.int32))
-    values = torch.from_numpy(v.data)
-    starts = v.indptr[:-1]
-    targets, minima = [], []
-    for s in np.unique(lengths[lengths > 0]):
-        at = torch.from_numpy(starts[lengths == s][:, None] + np.arange(s))
-        r, vals = rows[at], values[at]
-        targets.append((r[:, :, None] * n + r[:, None, :]).view(-1))
-        minima.append(torch.minimum(vals[:, :, None], vals[:, None, :]).view(-1))
-    total = torch.zeros(n * n, dtype=torch.float32)
-    if targets:
-        total.index_add_(0, torch.cat(targets), torch.cat(minima))
-    return total.view(n, n)
+    nnz = v.nnz
+    size = n * (n + 1) // 2
+    wide = size >= 2**31
+    # by_column[k]: the entry at column-major place k (rows ascending within a column)
+    by_column = sparse.csr_matrix((np.arange(nnz), v.indices, v.indptr), shape=v.shape).tocsc().data
+    place = np.empty(nnz, dtype=np.int64)
+    place[by_column] = np.arange(nnz)
+    column_end = np.cumsum(np.bincount(v.indices, minlength=n))[v.indices]
+    length = column_end - place  # the entry itself and the rows below it in its column
+    count = int(length.sum())
+    small = np.int64 if count >= 2**31 else np.int32
+    # each term's column-major place: its entry's own place, then the next ones down the column
+    at = np.repeat((place - (np.cumsum(length) - length)).astype(small), length)
+    at += np.arange(count, dtype=small)
+    at = torch.from_numpy(at)
+    row_of = np.repeat(np.arange(n, dtype=np.int64 if wide else np.int32), np.diff(v.indptr))
+    column_rows = torch.from_numpy(row_of[by_column])
+    column_values = torch.from_numpy(v.data[by_column])
+    # (i, j) sits at row_start[i] + j - i
+    row_base = (_row_starts(n)[:-1] - np.arange(n)).astype(row_of.dtype)[row_of]
+    targets = torch.from_numpy(np.repeat(row_base, length)).add_(column_rows.index_select(0, at))
+    minima = torch.minimum(torch.from_numpy(np.repeat(v.data, length)), column_values.index_select(0, at))
+    total = torch.zeros(size, dtype=torch.float32)
+    return total.index_add_(0, targets, minima)
 
 
 def dbscan_labels(distances: np.ndarray, eps: float, min_samples: int) -> np.ndarray:
@@ -161,32 +199,44 @@ def dbscan_labels(distances: np.ndarray, eps: float, min_samples: int) -> np.nda
     DBSCAN, label for label, when the matrix is symmetric (the Jaccard distances are).
 
     scikit-learn's neighbourhood lists (one array per row) cost 18 ms at N = 2,304, three times
-    the rest: here the core points' eps-graph goes to scipy's connected components instead. Its
-    labels follow scikit-learn's order: clusters numbered by their lowest core point, a border
-    point taking the lowest-numbered cluster among its core neighbours (the first to reach it).
+    the rest: here the core points' eps-graph goes to scipy's connected components instead
+    (``_labels_of_neighbours``).
     """
-    from scipy import sparse
-    from scipy.sparse.csgraph import connected_components
-
-    if not eps > 0:
-        raise ValueError(f"DBSCAN's eps must be positive, got {eps}")
-    d = torch.from_numpy(np.ascontiguousarray(distances))
-    if not bool(torch.isfinite(d).all()):  # scikit-learn refuses them too: diverged features
-        raise ValueError("DBSCAN: the distance matrix holds NaN or infinite values (diverged features?)")
-    near = d <= eps  # the neighbourhood scikit-learn's radius query returns, the point itself included
+    _check_eps(eps)
+    _check_finite(distances)
+    near = torch.from_numpy(np.ascontiguousarray(distances)) <= eps  # scikit-learn's radius query, the point itself in
     if not torch.equal(near, near.T):  # its result then depends on visiting order: let it decide
         from sklearn.cluster import DBSCAN
 
         return DBSCAN(eps=eps, min_samples=min_samples, metric="precomputed").fit_predict(distances)
-    n = len(d)
     rows, cols = (t.numpy() for t in near.nonzero(as_tuple=True))
+    return _labels_of_neighbours(len(near), rows, cols, min_samples)
+
+
+def _check_eps(eps: float) -> None:
+    if not eps > 0:
+        raise ValueError(f"DBSCAN's eps must be positive, got {eps}")
+
+
+def _check_finite(distances: np.ndarray) -> None:
+    if not np.isfinite(distances).all():  # scikit-learn refuses them too: diverged features
+        raise ValueError("DBSCAN: the distance matrix holds NaN or infinite values (diverged features?)")
+
+
+def _labels_of_neighbours(n: int, rows: np.ndarray, cols: np.ndarray, min_samples: int) -> np.ndarray:
+    """scikit-learn's DBSCAN labels from the symmetric eps-neighbour pairs (each point its own
+    neighbour): clusters numbered by their lowest core point, a border point taking the
+    lowest-numbered cluster among its core neighbours (the first to reach it in its scan)."""
+    from scipy import sparse
+    from scipy.sparse.csgraph import connected_components
+
     core = np.bincount(rows, minlength=n) >= min_samples
-    both = core[rows] & core[cols]
-    graph = sparse.csr_matrix((np.ones(int(both.sum()), dtype=np.int8), (rows[both], cols[both])), shape=(n, n))
-    _, component = connected_components(graph, directed=False)
     labels = np.full(n, -1, dtype=np.int64)
     if not core.any():
         return labels
+    both = core[rows] & core[cols]
+    graph = sparse.csr_matrix((np.ones(int(both.sum()), dtype=np.int8), (rows[both], cols[both])), shape=(n, n))
+    _, component = connected_components(graph, directed=False)
     # number the components that hold core points by their lowest core point
     first = np.full(component.max() + 1, n)
     np.minimum.at(first, component[core], np.flatnonzero(core))
@@ -204,7 +254,50 @@ def dbscan_labels(distances: np.ndarray, eps: float, min_samples: int) -> np.nda
 
 
 def pseudo_labels(features: np.ndarray, eps: float, min_samples: int, k1: int = 20, k2: int = 6) -> np.ndarray:
-    return dbscan_labels(jaccard_distance(features, k1, k2), eps, min_samples)
+    """``dbscan_labels(jaccard_distance(features, k1, k2), eps, min_samples)`` from the upper
+    triangle alone: the distances are symmetric by construction, so the pairs above the diagonal
+    are mirrored instead of building and checking the lower half."""
+    _check_eps(eps)
+    with record_function(CLUSTERING_RANGE):
+        return _pseudo_labels(np.asarray(features, dtype=np.float32), eps, min_samples, k1, k2)
+
+
+def _pseudo_labels(x: np.ndarray, eps: float, min_samples: int, k1: int, k2: int) -> np.ndarray:
+    n = len(x)
+    upper = _upper_distances(x, k1, k2)
+    _check_finite(upper)
+    packed = (torch.from_numpy(upper) <= eps).nonzero().view(-1).numpy()
+    starts = _row_starts(n)
+    rows = np.searchsorted(starts, packed, side="right") - 1
+    cols = packed - starts[rows] + rows
+    off = rows != cols
+    return _labels_of_neighbours(n, np.concatenate((rows, cols[off])), np.concatenate((cols, rows[off])), min_samples)
+
+
+def pseudo_labels_of(feature_sets: list[np.ndarray], eps: float, min_samples: int, k1: int = 20,
+                     k2: int = 6) -> list[np.ndarray]:
+    """``pseudo_labels`` of each feature set (SimMC's two views, Hi-MPC's three levels), run side
+    by side on the trial's threads.
+
+    Much of a call runs on one thread (scipy's sparse products, numpy's gathers, the
+    ``index_add_``): on two threads, two calls at once take about 0.75 of two in a row, three
+    about 0.8 of three (one worker per set: three workers beat two by 10%). Each worker runs
+    torch on the caller's thread count, so each result is the one-at-a-time call's.
+    """
+    _check_eps(eps)
+    threads = torch.get_num_threads()
+    sets = [np.asarray(f, dtype=np.float32) for f in feature_sets]
+    with record_function(CLUSTERING_RANGE):
+        if threads < 2 or len(sets) < 2:
+            return [_pseudo_labels(x, eps, min_samples, k1, k2) for x in sets]
+
+        def one(x: np.ndarray) -> np.ndarray:
+            torch.set_num_threads(threads)  # a new thread would otherwise take torch's default
+            with record_function(WORKER_RANGE):
+                return _pseudo_labels(x, eps, min_samples, k1, k2)
+
+        with ThreadPoolExecutor(max_workers=len(sets)) as pool:
+            return list(pool.map(one, sets))
 
 
 def prototypes(features: np.ndarray, labels: np.ndarray) -> np.ndarray:

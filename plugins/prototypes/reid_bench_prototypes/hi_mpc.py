@@ -30,7 +30,7 @@ from reid_bench.api import (DataSpec, NonNegativeInt, PositiveFloat, PositiveInt
                             run_setting)
 from reid_bench.samples import class_balanced_order
 from reid_bench.torchutil import descend
-from reid_bench_prototypes.clustering import prototypes, pseudo_labels
+from reid_bench_prototypes.clustering import prototypes, pseudo_labels_of
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
 LEVELS: tuple[str, ...] = ("joint", "component", "limb")
@@ -221,7 +221,7 @@ class HiMPC(TorchModel):
         batch = min(cfg.batch_size, n)
         usable = (n // batch) * batch if batch else 0  # whole batches only ([H] 503-505, 992-994)
         feats = self._window_features({lv: v[:usable] for lv, v in inputs.items()}, batch)
-        labels = {lv: pseudo_labels(feats[lv], cfg.eps, cfg.min_samples, cfg.k1, cfg.k2) for lv in LEVELS}
+        labels = dict(zip(LEVELS, pseudo_labels_of([feats[lv] for lv in LEVELS], cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)))
         keep = np.flatnonzero(np.all([labels[lv] >= 0 for lv in LEVELS], axis=0))  # [H] 955-968
         metrics: dict[str, float] = {f"clusters_{lv}": float(labels[lv].max() + 1) for lv in LEVELS}
         metrics["kept"] = len(keep) / max(1, usable)

@@ -23,7 +23,7 @@ from reid_bench.api import (DataSpec, NonNegativeInt, PositiveFloat, PositiveInt
                             TorchModel, TrialContext, run_setting)
 from reid_bench.samples import class_balanced_order
 from reid_bench.torchutil import descend
-from reid_bench_prototypes.clustering import prototypes, pseudo_labels
+from reid_bench_prototypes.clustering import prototypes, pseudo_labels_of
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
 
@@ -174,7 +174,7 @@ class SimMC(TorchModel):
             self.net.eval()
             views = [torch.cat([self.net(x_all[b * batch:(b + 1) * batch].to(self.device), masks[b][v]).cpu()
                                 for b in range(n_batches)]) for v in range(2)]
-        labels = [pseudo_labels(views[v].numpy(), cfg.eps, cfg.min_samples, cfg.k1, cfg.k2) for v in range(2)]
+        labels = pseudo_labels_of([views[v].numpy() for v in range(2)], cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)
         keep = np.flatnonzero((labels[0] >= 0) & (labels[1] >= 0))
         metrics: dict[str, float] = {"clusters": float(labels[0].max() + 1), "kept": len(keep) / max(1, usable)}
         if len(keep) < 2:
