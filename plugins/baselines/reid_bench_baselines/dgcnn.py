@@ -36,6 +36,7 @@ from torch import nn
 
 from reid_bench import pointops
 from reid_bench.api import PositiveInt
+from reid_bench.torchutil import Dropout
 from reid_bench_baselines.pointnet2 import PointBaseline, PointBaselineConfig, init_classifier, init_weights
 
 __all__ = ["DGCNNConfig", "DGCNN"]
@@ -175,7 +176,7 @@ class _DGCNNNet(nn.Module):
         self.bn = nn.BatchNorm1d(cfg.embed_dim)
         init_weights(self.convs, point_mlp=True)
         init_weights(nn.ModuleList([self.proj, self.fc, self.bn]))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.embed_dim, num_classes)
         init_classifier(self.classifier)
 

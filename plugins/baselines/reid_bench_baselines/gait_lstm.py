@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.torchutil import ClassifierLoop
+from reid_bench.torchutil import ClassifierLoop, Dropout
 from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range,
                             SampleSet, TorchModel, TrialContext, run_setting)
 
@@ -63,7 +63,7 @@ class _Net(nn.Module):
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
         )
         self.embed = nn.Linear(cfg.hidden, cfg.embed_dim)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.embed_dim, max(1, num_classes))
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("std", torch.ones(in_dim))

@@ -34,6 +34,7 @@ from torch import nn
 from reid_bench import pointops
 from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range,
                             SampleSet, require_order, run_setting)
+from reid_bench.torchutil import Dropout
 from .cloud_training import CloudClassifierModel
 
 __all__ = ["PointBaselineConfig", "PointBaseline", "PointNet2SSGConfig", "PointNet2MSGConfig", "PointNet2SSG", "PointNet2MSG"]
@@ -290,7 +291,7 @@ class _PointNet2Net(nn.Module):
             nn.BatchNorm1d(cfg.embed_dim),
         )
         init_weights(self.head)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.embed_dim, num_classes)
         init_classifier(self.classifier)
 

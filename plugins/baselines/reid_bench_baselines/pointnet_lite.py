@@ -27,6 +27,7 @@ from torch import nn
 
 from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Range,
                             SampleSet, require_order, run_setting)
+from reid_bench.torchutil import Dropout
 
 from .cloud_training import CloudClassifierModel
 
@@ -78,7 +79,7 @@ class _Net(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.fc = nn.Linear(2 * c_in, cfg.embed_dim, bias=False)
         self.bn = nn.BatchNorm1d(cfg.embed_dim)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.embed_dim, max(1, num_classes))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from reid_bench.api import Fraction, NonNegativeFloat, NonNegativeInt, PositiveInt
+from reid_bench.torchutil import Dropout
 from reid_bench_gcn.graph import layout_ctrgcn_adjacency
 from reid_bench_gcn.stgcn import block_plan
 from reid_bench_gcn.training import SYNTHETIC, GCNReID, GCNTrainingConfig
@@ -208,7 +209,7 @@ class CTRGCNNet(nn.Module):
         self.units = nn.ModuleList(
             TCNGCNUnit(cin or in_channels, cout, adjacency.float(), stride, residual, cfg)
             for cin, cout, stride, residual in block_plan(cfg.base_channels))
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop = Dropout(cfg.dropout)
         self.classifier = nn.Linear(4 * cfg.base_channels, num_classes)
         nn.init.normal_(self.classifier.weight, 0.0, math.sqrt(2.0 / num_classes))  # [M] 303; bias: torch's default
 

@@ -45,6 +45,7 @@ from torch import nn
 
 from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, SampleSet, TorchModel,
                             TrialContext, run_setting)
+from reid_bench.torchutil import Dropout
 from reid_bench_gcn.graph import centre_joint, mirror_joints, parent_joints
 from reid_bench_gcn.training import SYNTHETIC, PKLoop, batch_hard_triplet
 
@@ -132,7 +133,7 @@ class UnitConv(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel: int, dropout: float) -> None:
         super().__init__()
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.conv = nn.Conv2d(cin, cout, (kernel, 1), padding=((kernel - 1) // 2, 0))
         self.act = nn.Mish()  # [O] 5-9: x * tanh(softplus(x))
         self.bn = nn.BatchNorm2d(cout)

@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from reid_bench.api import Fraction, PositiveInt
+from reid_bench.torchutil import Dropout
 from reid_bench_gcn.graph import Partition, layout_stgcn_adjacency
 from reid_bench_gcn.training import SYNTHETIC, GCNReID, GCNTrainingConfig
 
@@ -79,7 +80,7 @@ class STGCNBlock(nn.Module):
         self.tcn = nn.Sequential(
             nn.BatchNorm2d(cout), nn.ReLU(),
             nn.Conv2d(cout, cout, (kernel, 1), (stride, 1), ((kernel - 1) // 2, 0)),
-            nn.BatchNorm2d(cout), nn.Dropout(dropout))
+            nn.BatchNorm2d(cout), Dropout(dropout))
         self.residual_mode = "none" if not residual else ("identity" if cin == cout and stride == 1 else "conv")
         if self.residual_mode == "conv":
             self.residual = nn.Sequential(nn.Conv2d(cin, cout, kernel_size=1, stride=(stride, 1)), nn.BatchNorm2d(cout))

@@ -28,6 +28,7 @@ from torch.nn import functional as F
 
 from reid_bench import pointops
 from reid_bench.api import Fraction, PositiveFloat, PositiveInt
+from reid_bench.torchutil import Dropout
 
 
 @dataclass
@@ -249,7 +250,7 @@ class OGNetNetwork(nn.Module):
             self.mix = nn.Parameter(torch.zeros(len(widths)))
         self.fc = nn.Linear(2 * widths[-1], cfg.embed_dim, bias=False)
         self.bn = nn.BatchNorm1d(cfg.embed_dim)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = Dropout(cfg.dropout)
         self.classifier = nn.Linear(cfg.embed_dim, max(1, num_classes))
         self._init_weights()
 

@@ -27,7 +27,7 @@ from torch import nn
 
 from reid_bench.api import (DataSpec, Fraction, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet, TorchModel,
                             TrialContext, later_setting, run_setting)
-from reid_bench.torchutil import ClassifierLoop, TrainPrecision
+from reid_bench.torchutil import ClassifierLoop, Dropout, TrainPrecision
 from reid_bench_posegait.features import FEATURES_PER_FRAME, JOINTS, body_joints, normalise, pose_features
 
 RELEASE_ROWS = 126
@@ -82,7 +82,7 @@ class PoseGaitNet(nn.Module):
         self.conv3 = _conv(64, 128, 0)
         self.conv4, self.conv4_1 = _conv(128, 128, 1), _conv(128, 128, 1)
         self.pool = nn.MaxPool2d(2, 2)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.fc = nn.Linear(128 * h * w, embed_dim)
         self.classifier = nn.Linear(embed_dim, max(1, num_classes))
 

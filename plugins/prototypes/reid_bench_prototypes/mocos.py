@@ -30,6 +30,7 @@ from torch import nn
 from reid_bench.api import (DataSpec, Fraction, Layout, NonNegativeInt, PositiveFloat, PositiveInt, Probability,
                             SampleSet, TorchModel, TrialContext, run_setting)
 from reid_bench.samples import class_balanced_order
+from reid_bench.torchutil import Dropout
 from reid_bench_prototypes.clustering import prototypes
 from reid_bench_prototypes.transg import (_batch_norm, _dense, adjacency, gpc_sequence_loss, gpc_skeleton_loss,
                                           laplacian_positional_encoding)
@@ -231,7 +232,7 @@ class MotifGraphTransformer(nn.Module):
         self.ffn_in = _dense(hidden, 2 * hidden)  # [M] 598, relu
         self.ffn_out = _dense(2 * hidden, hidden)  # [M] 600
         self.norm2 = _batch_norm(hidden, running_stats)  # [M] 602
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         # saved with the weights: a model trained on one skeleton's motifs refuses another's
         self.register_buffer("masks", torch.as_tensor(masks, dtype=torch.float32))
 

@@ -30,6 +30,7 @@ from torch import nn
 from reid_bench.api import (DataSpec, Layout, NonNegativeInt, PositiveFloat, PositiveInt, Probability, SampleSet,
                             TorchModel, TrialContext, run_setting)
 from reid_bench.samples import class_balanced_order
+from reid_bench.torchutil import Dropout
 from reid_bench_prototypes.clustering import prototypes
 
 _SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
@@ -184,7 +185,7 @@ class SkeletonGraphTransformer(nn.Module):
         self.ffn_in = _dense(hidden, 2 * hidden)  # [T] 304, relu
         self.ffn_out = _dense(2 * hidden, hidden)  # [T] 306
         self.norm2 = _batch_norm(hidden, running_stats)  # [T] 308
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     @staticmethod
     def _norm(bn: nn.BatchNorm1d, h: torch.Tensor) -> torch.Tensor:
