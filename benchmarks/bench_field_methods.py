@@ -121,9 +121,9 @@ CLUSTERING_WORKER = CLUSTERING + "::worker"
 def epoch_breakdown(name: str, device: str, threads: int, train=None) -> dict:
     """Where one steady-state training epoch goes, and the method's floor.
 
-    Two warm epochs run after a first one (lazy imports, first allocations): the first of them
-    untouched for the wall time (and the wall time of its clustering calls), the second under
-    torch's profiler. The floor is the time of
+    Warm epochs run after a first one (lazy imports, first allocations): untouched ones for the
+    wall time (the median of up to five, about 2 s, with the wall time of its clustering calls),
+    then one under torch's profiler. The floor is the time of
     the model's own tensor arithmetic: the self time of every torch op, less the ops that draw
     random numbers and the ops run inside the per-epoch clustering (the prototype learners'
     calls run in the ``CLUSTERING`` profiler range). Python, data copies outside torch and
@@ -143,8 +143,13 @@ def _breakdown(cls, name: str, train, device: str, threads: int) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     model, ctx = _warmed_up(cls, train, device, epochs=3)
-    with _clustering_clock(sys.modules[cls.__module__]) as clustering_s:
-        epoch_s = _timed_epoch(model, ctx, 1, device)
+    # short epochs (the prototype learners' take 0.3-1 s) vary from one to the next on a shared
+    # host: time up to five, for at most about 2 s, and take the median epoch and its clustering
+    timed = []
+    while len(timed) < 5 and (not timed or sum(e for e, _ in timed) < 2.0):
+        with _clustering_clock(sys.modules[cls.__module__]) as clustering_s:
+            timed.append((_timed_epoch(model, ctx, 1, device), clustering_s[0]))
+    epoch_s, clustering_s = sorted(timed)[len(timed) // 2]
     t0 = time.perf_counter()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         model.train_epoch(2, ctx)
@@ -164,7 +169,7 @@ def _breakdown(cls, name: str, train, device: str, threads: int) -> dict:
     largest = sorted(ops, key=lambda e: e.self_cpu_time_total, reverse=True)[:3]
     return {"name": name, "threads": threads, "epoch_s": epoch_s, "floor_s": floor_s,
             "ratio": epoch_s / floor_s if floor_s > 0 else float("inf"),
-            "clustering": clustering_s[0] / epoch_s, "random": random_ops / profiled_s,
+            "clustering": clustering_s / epoch_s, "random": random_ops / profiled_s,
             "outside_ops": max(0.0, 1 - in_ops / profiled_s),
             "largest": [(e.key.removeprefix("aten::"), e.self_cpu_time_total / 1e6 / profiled_s) for e in largest]}
 

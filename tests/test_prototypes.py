@@ -197,6 +197,22 @@ def test_dbscan_labels_equal_scikit_learn_label_for_label(seed):
         dbscan_labels(dist, 0.5, 2)
 
 
+def test_prototypes_sum_in_sample_order_as_numpys_add_at():
+    """The prototypes are float64 sums in sample order (``np.add.at``), then means: equal bit
+    for bit, outliers and empty clusters included."""
+    rng = np.random.default_rng(8)
+    for _ in range(10):
+        n, dim = int(rng.integers(1, 400)), int(rng.integers(1, 70))
+        x = (rng.normal(size=(n, dim)) * rng.uniform(0.01, 100)).astype(np.float32)
+        labels = rng.integers(-1, int(rng.integers(1, 40)), n)
+        k = labels.max() + 1 if labels.max() >= 0 else 0
+        sums = np.zeros((k, dim))
+        np.add.at(sums, labels[labels >= 0], x[labels >= 0])
+        expected = (sums / np.maximum(np.bincount(labels[labels >= 0], minlength=k), 1)[:, None]).astype(np.float32)
+        np.testing.assert_array_equal(prototypes(x, labels), expected)
+    assert prototypes(x, np.full(n, -1)).shape == (0, dim)
+
+
 def test_dbscan_marks_the_stray_point_and_prototypes_are_cluster_means():
     rng = np.random.default_rng(0)
     a = np.array([1.0, 0, 0, 0]) + 0.02 * rng.normal(size=(10, 4))

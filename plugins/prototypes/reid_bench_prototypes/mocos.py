@@ -359,8 +359,8 @@ class MoCos(TorchModel):
     }
     budget_overrides: ClassVar[dict[str, dict[str, Any]]] = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
     protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(
-        _SYNTHETIC, "CPU budget: 30 epochs (default 150, the release's patience; about 7 s an epoch of synth-gait's "
-                    "2,304 training windows on 2 idle threads here, by `make bench`: 4 min per trial, 18 at 150)")
+        _SYNTHETIC, "CPU budget: 30 epochs (default 150, the release's patience; about 5.5 s an epoch of synth-gait's "
+                    "2,304 training windows on 2 idle threads here, by `make bench`: 3 min per trial, 14 at 150)")
 
     def __init__(self, config: MoCosConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
