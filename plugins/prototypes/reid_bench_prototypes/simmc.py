@@ -75,11 +75,15 @@ class SimMCNet(nn.Module):
         return self.fc2(torch.relu(self.fc1(x)))
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """The mean feature over all frames, or over the frames where ``keep`` [f] is true."""
-        h = self.frames(x)
+        """The mean feature over all frames, or over the frames where ``keep`` [f] is true.
+
+        The encoder is per frame, so the masked frames are left out before it rather than after
+        (the release encodes them all and averages the kept ones, [S] 227-236): the same
+        features to a float32 rounding (the seeded losses within 1e-6), a third less work at
+        two of six frames masked."""
         if keep is None:
-            return h.mean(1)
-        return h[:, keep].mean(1)
+            return self.frames(x).mean(1)
+        return self.frames(x.index_select(1, keep.nonzero().squeeze(1))).mean(1)
 
 
 def mpc_loss(features: torch.Tensor, protos: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:
