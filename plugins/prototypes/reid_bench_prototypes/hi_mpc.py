@@ -210,7 +210,7 @@ class HiMPC(TorchModel):
             order = torch.as_tensor(rng.permutation(class_balanced_order(train.labels, cfg.batch_size, rng)))
             inputs = {lv: v[order] for lv, v in inputs.items()}
         self.inputs = inputs
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, foreach=True)
 
     def num_epochs(self) -> int:
         return self.config.epochs

@@ -419,7 +419,7 @@ class MoCos(TorchModel):
         self.batch = min(cfg.batch_size, len(x_all))
         usable = (len(x_all) // self.batch) * self.batch  # whole batches only ([M] 689-691, 1083-1085)
         self.x_all, self.labels_all = x_all[:usable], labels_all[:usable]
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)  # [M] 541, 651
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, foreach=True)  # [M] 541, 651
 
     def num_epochs(self) -> int:
         return self.config.epochs

@@ -162,7 +162,7 @@ class SimMC(TorchModel):
             order = class_balanced_order(train.labels, cfg.batch_size, rng)
             x_all = x_all[torch.as_tensor(rng.permutation(order))]
         self.x_all = x_all
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, foreach=True)
 
     def num_epochs(self) -> int:
         return self.config.epochs

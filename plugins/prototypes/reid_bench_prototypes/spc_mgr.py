@@ -289,7 +289,7 @@ class SPCMGR(TorchModel):
         if cfg.balanced:  # [P] 138-144, 641-678: built with the labels, shuffled once, never again
             order = class_balanced_order(train.labels, cfg.batch_size, rng)
             x_all = x_all[torch.as_tensor(rng.permutation(order))]
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)  # [R] 358
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, foreach=True)  # [R] 358
         if len(x_all) == 0:
             raise ValueError("spc-mgr: the training split has no windows")
         self.batch = min(cfg.batch_size, len(x_all))

@@ -373,7 +373,7 @@ class TranSG(TorchModel):
         self.batch = min(cfg.batch_size, len(x_all))
         usable = (len(x_all) // self.batch) * self.batch  # whole batches only ([T] 446-448, 930-932)
         self.x_all, self.labels_all = x_all[:usable], labels_all[:usable]
-        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)  # [T] 262, 402
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, foreach=True)  # [T] 262, 402
 
     def num_epochs(self) -> int:
         return self.config.epochs
