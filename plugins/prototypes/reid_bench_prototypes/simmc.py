@@ -128,7 +128,7 @@ class SimMC(TorchModel):
         "biwi": {"S": {"eps": 0.6}},
     }
     budget_overrides: ClassVar[dict[str, dict[str, Any]]] = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
-    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 100: about 30 s per trial on 2 idle threads here, by `make bench`)")
+    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 100: about 25-30 s per trial on 2 idle threads here, by `make bench`)")
 
     def __init__(self, config: SimMCConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)

@@ -311,7 +311,7 @@ class TranSG(TorchModel):
         **dict.fromkeys(_CASIA, {"rand_flip": False, "epochs": 60, "seq_lambda": 1.0, "trajectory_masked": 10}),
     }
     budget_overrides: ClassVar[dict[str, dict[str, Any]]] = dict.fromkeys(_SYNTHETIC, {"epochs": 30})
-    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 120: about 11 min per trial on 2 idle threads here, by `make bench`; over 2 h on the shared machine these rows ran on)")
+    protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(_SYNTHETIC, "CPU budget: 30 epochs (default 120: about 11-12 min per trial on 2 idle threads here, by `make bench`; over 2 h on the shared machine these rows ran on)")
 
     def __init__(self, config: TranSGConfig, spec: DataSpec) -> None:
         super().__init__(config, spec)
