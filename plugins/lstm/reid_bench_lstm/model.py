@@ -97,7 +97,7 @@ class SingleLayerLSTM(TorchModel):
         gen = torch.Generator().manual_seed(ctx.seed)
         self.net = _Net(self.in_dim, cfg.hidden, cfg.layers, train.num_classes).to(self.device)
         self.loop = ClassifierLoop(self.net, _flatten(train.data), train.labels, batch_size=cfg.batch_size,
-                                   optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), generator=gen,
+                                   optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr, foreach=True), generator=gen,
                                    precision=cfg.train_precision)
 
     def num_epochs(self) -> int:

@@ -167,7 +167,7 @@ class PoseGait(TorchModel):
         self.net = PoseGaitNet(self.rows, cfg.frames, cfg.embed_dim, cfg.dropout, train.num_classes).to(self.device)
         inputs = self._matrices(train.data)
         self.loop = ClassifierLoop(self.net, inputs, train.labels, batch_size=cfg.batch_size,
-                                   optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr), generator=gen,
+                                   optimizer=torch.optim.Adam(self.net.parameters(), lr=cfg.lr, foreach=True), generator=gen,
                                    batch_inputs=lambda idx: self._crop(inputs[idx], gen),
                                    precision=cfg.train_precision)
 

@@ -132,7 +132,7 @@ class AGE(TorchModel):
         self.data = _windows(train.data)
         n = len(self.data)
         self.params = self._parameters()
-        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(self.params, lr=cfg.lr, foreach=True)
         self.mask = locality_mask(self.data.shape[1]).to(self.device)
         self.order = torch.randperm(n, generator=self.generator) if cfg.shuffle == "once" else torch.arange(n)
 
