@@ -53,7 +53,7 @@ def _jaccard_row_by_row(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
     return np.maximum(out, 0)
 
 
-@pytest.mark.parametrize("n,k1,k2", [(40, 8, 3), (90, 20, 6), (12, 20, 6)])
+@pytest.mark.parametrize("n,k1,k2", [(40, 8, 3), (90, 20, 6), (12, 20, 6), (4, 20, 6), (1, 20, 6)])
 def test_jaccard_distance_equals_the_released_loops(n, k1, k2):
     rng = np.random.default_rng(n)
     centres = rng.normal(size=(4, 16))

@@ -143,6 +143,7 @@ def _encodings(x: np.ndarray, k1: int, k2: int) -> "sparse.csr_matrix":
     w = np.exp(logits - row_max[rows])
     v = sparse.csr_matrix(((w / np.bincount(rows, weights=w, minlength=n)[rows]).astype(np.float32), cols,
                            expanded.indptr), shape=(n, n))
+    k2 = min(k2, initial_rank.shape[1])  # fewer items than k2: all of them, as the release's slice takes
     if k2 > 1:
         # the mean of the k2 nearest encodings: summed in rank order, then divided, as numpy's mean
         picks = sparse.csr_matrix((np.ones(n * k2, dtype=np.float32), initial_rank[:, :k2].ravel(),
