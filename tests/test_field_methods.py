@@ -408,6 +408,10 @@ def test_dropout_draws_torchs_mask_with_its_gradient_and_generator_state(layout)
     module = Dropout(0.5)
     module.eval()
     assert torch.equal(module(x), x)  # evaluation: the identity, as torch's
+    import pickle
+
+    again = pickle.loads(pickle.dumps(module))  # a whole model can still be pickled
+    assert again.p == 0.5 and not again.training
 
 
 def test_age_gradients_reach_every_trainable_weight(tiny_fold):

@@ -96,6 +96,9 @@ def _dropout_module() -> Any:
         def extra_repr(self) -> str:
             return f"p={self.p}"
 
+        def __reduce__(self) -> Any:  # the class lives in a function: pickle it through ``Dropout``
+            return Dropout, (self.p,), self.__dict__.copy()
+
     return SameDrawDropout
 
 
