@@ -81,6 +81,10 @@ def test_first_k_of_a_stable_argsort_without_sorting_rows(k):
     np.testing.assert_array_equal(_stable_first_k(d, k), np.argsort(d, axis=1, kind="stable")[:, :k])
     d[3, 4] = np.nan  # not finite: the plain sort decides, as it did
     np.testing.assert_array_equal(_stable_first_k(d, k), np.argsort(d, axis=1, kind="stable")[:, :k])
+    for _ in range(30):  # ties below, at and across the k-th place, some rows all one value
+        n, m = int(rng.integers(2, 60)), int(rng.integers(k + 1, 70))
+        d = np.round(rng.random((n, m)) * rng.integers(1, 8)).astype(np.float32)
+        np.testing.assert_array_equal(_stable_first_k(d, k, finite=True), np.argsort(d, axis=1, kind="stable")[:, :k])
 
 
 def test_pseudo_labels_on_repeated_windows_equal_dbscan_on_the_released_loops():
