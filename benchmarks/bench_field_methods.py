@@ -123,12 +123,11 @@ def epoch_breakdown(name: str, device: str, threads: int, train=None) -> dict:
 
     Warm epochs run after a first one (lazy imports, first allocations): untouched ones for the
     wall time (the median of up to five, about 2 s, with the wall time of its clustering calls),
-    then one under torch's profiler. The floor is the time of
-    the model's own tensor arithmetic: the self time of every torch op, less the ops that draw
-    random numbers and the ops run inside the per-epoch clustering (the prototype learners'
-    calls run in the ``CLUSTERING`` profiler range). Python, data copies outside torch and
-    the clustering are what a faster loop can remove; the floor is not. ``train``: the training
-    windows (default: synth-gait fold A's).
+    then one under torch's profiler. The floor is the time of the model's own tensor arithmetic:
+    the self time of every torch op, less the ops that draw random numbers and the ops run inside
+    the per-epoch clustering (the prototype learners' calls run in the ``CLUSTERING`` profiler
+    range). Python, data copies outside torch and the clustering are what a faster loop can
+    remove; the floor is not. ``train``: the training windows (default: synth-gait fold A's).
     """
     import torch
 

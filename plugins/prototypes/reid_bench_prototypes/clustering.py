@@ -49,8 +49,9 @@ def _stable_first_k(l2: np.ndarray, k: int, finite: bool = False) -> np.ndarray:
     and the (k + 1)-th are equal; those k are ordered by (value, column) as a stable sort orders
     them. Rows with a tie across the k-th place (common: resampled training sets repeat windows,
     so distances of exactly 0 recur) fill their last places with the tied value's columns in
-    ascending order, as a stable sort would. The result equals ``np.argsort(l2, axis=1, kind="stable")[:, :k]``. ``finite``: the caller knows
-    every entry is finite (else they are checked: NaN sorts apart).
+    ascending order, as a stable sort would. The result equals
+    ``np.argsort(l2, axis=1, kind="stable")[:, :k]``. ``finite``: the caller knows every entry is
+    finite (else they are checked: NaN sorts apart).
     """
     n, m = l2.shape
     if k >= m or not (finite or np.isfinite(l2).all()):
@@ -211,7 +212,8 @@ def dbscan_labels(distances: np.ndarray, eps: float, min_samples: int) -> np.nda
     """
     _check_eps(eps)
     _check_finite(distances)
-    near = torch.from_numpy(np.ascontiguousarray(distances)) <= eps  # scikit-learn's radius query, the point itself in
+    # scikit-learn's radius query: the point itself included
+    near = torch.from_numpy(np.ascontiguousarray(distances)) <= eps
     if not torch.equal(near, near.T):  # its result then depends on visiting order: let it decide
         from sklearn.cluster import DBSCAN
 

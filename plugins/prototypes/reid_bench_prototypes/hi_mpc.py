@@ -221,7 +221,8 @@ class HiMPC(TorchModel):
         batch = min(cfg.batch_size, n)
         usable = (n // batch) * batch if batch else 0  # whole batches only ([H] 503-505, 992-994)
         feats = self._window_features({lv: v[:usable] for lv, v in inputs.items()}, batch)
-        labels = dict(zip(LEVELS, pseudo_labels_of([feats[lv] for lv in LEVELS], cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)))
+        clustered = pseudo_labels_of([feats[lv] for lv in LEVELS], cfg.eps, cfg.min_samples, cfg.k1, cfg.k2)
+        labels = dict(zip(LEVELS, clustered))
         keep = np.flatnonzero(np.all([labels[lv] >= 0 for lv in LEVELS], axis=0))  # [H] 955-968
         metrics: dict[str, float] = {f"clusters_{lv}": float(labels[lv].max() + 1) for lv in LEVELS}
         metrics["kept"] = len(keep) / max(1, usable)

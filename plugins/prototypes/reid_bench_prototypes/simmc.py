@@ -79,7 +79,7 @@ class SimMCNet(nn.Module):
 
         The encoder is per frame, so the masked frames are left out before it rather than after
         (the release encodes them all and averages the kept ones, [S] 227-236): the same
-        features to a float32 rounding (the seeded losses within 1e-6), a third less work at
+        features to a float32 rounding (the seeded losses within 2e-6), a third less work at
         two of six frames masked."""
         if keep is None:
             return self.frames(x).mean(1)
