@@ -220,6 +220,25 @@ def test_seeded_fit_is_reproducible_resumable_and_saved(cls, cfg, tiny_fold, tmp
     np.testing.assert_array_equal(resumed.embed(test), emb)
 
 
+#: The seeded fits' per-epoch training losses, recorded from the code before CTR-GCN's topology
+#: product was reordered for speed (its adjacency and alpha gradients then sum the same terms in
+#: another order); rtol 1e-4 is the rounding such a reordering may move them by.
+PINNED_LOSSES = {"stgcn": [1.8286578059196472, 1.8756062984466553, 1.764842838048935],
+                 "ctrgcn": [4.614467918872833, 3.460577368736267, 2.3333100974559784]}
+
+
+@pytest.mark.parametrize("cls,cfg", [
+    (STGCN, STGCNConfig(epochs=3, batch_size=16, lr_steps=(2,), base_channels=16)),
+    (CTRGCN, CTRGCNConfig(epochs=3, batch_size=16, warm_up_epochs=1, lr_steps=(2,), base_channels=16))],
+    ids=["stgcn", "ctrgcn"])
+def test_seeded_training_losses_are_pinned(cls, cfg, tiny_fold, tmp_path):
+    train, _ = tiny_fold
+    log: list = []
+    cls(cfg, _spec(classes=train.num_classes)).fit(train, trial_context(tmp_path, seed=5, log=log))
+    losses = [metrics["loss"] for _, metrics in log]
+    np.testing.assert_allclose(losses, PINNED_LOSSES[cls.name], rtol=1e-4, err_msg=repr(losses))
+
+
 # ------------------------------------------------------------------------------ settings
 
 
