@@ -68,10 +68,26 @@ def config_class(name: str) -> type:
     return get_registry().model(name).config_class
 
 
-def default_epochs(name: str) -> int:
-    """The method's default (release) budget in epochs; a pretraining stage (MG-SCR) counts too."""
+#: The methods trained by iterations on P x K batches (GaitTR, GPGait: a harness epoch is
+#: ``epoch_iterations`` batches, 1,000 in the releases) are timed in epochs of this many.
+EPOCH_ITERATIONS = 10
+
+
+def default_epochs(name: str) -> float:
+    """The method's default (release) budget in timed epochs; a pretraining stage (MG-SCR)
+    counts too, and an iteration budget is counted in epochs of ``EPOCH_ITERATIONS``."""
     defaults = config_class(name)()
+    if hasattr(defaults, "iterations"):
+        return defaults.iterations / EPOCH_ITERATIONS
     return defaults.epochs + getattr(defaults, "pretrain_epochs", 0)
+
+
+def short_budget(defaults, epochs: int) -> dict:
+    """The settings that cut a method's budget to ``epochs`` timed epochs (each stage of a staged
+    one; ``EPOCH_ITERATIONS`` batches an epoch for an iteration-trained one)."""
+    if hasattr(defaults, "iterations"):
+        return {"iterations": epochs * EPOCH_ITERATIONS, "epoch_iterations": EPOCH_ITERATIONS}
+    return {"epochs": epochs, **({"pretrain_epochs": epochs} if hasattr(defaults, "pretrain_epochs") else {})}
 
 
 def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
@@ -88,8 +104,7 @@ def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
     defaults = cls.config_class()
     # a pretraining stage (MG-SCR) runs the same number of epochs as the main stage here
     staged = hasattr(defaults, "pretrain_epochs")
-    settings = {"pretrain_epochs": epochs} if staged else {}
-    cfg = dataclasses.replace(defaults, epochs=epochs, **settings)
+    cfg = dataclasses.replace(defaults, **short_budget(defaults, epochs))
     model = cls(cfg, DataSpec("skeleton", fold.train.num_classes, fold.train.layout, 6))
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -102,10 +117,13 @@ def measure_method(name: str, device: str, threads: int, epochs: int) -> dict:
     _sync(device)
     embed_s = time.perf_counter() - t0
     n = len(fold.train)
-    train_wps = epochs * (2 if staged else 1) * n / fit_s
+    # an iteration-trained method's epoch is EPOCH_ITERATIONS P x K batches, not a pass over the fold
+    per_epoch = (EPOCH_ITERATIONS * cfg.identities * cfg.per_identity if hasattr(cfg, "iterations")
+                 else (2 if staged else 1) * n)
+    train_wps = epochs * per_epoch / fit_s
     return {"name": name, "device": device, "threads": threads, "params": model.num_parameters(), "windows": n,
             "train_wps": train_wps, "embed_wps": n / embed_s, "default_epochs": default_epochs(name),
-            "default_h": default_epochs(name) * n / train_wps / 3600, "peak_mb": _peak_mb(device)}
+            "default_h": default_epochs(name) * fit_s / (epochs * (2 if staged else 1)) / 3600, "peak_mb": _peak_mb(device)}
 
 
 #: torch's random-number ops: dropout and frame masks draw with them. They are not the model's
@@ -196,8 +214,7 @@ def _warmed_up(cls, train, device: str, epochs: int, **settings):
     from reid_bench.api import DataSpec, TrialContext
 
     defaults = cls.config_class()
-    staged = {"pretrain_epochs": epochs} if hasattr(defaults, "pretrain_epochs") else {}
-    model = cls(dataclasses.replace(defaults, epochs=epochs, **staged, **settings),
+    model = cls(dataclasses.replace(defaults, **short_budget(defaults, epochs), **settings),
                 DataSpec("skeleton", train.num_classes, train.layout, 6))
     ctx = TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp"))
     model.start_fit(train, ctx)
@@ -309,7 +326,7 @@ def main() -> None:
           f"{'default ep.':>12}{'default h':>11}{'peak MB':>9}")
     for r in rows:
         print(f"{r['name']:<24}{r['device']:<7}{r['params']:>11,}{r['train_wps']:>13.0f}{r['embed_wps']:>13.0f}"
-              f"{r['default_epochs']:>12}{r['default_h']:>11.2f}{r['peak_mb']:>9.0f}")
+              f"{r['default_epochs']:>12g}{r['default_h']:>11.2f}{r['peak_mb']:>9.0f}")
     print("default h: the method's default epochs over these windows at the measured rate (its "
           "recognition network excluded); peak MB: CPU = peak RSS of the method's own process, CUDA = peak "
           "allocated tensors")

@@ -47,6 +47,7 @@ from reid_bench.api import Fraction, NonNegativeFloat, NonNegativeInt, PositiveI
 from reid_bench.torchutil import Dropout
 from reid_bench_gcn.graph import layout_ctrgcn_adjacency
 from reid_bench_gcn.stgcn import block_plan
+from reid_bench_gcn.topology import aggregate
 from reid_bench_gcn.training import SYNTHETIC, GCNReID, GCNTrainingConfig
 
 
@@ -125,8 +126,8 @@ class CTRGC(nn.Module):
     def forward(self, x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         q, k, v = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)  # [N, R, V] x2, [N, C, T, V]
         rel = torch.tanh(q.unsqueeze(-1) - k.unsqueeze(-2))  # [N, R, V, V]
-        topology = self.conv4(rel) * alpha + adjacency[None, None]  # [N, C, V, V]
-        return torch.einsum("ncuv,nctv->nctu", topology, v)
+        # einsum("ncuv,nctv->nctu", conv4(rel) * alpha + A, v), its CPU backward 1.3x faster
+        return aggregate(self.conv4(rel), alpha, adjacency, v)  # [N, C, V, V] topologies
 
 
 class UnitGCN(nn.Module):
