@@ -113,6 +113,33 @@ def trial_context(tmp_path: Path, seed: int = 0, log: list | None = None):
     return TrialContext(device="cpu", seed=seed, checkpoint_dir=tmp_path / "ckpt", report=report)
 
 
+def fits_by_precision(build, train, tmp_path: Path) -> dict:
+    """``build(precision)`` fitted on ``train`` at float32 and at bfloat16, seed 0: per precision,
+    the dtypes its modules' training forward passes returned, its training losses and the model."""
+    import torch
+
+    def collect(value, into: set) -> None:
+        if isinstance(value, torch.Tensor):
+            into.add(value.dtype)
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                collect(item, into)
+
+    fits = {}
+    for precision in ("float32", "bfloat16"):
+        model = build(precision)
+        dtypes: set = set()
+        handle = torch.nn.modules.module.register_module_forward_hook(
+            lambda module, args, out: collect(out, dtypes) if module.training else None)
+        log: list = []
+        try:
+            model.fit(train, trial_context(tmp_path, seed=0, log=log))
+        finally:
+            handle.remove()
+        fits[precision] = (dtypes, [m["loss"] for _, m in log], model)
+    return fits
+
+
 def cloud_splits(options):
     """Train and query SampleSets of a synthetic cloud population (train labels contiguous)."""
     from reid_bench.samples import clouds_to_sampleset, label_map

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import trial_context
+from conftest import fits_by_precision, trial_context
 from reid_bench.api import DataSpec, SampleSet
 from reid_bench.layouts import CASIA_14, COCO_17, KINECT_V1_20, KINECT_V2_25, Layout
 
@@ -332,14 +332,6 @@ def test_learned_models_lower_their_loss_and_embed(name, tiny_fold, tmp_path):
     np.testing.assert_array_equal(again.embed(test), emb)  # seeded: the same weights
 
 
-def _tensor_dtypes(value, into: set) -> None:
-    if isinstance(value, torch.Tensor):
-        into.add(value.dtype)
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            _tensor_dtypes(item, into)
-
-
 @pytest.mark.parametrize("name", ["lstm-m", "posegait", "age"])
 def test_bfloat16_training_is_a_named_switch_that_changes_the_numbers(name, tiny_fold, tmp_path):
     """``train_precision=bfloat16``: the training forward passes run in bf16 (none does by
@@ -350,24 +342,17 @@ def test_bfloat16_training_is_a_named_switch_that_changes_the_numbers(name, tiny
     module, cls_name, cfg_name, settings = LEARNED[name]
     mod = importlib.import_module(module)
     train, test = tiny_fold
-    fits = {}
-    for precision in ("float32", "bfloat16"):
+
+    def build(precision):
         cfg = dataclasses.replace(getattr(mod, cfg_name)(**settings), epochs=4, train_precision=precision)
-        model = getattr(mod, cls_name)(cfg, _spec(classes=train.num_classes))
-        dtypes: set = set()
-        handle = torch.nn.modules.module.register_module_forward_hook(
-            lambda module, args, out: _tensor_dtypes(out, dtypes) if module.training else None)
-        log: list = []
-        try:
-            model.fit(train, trial_context(tmp_path, seed=0, log=log))
-        finally:
-            handle.remove()
-        losses = [m["loss"] for _, m in log]
+        return getattr(mod, cls_name)(cfg, _spec(classes=train.num_classes))
+
+    fits = fits_by_precision(build, train, tmp_path)
+    for precision, (_, losses, _) in fits.items():
         assert losses[-1] < losses[0], (precision, losses)
-        fits[precision] = (dtypes, model.embed(test))
     assert torch.bfloat16 not in fits["float32"][0] and torch.bfloat16 in fits["bfloat16"][0]
-    emb = fits["bfloat16"][1]
-    assert emb.dtype == np.float32 and np.isfinite(emb).all() and not np.array_equal(emb, fits["float32"][1])
+    emb = fits["bfloat16"][2].embed(test)
+    assert emb.dtype == np.float32 and np.isfinite(emb).all() and not np.array_equal(emb, fits["float32"][2].embed(test))
 
 
 def test_an_unknown_training_precision_is_refused_by_name():

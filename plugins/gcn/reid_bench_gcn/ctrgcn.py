@@ -126,7 +126,7 @@ class CTRGC(nn.Module):
     def forward(self, x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         q, k, v = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)  # [N, R, V] x2, [N, C, T, V]
         rel = torch.tanh(q.unsqueeze(-1) - k.unsqueeze(-2))  # [N, R, V, V]
-        # einsum("ncuv,nctv->nctu", conv4(rel) * alpha + A, v), its CPU backward 1.3x faster
+        # einsum("ncuv,nctv->nctu", conv4(rel) * alpha + A, v), bit for bit; an epoch 1.2x faster
         return aggregate(self.conv4(rel), alpha, adjacency, v)  # [N, C, V, V] topologies
 
 
@@ -243,7 +243,8 @@ class CTRGCN(GCNReID):
         SYNTHETIC, {"epochs": 8, "lr_steps": (6,), "warm_up_epochs": 1, "batch_size": 32})
     protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(
         SYNTHETIC, "CPU budget: 8 epochs, 1 warm-up epoch, lr x 0.1 at epoch 6, batch 32 "
-                   "(release: 65 epochs, 5 warm-up, steps at 35 and 55, batch 64)")
+                   "(release: 65 epochs, 5 warm-up, steps at 35 and 55, batch 64; about 30 min per trial on 2 idle "
+                   "threads here, by `make bench`)")
 
     def build_net(self, num_classes: int) -> CTRGCNNet:
         adjacency = torch.from_numpy(layout_ctrgcn_adjacency(self.layout))

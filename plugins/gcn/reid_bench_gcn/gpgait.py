@@ -49,7 +49,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_bench.api import DataSpec, Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, SampleSet, run_setting
+from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, SampleSet, later_setting,
+                            run_setting)
+from reid_bench.torchutil import TrainPrecision
 from reid_bench_gcn.gaittr import PKReID, check_schedule
 from reid_bench_gcn.graph import centre_joint, parent_joints, stgcn_adjacency
 from reid_bench_gcn.training import SYNTHETIC, batch_hard_triplet, part_cross_entropy
@@ -68,7 +70,8 @@ class GPGaitConfig:
     ``label_smoothing`` (0); ``ce_weight`` (1). ``channels``: the layer widths after the input
     (64, 64, 128, 256); ``shared``: layers shared by the part branches (3). ``height``: the
     rescaled frame height (225); ``joint_noise``: per-joint noise std in those units (0.3);
-    ``flip_prob``: per-frame left-right swap (0.1).
+    ``flip_prob``: per-frame left-right swap (0.1). ``train_precision``: as ``gaittr``'s (a named
+    bf16 switch).
     """
 
     iterations: PositiveInt = 40_000
@@ -90,6 +93,7 @@ class GPGaitConfig:
     height: PositiveFloat = 225.0
     joint_noise: NonNegativeFloat = 0.3
     flip_prob: Fraction = 0.1
+    train_precision: TrainPrecision = later_setting("float32")
     embed_batch: PositiveInt = run_setting(256)
 
     point_noise: ClassVar[float] = 0.0  # the release's GPGait has no per-point noise
@@ -266,7 +270,8 @@ class GPGait(PKReID):
         SYNTHETIC, {"iterations": 240, "epoch_iterations": 30, "per_identity": 8})
     protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(
         SYNTHETIC, "CPU budget: 240 iterations (8 epochs of 30) of 4 x 8 batches, one-cycle schedule over them "
-                   "(release: 40,000 iterations of 4 x 32)")
+                   "(release: 40,000 iterations of 4 x 32; about 28 h per trial on 2 idle threads here, by "
+                   "`make bench`)")
 
     def prepare_layout(self) -> None:
         self.groups = body_groups(self.layout)

@@ -23,7 +23,7 @@ from torch import nn
 
 from reid_bench.api import (DataSpec, Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, SampleSet,
                             TorchModel, TrialContext, run_setting)
-from reid_bench.torchutil import ClassifierLoop, class_indices
+from reid_bench.torchutil import ClassifierLoop, class_indices, check_precision, training_autocast
 
 SYNTHETIC = ("synth-gait", "synth-gait-dev", "synth-gait-retrieval")
 
@@ -139,7 +139,8 @@ class GCNReID(TorchModel):
                                     weight_decay=cfg.weight_decay)
         self.loop = ClassifierLoop(self.net, inputs, train.labels, batch_size=cfg.batch_size, optimizer=optimizer,
                                    generator=gen, drop_last=True,
-                                   batch_inputs=lambda idx: self._rotate(inputs[idx], gen))
+                                   batch_inputs=lambda idx: self._rotate(inputs[idx], gen),
+                                   precision=getattr(cfg, "train_precision", "float32"))  # ST-GCN's switch
         per_epoch = self.loop.steps_per_epoch
         steps, decay, warm = tuple(cfg.lr_steps), cfg.lr_decay, cfg.warm_up_epochs
         # stepped once per batch: batch s of the fit runs epoch s // per_epoch's rate
@@ -229,16 +230,19 @@ class PKLoop:
     """Training by iterations on P x K batches, ``epoch_iterations`` per harness epoch: the
     release trains by iterations ([FS] 24-47, an endless sampler) and saves every ``save_iter``.
     ``loss_of(net, x, y)`` returns the loss and a dict of floats to report. The scheduler steps
-    once per iteration. ``state_dict`` holds what a checkpoint needs besides the network."""
+    once per iteration. ``state_dict`` holds what a checkpoint needs besides the network.
+    ``precision``: "bfloat16" runs ``loss_of`` under bf16 autocast (``TrainPrecision``)."""
 
     def __init__(self, net: nn.Module, inputs: torch.Tensor, labels: Any, *, identities: int, per_identity: int,
-                 optimizer: Any, scheduler: Any, generator: torch.Generator, loss_of: Any, batch_inputs: Any) -> None:
+                 optimizer: Any, scheduler: Any, generator: torch.Generator, loss_of: Any, batch_inputs: Any,
+                 precision: str = "float32") -> None:
         self.net = net
         self.inputs = inputs
         self.labels = class_indices(net, labels)
         self.identities, self.per_identity = identities, per_identity
         self.optimizer, self.scheduler, self.generator = optimizer, scheduler, generator
         self.loss_of, self.batch_inputs = loss_of, batch_inputs
+        self.precision = check_precision(precision)
 
     def run(self, iterations: int, device: Any) -> dict[str, float]:
         self.net.train()
@@ -246,7 +250,8 @@ class PKLoop:
         for _ in range(iterations):
             idx = pk_indices(self.labels, self.identities, self.per_identity, self.generator)
             x, y = self.batch_inputs(idx).to(device), self.labels[idx].to(device)
-            loss, info = self.loss_of(self.net, x, y)
+            with training_autocast(self.precision, device):
+                loss, info = self.loss_of(self.net, x, y)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
