@@ -331,7 +331,7 @@ class GaitTR(PKReID):
         SYNTHETIC, {"iterations": 240, "epoch_iterations": 30, "per_identity": 8})
     protocol_notes: ClassVar[dict[str, str]] = dict.fromkeys(
         SYNTHETIC, "CPU budget: 240 iterations (8 epochs of 30) of 4 x 8 batches, one-cycle schedule over them "
-                   "(release: 40,000 iterations of 4 x 64; about 12.5 h per trial on 2 idle threads here, by "
+                   "(release: 40,000 iterations of 4 x 64; about 11.5-12.5 h per trial on 2 idle threads here, by "
                    "`make bench`)")
 
     def prepare_layout(self) -> None:
