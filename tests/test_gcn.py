@@ -174,13 +174,16 @@ def _einsum_aggregation(refined, alpha, adjacency, values):
     return torch.einsum("ncuv,nctv->nctu", refined * alpha + adjacency[None, None], values)
 
 
+@pytest.mark.parametrize("learned_adjacency", [True, False])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("n,channels,frames,joints", [
     (64, 256, 2, 20), (32, 64, 6, 25), (16, 24, 3, 14), (5, 7, 1, 3), (3, 2000, 2, 5)])
-def test_topology_aggregation_gives_autograds_gradients_bit_for_bit(n, channels, frames, joints, threads):
+def test_topology_aggregation_gives_autograds_gradients_bit_for_bit(n, channels, frames, joints, threads,
+                                                                      learned_adjacency):
     """CTR-GCN's refined-topology product with its faster backward against the release's plain
-    ops under autograd: output and all four gradients equal bit for bit, on the 20-, 25- and
-    14-joint graphs, fewer than four joints, and 1 and 2 threads."""
+    ops under autograd: output and all four gradients equal bit for bit (none for a fixed
+    adjacency, ``adaptive=false``), on the 20-, 25- and 14-joint graphs, fewer than four joints,
+    and 1 and 2 threads."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -190,13 +193,16 @@ def test_topology_aggregation_gives_autograds_gradients_bit_for_bit(n, channels,
         upstream = torch.randn(n, channels, frames, joints, generator=gen)
         results = []
         for function in (_einsum_aggregation, aggregate):
-            leaves = [t.clone().requires_grad_() for t in inputs]
+            leaves = [t.clone().requires_grad_(i != 2 or learned_adjacency) for i, t in enumerate(inputs)]
             refined, alpha, adjacency, values = leaves
             out = function(refined, alpha, adjacency[1], values)  # a subset of the stacked adjacency, as the model
             out.backward(upstream)
             results.append([out] + [leaf.grad for leaf in leaves])
         for name, plain, fast in zip(["output", "refined", "alpha", "adjacency", "values"], *results):
-            assert torch.equal(plain, fast), name
+            if name == "adjacency" and not learned_adjacency:
+                assert plain is None and fast is None
+            else:
+                assert torch.equal(plain, fast), name
     finally:
         torch.set_num_threads(previous)
 

@@ -126,8 +126,9 @@ class CTRGC(nn.Module):
     def forward(self, x: torch.Tensor, adjacency: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
         q, k, v = self.conv1(x).mean(-2), self.conv2(x).mean(-2), self.conv3(x)  # [N, R, V] x2, [N, C, T, V]
         rel = torch.tanh(q.unsqueeze(-1) - k.unsqueeze(-2))  # [N, R, V, V]
-        # einsum("ncuv,nctv->nctu", conv4(rel) * alpha + A, v), bit for bit; an epoch 1.2x faster
-        return aggregate(self.conv4(rel), alpha, adjacency, v)  # [N, C, V, V] topologies
+        # einsum("ncuv,nctv->nctu", conv4(rel) * alpha + A, v) over the [N, C, V, V] topologies,
+        # bit for bit, with a CPU backward that makes an epoch 1.2x faster
+        return aggregate(self.conv4(rel), alpha, adjacency, v)
 
 
 class UnitGCN(nn.Module):

@@ -104,17 +104,21 @@ class _Aggregate(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         refined, alpha, topology, values = ctx.saved_tensors
+        wants_refined, wants_alpha, wants_adjacency, wants_values = ctx.needs_input_grad
         grad = grad.contiguous()
-        grad_values = grad @ topology  # the einsum's own backward product, [N, C, T, V]
+        grad_values = grad @ topology if wants_values else None  # the einsum's own backward product
         # the topology's gradient [N, C, U, V], contiguous: sum over t of grad[t, u] values[t, v]
         grad_topology = grad.transpose(-1, -2) @ values
-        grad_refined = grad_topology * alpha
-        # alpha's: the product laid out as autograd's (v before u in memory), reduced as it reduces
-        product = torch.empty(grad_topology.shape[:2] + grad_topology.shape[:1:-1],
-                              dtype=grad.dtype).transpose(-1, -2)
-        torch.mul(grad_topology, refined, out=product)
-        grad_alpha = product.sum_to_size(alpha.shape)
-        grad_adjacency = strided_outer_sum_order(grad_topology)
+        grad_refined = grad_topology * alpha if wants_refined else None
+        grad_alpha = grad_adjacency = None
+        if wants_alpha:
+            # the product laid out as autograd's (v before u in memory), reduced as it reduces it
+            product = torch.empty(grad_topology.shape[:2] + grad_topology.shape[:1:-1],
+                                  dtype=grad.dtype).transpose(-1, -2)
+            torch.mul(grad_topology, refined, out=product)
+            grad_alpha = product.sum_to_size(alpha.shape)
+        if wants_adjacency:  # a learned adjacency (CTR-GCN's ``adaptive``), not a buffer
+            grad_adjacency = strided_outer_sum_order(grad_topology)
         return grad_refined, grad_alpha, grad_adjacency, grad_values
 
 
