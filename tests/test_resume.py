@@ -47,7 +47,11 @@ def _wait_for_checkpoint(proc: subprocess.Popen, root: Path, epoch: int, timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"the run ended before checkpoint {epoch}: {proc.communicate()[1][-3000:]}")
-        for path in root.rglob("checkpoint_*/checkpoint.json"):
+        try:  # the writer renames its temporary folders while the walk runs: look again next time
+            found = list(root.rglob("checkpoint_*/checkpoint.json"))
+        except FileNotFoundError:
+            found = []
+        for path in found:
             try:
                 meta = json.loads(path.read_text())
             except (OSError, ValueError):
