@@ -72,19 +72,63 @@ def test_jaccard_distance_with_tied_distances_equals_the_released_loops():
     np.testing.assert_allclose(got, _jaccard_row_by_row(x, 20, 6), atol=2e-6)
 
 
-@pytest.mark.parametrize("k", [1, 7, 30])
+@pytest.mark.parametrize("k", [1, 7, 20, 30])
 def test_first_k_of_a_stable_argsort_without_sorting_rows(k):
+    """The block-minimum bound must keep every entry of a row's first k, ties at the k-th place
+    included and taken by column, for any width of the last block."""
     from reid_bench_prototypes.clustering import _stable_first_k
 
     rng = np.random.default_rng(k)
-    d = np.round(rng.random((50, 30)) * 6)  # a handful of values: ties everywhere, also at the k-th
-    np.testing.assert_array_equal(_stable_first_k(d, k), np.argsort(d, axis=1, kind="stable")[:, :k])
+
+    def stable(d):
+        return np.argsort(d, axis=1, kind="stable")[:, :k]
+
+    d = np.round(rng.random((50, 30)) * 6).astype(np.float32)  # a handful of values: ties everywhere
+    np.testing.assert_array_equal(_stable_first_k(d, k), stable(d))
+    np.testing.assert_array_equal(_stable_first_k(d.astype(np.float64), k), stable(d))  # the plain sort
     d[3, 4] = np.nan  # not finite: the plain sort decides, as it did
-    np.testing.assert_array_equal(_stable_first_k(d, k), np.argsort(d, axis=1, kind="stable")[:, :k])
-    for _ in range(30):  # ties below, at and across the k-th place, some rows all one value
-        n, m = int(rng.integers(2, 60)), int(rng.integers(k + 1, 70))
-        d = np.round(rng.random((n, m)) * rng.integers(1, 8)).astype(np.float32)
-        np.testing.assert_array_equal(_stable_first_k(d, k, finite=True), np.argsort(d, axis=1, kind="stable")[:, :k])
+    np.testing.assert_array_equal(_stable_first_k(d, k), stable(d))
+    for trial in range(60):  # ties below, at and across the k-th place, some rows all one value
+        n, m = int(rng.integers(1, 60)), int(rng.integers(k + 1, 300))
+        if trial % 3 == 0:
+            d = np.round(rng.random((n, m)) * rng.integers(1, 8)).astype(np.float32)
+        elif trial % 3 == 1:  # negative values, and -0.0 beside 0.0 (equal: they tie by column)
+            d = (np.round(rng.normal(size=(n, m)) * 2) / 2).astype(np.float32)
+            d[d == 0] = np.where(rng.random(int((d == 0).sum())) < 0.5, np.float32(-0.0), np.float32(0.0))
+        else:  # distinct values: the bound is tight
+            d = rng.normal(size=(n, m)).astype(np.float32)
+        np.testing.assert_array_equal(_stable_first_k(d, k, finite=True), stable(d))
+
+
+@pytest.mark.parametrize("eps", [0.5, 0.6, 0.75, 0.8, 1 / 3, 0.999, 0.9999999, 1.0, 2.0, 1e-6])
+def test_the_neighbour_threshold_on_shared_mass_decides_as_the_distances_do(eps):
+    """DBSCAN's neighbours come from S >= a threshold instead of from the transformed distances:
+    the two must agree on every float32 S, around the boundary above all (where a value rounded
+    the other way would move a pair in or out); eps just below 1 falls back to the transform."""
+    from reid_bench_prototypes.clustering import _distances_of_shared, _least_shared_within
+
+    least = _least_shared_within(eps)
+    assert (least is None) == (eps == 0.9999999)  # its float32 boundary lies outside the window
+    if least is None:
+        return
+    rng = np.random.default_rng(0)
+    around = np.float32(least).view(np.int32) + np.arange(-50_000, 50_000, dtype=np.int32)
+    s = torch.from_numpy(np.concatenate((rng.random(200_000, dtype=np.float32) * 1.2, [0.0, 1.0],
+                                         around[around >= 0].view(np.float32))).astype(np.float32))
+    near = s >= least
+    np.testing.assert_array_equal(near.numpy(), (_distances_of_shared(s.clone()) <= eps).numpy())
+    assert near.any() and (eps >= 1 or not near.all())
+
+
+def test_pseudo_labels_refuse_diverged_features():
+    from reid_bench_prototypes.clustering import pseudo_labels
+
+    x = np.random.default_rng(1).normal(size=(40, 8)).astype(np.float32)
+    assert pseudo_labels(x, 0.6, 2).shape == (40,) and len(pseudo_labels(x[:0], 0.6, 2)) == 0
+    for bad in (np.nan, np.inf):
+        x[5, 3] = bad
+        with pytest.raises(ValueError, match="NaN or infinite"):
+            pseudo_labels(x, 0.6, 2)
 
 
 def test_pseudo_labels_on_repeated_windows_equal_dbscan_on_the_released_loops():
@@ -162,6 +206,7 @@ def test_pseudo_labels_of_several_sets_equal_one_call_at_a_time():
                 np.testing.assert_array_equal(g, e)
                 np.testing.assert_array_equal(g, dbscan_labels(jaccard_distance(x, 20, 6), eps, min_samples))
         assert all(np.all(g == 0) for g in pseudo_labels_of(sets, 1.0, 4))
+        assert torch.get_num_threads() == 2  # the workers' shares leave the caller's threads alone
     finally:
         torch.set_num_threads(threads)
     with pytest.raises(ValueError, match="eps"):
