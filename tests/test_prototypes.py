@@ -131,6 +131,40 @@ def test_pseudo_labels_refuse_diverged_features():
             pseudo_labels(x, 0.6, 2)
 
 
+def test_first_k_over_repeated_columns_orders_every_repeat_by_column():
+    """With repeated items, each entry stands for several columns: the first k must be those of
+    the stable argsort over all the columns, repeats of one entry and ties across entries
+    ordered by column."""
+    from reid_bench_prototypes.clustering import _stable_first_k
+
+    rng = np.random.default_rng(11)
+    for trial in range(40):
+        n, m, k = int(rng.integers(1, 40)), int(rng.integers(2, 120)), int(rng.integers(1, 25))
+        d = np.round(rng.random((n, m)) * rng.integers(1, 10)).astype(np.float32)
+        columns = rng.integers(0, m, int(rng.integers(max(k, m), 3 * m + k)))
+        columns[:m] = rng.permutation(m)  # every entry stands for at least one column
+        expected = np.argsort(d[:, columns], axis=1, kind="stable")[:, :k]
+        np.testing.assert_array_equal(_stable_first_k(d, k, finite=True, columns=columns), expected)
+
+
+def test_repeated_windows_cluster_as_with_every_row_computed(monkeypatch):
+    """Repeated rows share one row of the Gram matrix and one kNN list: the distances and the
+    labels must be those of the whole computation (the repeats' detection switched off)."""
+    from reid_bench_prototypes import clustering
+
+    rng = np.random.default_rng(8)
+    base = (rng.normal(size=(9, 24))[rng.integers(0, 9, 120)] + 0.4 * rng.normal(size=(120, 24))).astype(np.float32)
+    x = base[rng.integers(0, 120, 300)]  # about 40% repeats
+    first, inverse = clustering._distinct_rows(x)
+    assert len(first) < 0.85 * len(x) and np.array_equal(x[first][inverse], x)
+    got = clustering.jaccard_distance(x), clustering.pseudo_labels(x, 0.6, 2)
+    monkeypatch.setattr(clustering, "_distinct_rows", lambda rows: (np.arange(len(rows)), np.arange(len(rows))))
+    whole = clustering.jaccard_distance(x), clustering.pseudo_labels(x, 0.6, 2)
+    np.testing.assert_allclose(got[0], whole[0], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got[1], whole[1])
+    assert got[1].max() >= 2
+
+
 def test_pseudo_labels_on_repeated_windows_equal_dbscan_on_the_released_loops():
     """Class-balanced resampling repeats windows, so many kNN lists tie at distance 0 across the
     k-th place: the fast path (float32, partial sorts) must still give the release's clusters."""
