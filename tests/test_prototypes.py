@@ -163,6 +163,10 @@ def test_repeated_windows_cluster_as_with_every_row_computed(monkeypatch):
     np.testing.assert_allclose(got[0], whole[0], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(got[1], whole[1])
     assert got[1].max() >= 2
+    monkeypatch.undo()
+    for tiny in (x[:1].repeat(3, axis=0), x[[0, 1, 0, 1, 0]]):  # fewer distinct rows than k1
+        expected = _jaccard_row_by_row(tiny.astype(np.float64), len(tiny), 6)
+        np.testing.assert_allclose(clustering.jaccard_distance(tiny), expected, atol=2e-6)
 
 
 def test_pseudo_labels_on_repeated_windows_equal_dbscan_on_the_released_loops():
