@@ -274,8 +274,10 @@ def _upper_minima_sums(v: "sparse.csr_matrix") -> torch.Tensor:
     # (i, j) sits at row_start[i] + j - i
     row_base = (_row_starts(n)[:-1] - np.arange(n)).astype(row_of.dtype)[row_of]
     targets = torch.from_numpy(np.repeat(row_base, length)).add_(column_rows.index_select(0, at))
-    minima = torch.minimum(torch.from_numpy(np.repeat(v.data, length)), column_values.index_select(0, at))
-    total = torch.zeros(size, dtype=torch.float32)
+    minima = torch.from_numpy(np.repeat(v.data, length))
+    torch.minimum(minima, column_values.index_select(0, at), out=minima)
+    # numpy's zeros: large arrays get huge pages (a 10 MB torch.zeros faulted in 2,600 pages)
+    total = torch.from_numpy(np.zeros(size, dtype=np.float32))
     return total.index_add_(0, targets, minima)
 
 
