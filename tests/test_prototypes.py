@@ -41,7 +41,7 @@ def _jaccard_row_by_row(x: np.ndarray, k1: int, k2: int) -> np.ndarray:
             theirs = reciprocal(c, half)
             if len(np.intersect1d(theirs, own)) > 2 / 3 * len(theirs):
                 expanded.extend(theirs)
-        idx = np.unique(expanded)
+        idx = np.unique(np.asarray(expanded, dtype=np.int64))  # empty when i is in no kNN list
         weight = np.exp(-(2 - 2 * inner[i, idx]))
         v[i, idx] = weight / weight.sum()
     if k2 > 1:
@@ -70,6 +70,22 @@ def test_jaccard_distance_with_tied_distances_equals_the_released_loops():
     x = np.round(rng.normal(size=(70, 3)) * 2) / 2
     got = jaccard_distance(x, 20, 6)
     np.testing.assert_allclose(got, _jaccard_row_by_row(x, 20, 6), atol=2e-6)
+
+
+@pytest.mark.parametrize("k2", [1, 3])
+def test_items_in_no_knn_list_not_even_their_own_get_zero_encodings_as_in_the_release(k2):
+    """An item with k1 exact repeats before it is in no kNN list (ties go by column), so its
+    k-reciprocal set is empty; the last rows being such items once raised an IndexError. Grid
+    coordinates keep every distance exact, so the ties hold on any CPU."""
+    rng = np.random.default_rng(3)
+    others = np.round(rng.normal(size=(10, 3)) * 4) / 2
+    x = np.concatenate((others, np.repeat([[0.5, -1.0, 1.5]], 14, axis=0)))  # the last 4 repeats: empty
+    got = jaccard_distance(x, 10, k2)
+    np.testing.assert_allclose(got, _jaccard_row_by_row(x, 10, k2), atol=2e-6)
+    if k2 == 1:  # a zero encoding shares nothing: distance 1 to everything, itself included
+        np.testing.assert_array_equal(got[-4:], 1.0)
+    labels = dbscan_labels(got, 0.6, 4)
+    assert len(labels) == len(x)
 
 
 @pytest.mark.parametrize("k", [1, 7, 20, 30])

@@ -224,7 +224,12 @@ def _encodings(x: np.ndarray, k1: int, k2: int) -> "sparse.csr_matrix":
     # softmax of 2<x_i, x_j> over each row's expanded set (the release's exp(-(2 - 2<x_i, x_j>)))
     gram_rows, gram_cols = (inverse[rows], inverse[cols]) if distinct else (rows, cols)
     logits = inner.numpy()[gram_rows, gram_cols].astype(np.float64) * 2.0
-    row_max = np.maximum.reduceat(logits, expanded.indptr[:-1])  # every row holds itself: none empty
+    # A row can be empty: an item with k1 or more exact repeats before it (distance 0, taken by
+    # column) is in no kNN list, its own included; its encoding is then zero, as in the release.
+    # reduceat over the rows that hold entries (their starts increase strictly).
+    row_max = np.zeros(n)
+    held = np.diff(expanded.indptr) > 0
+    row_max[held] = np.maximum.reduceat(logits, expanded.indptr[:-1][held])
     w = np.exp(logits - row_max[rows])
     v = sparse.csr_matrix(((w / np.bincount(rows, weights=w, minlength=n)[rows]).astype(np.float32), cols,
                            expanded.indptr), shape=(n, n))
