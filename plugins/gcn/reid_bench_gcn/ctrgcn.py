@@ -209,7 +209,7 @@ class CTRGCNNet(nn.Module):
         nn.init.constant_(self.data_bn.weight, 1.0)  # [M] 304
         nn.init.zeros_(self.data_bn.bias)
         self.units = nn.ModuleList(
-            TCNGCNUnit(cin or in_channels, cout, adjacency.float(), stride, residual, cfg)
+            TCNGCNUnit(cin or in_channels, cout, adjacency.to(torch.get_default_dtype()), stride, residual, cfg)
             for cin, cout, stride, residual in block_plan(cfg.base_channels))
         self.drop = Dropout(cfg.dropout)
         self.classifier = nn.Linear(4 * cfg.base_channels, num_classes)

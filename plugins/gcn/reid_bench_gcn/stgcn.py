@@ -108,7 +108,7 @@ class STGCNNet(nn.Module):
                  dropout: float = 0.5, edge_importance: bool = True) -> None:
         super().__init__()
         subsets, joints, _ = adjacency.shape
-        self.register_buffer("adjacency", adjacency.float())
+        self.register_buffer("adjacency", adjacency.to(torch.get_default_dtype()))
         self.data_bn = nn.BatchNorm1d(in_channels * joints)
         plan = block_plan(base)
         self.blocks = nn.ModuleList(

@@ -113,13 +113,15 @@ class GCNReID(TorchModel):
 
     # -- inputs ------------------------------------------------------------------------------
     def _inputs(self, data: Any) -> torch.Tensor:
-        """Windows [N, f, J, 3] -> [N, 3, f, J] float32, centred as configured."""
+        """Windows [N, f, J, 3] -> [N, 3, f, J] in torch's default dtype (float32; float64 where a
+        caller sets it, as the seeded-loss test does, to pin the recipe above rounding), centred
+        as configured."""
         x = np.asarray(data, dtype=np.float32)
         if x.ndim != 4 or x.shape[2:] != (self.layout.num_joints, 3):
             raise ValueError(f"{self.name} expects windows [N, f, {self.layout.num_joints}, 3], got {x.shape}")
         if self.config.centre == "first-frame":  # [CS] 44-76: origin = joint 2 (spine) of the first frame
             x = x - x[:, :1, list(self.spine), :].mean(axis=2, keepdims=True)
-        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+        return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).to(torch.get_default_dtype())
 
     def _rotate(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         theta = self.config.random_rot
