@@ -6,9 +6,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO, run_subprocess
 
 
+@pytest.mark.xdist_group("plugin-template-build")  # pip builds inside the template's folder
 def test_installed_template_appears_and_runs(tmp_path):
     target = tmp_path / "site"
     proc = subprocess.run(

@@ -174,6 +174,7 @@ def test_no_import_cycles(root, package):
     assert _cycles(graph) == []
 
 
+@pytest.mark.xdist_group("plugin-template-build")  # pip builds inside the template's folder
 def test_core_alone_runs_a_third_party_plugin(tmp_path):
     """The core and the template installed for real, next to the dependencies but none of plugins/."""
     site_packages = Path(next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()))
