@@ -189,6 +189,30 @@ def _wait_for_line(proc: subprocess.Popen, marker: str, what: str) -> str:
     raise AssertionError(f"{what} ended before it was up:\n" + "".join(seen[-40:]))
 
 
+def wait_for_store(proc: subprocess.Popen, db: Path, query: str, what: str, timeout: float = 300.0,
+                   ready=lambda rows: bool(rows and rows[0][0])) -> list:
+    """Poll a running command's sqlite MLflow store, read-only, until ``query``'s rows are
+    ``ready`` (by default: a count above zero); returns them. An observable event, so a loaded
+    machine only makes the wait longer. ``what`` names the event in the failure messages."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the command ended before {what}: {proc.communicate()[1][-3000:]}")
+        if db.exists():
+            try:
+                with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5) as con:
+                    rows = con.execute(query).fetchall()
+            except sqlite3.Error:  # the schema is still being created, or the driver is writing
+                rows = []
+            if ready(rows):
+                return rows
+        time.sleep(0.05)
+    raise AssertionError(f"not in {timeout:.0f} s: {what}")
+
+
 @contextlib.contextmanager
 def ray_cluster(cpus_per_node: list[int], env: dict[str, str]):
     """A multi-node Ray cluster on this machine (``ray.cluster_utils``); yields its address."""

@@ -8,11 +8,10 @@ import secrets
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import TINY_GAIT, make_fake_distribution, mlflow_runs, ray_cluster
+from conftest import TINY_GAIT, make_fake_distribution, mlflow_runs, ray_cluster, wait_for_store
 from reid_bench.leaderboard import build_leaderboards
 
 # A D13 that fails on purpose: seed 1 fails unless FLAKY_OK is set; with FLAKY_ONCE set, the first
@@ -97,25 +96,9 @@ def test_failed_trial_then_resume_reruns_only_it(cli, tracking_uri, flaky_site, 
     assert nothing.exit_code == 2 and "no unfinished invocation" in nothing.output
 
 
-def _wait_for_a_running_trial(db, proc, timeout: float = 300.0) -> None:
-    """Until the store holds a trial's run marked RUNNING (the trial is inside its fit)."""
-    import sqlite3
-
-    query = ("SELECT count(*) FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid WHERE runs.status = 'RUNNING'"
-             " AND tags.key = 'reid_bench.kind' AND tags.value = 'trial'")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before its trial started: {proc.communicate()[1][-2000:]}")
-        if db.exists():
-            try:
-                with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5) as con:
-                    if con.execute(query).fetchone()[0]:
-                        return
-            except sqlite3.OperationalError:  # the schema is still being created
-                pass
-        time.sleep(0.1)
-    raise AssertionError("no trial started in time")
+#: a trial's run marked RUNNING: the trial is inside its fit
+RUNNING_TRIAL = ("SELECT count(*) FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid WHERE runs.status = 'RUNNING'"
+                 " AND tags.key = 'reid_bench.kind' AND tags.value = 'trial'")
 
 
 def test_killed_driver_then_resume_leaves_nothing_running(tmp_path, flaky_site):
@@ -125,7 +108,7 @@ def test_killed_driver_then_resume_leaves_nothing_running(tmp_path, flaky_site):
     env = {**os.environ, "FLAKY_OK": "1"}
     proc = subprocess.Popen(args, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**env, "FLAKY_SLEEP": "120"})
-    _wait_for_a_running_trial(tmp_path / "mlflow.db", proc)
+    wait_for_store(proc, tmp_path / "mlflow.db", RUNNING_TRIAL, "a trial started")
     proc.send_signal(signal.SIGKILL)  # no chance to clean up
     proc.wait(timeout=60)
     _, runs = mlflow_runs(uri)

@@ -5,33 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import TINY_GAIT, mlflow_runs
+from conftest import TINY_GAIT, mlflow_runs, wait_for_store
 from reid_bench.leaderboard import build_leaderboards
-
-
-def _wait_until_training(proc: subprocess.Popen, db, timeout: float = 300.0) -> None:
-    """Block until a trial has reported an epoch (it is inside fit()), polling the store: an
-    observable event, so a loaded machine only makes the wait longer."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before training started: {proc.communicate()[1][-2000:]}")
-        if db.exists():
-            try:
-                with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5) as con:
-                    if con.execute("SELECT count(*) FROM metrics WHERE key LIKE 'train/%'").fetchone()[0]:
-                        return
-            except sqlite3.OperationalError:  # the schema is still being created
-                pass
-        time.sleep(0.2)
-    raise AssertionError("no trial reported an epoch in time")
 
 
 def _interrupt(args, cwd, db, sig=signal.SIGINT) -> subprocess.CompletedProcess:
@@ -41,7 +21,7 @@ def _interrupt(args, cwd, db, sig=signal.SIGINT) -> subprocess.CompletedProcess:
                             stderr=subprocess.PIPE, text=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        _wait_until_training(proc, db)
+        wait_for_store(proc, db, "SELECT count(*) FROM metrics WHERE key LIKE 'train/%'", "a trial reported an epoch")
         proc.send_signal(sig)
         stdout, stderr = proc.communicate(timeout=180)
     finally:

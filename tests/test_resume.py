@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_GAIT, mlflow_runs, run_subprocess
+from conftest import TINY_GAIT, mlflow_runs, run_subprocess, wait_for_store
 from reid_bench.trial import LocalSink, TrialSpec, execute_fit
 
 # Budgets long enough that the fit is still running when the test reacts to its second
@@ -67,23 +67,10 @@ def _wait_for_recorded_checkpoint(proc: subprocess.Popen, db: Path, epoch: int, 
     tag), once it is ``epoch`` or later. Under Ray the tag is written in Ray's ``on_checkpoint``
     callback, so from then on Ray's own record of the trial holds that checkpoint; the file alone
     appears earlier, while the worker persists it."""
-    import sqlite3
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended before checkpoint {epoch}: {proc.communicate()[1][-3000:]}")
-        if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as conn:
-                    rows = conn.execute("SELECT value FROM tags WHERE key = 'reid_bench.checkpoint_epoch'").fetchall()
-            except sqlite3.Error:  # the driver is creating or writing the store
-                rows = []
-            recorded = [int(value) for (value,) in rows]
-            if recorded and max(recorded) >= epoch:
-                return max(recorded)
-        time.sleep(0.05)
-    raise AssertionError(f"no recorded checkpoint {epoch} in {timeout:.0f} s")
+    rows = wait_for_store(proc, db, "SELECT value FROM tags WHERE key = 'reid_bench.checkpoint_epoch'",
+                          f"checkpoint {epoch} recorded", timeout,
+                          ready=lambda rows: bool(rows) and max(int(v) for (v,) in rows) >= epoch)
+    return max(int(v) for (v,) in rows)
 
 
 def _kill(proc: subprocess.Popen) -> None:
