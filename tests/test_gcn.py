@@ -269,13 +269,14 @@ def test_seeded_fit_is_reproducible_resumable_and_saved(cls, cfg, tiny_fold, tmp
     np.testing.assert_array_equal(resumed.embed(test), emb)
 
 
-#: The seeded fits' per-epoch training losses in float64. In float32 these fits are rounding
-#: noise after a step or two: CTR-GCN's first graph unit's batch norm (scale 1e-6, [M] 33-35)
-#: gets its weight's gradient through a cancellation that leaves it 2% off, so CPUs whose kernels
-#: round differently (an Intel AVX-512 machine and an AMD Zen 4 one; oneDNN or MKL on other code
-#: paths) gave third-epoch losses 10-30% apart. In float64, the same kernel changes (oneDNN held
-#: to AVX2, MKL's compatible branch, ATen without SIMD, no oneDNN) moved them by under 1e-12. The float32 kernels written for speed are checked against autograd bit for bit
-#: above (``test_topology_aggregation_gives_autograds_gradients_bit_for_bit``).
+#: The seeded fits' per-epoch training losses in float64. In float32, CTR-GCN's fit here is
+#: rounding noise after a step: its first graph unit's batch norm (scale 1e-6, [M] 33-35) gets
+#: its weight's gradient through a cancellation that leaves it 2% off, so CPUs whose kernels round
+#: differently (an Intel AVX-512 machine and an AMD Zen 4 one; oneDNN or MKL on other code paths)
+#: gave third-epoch losses 10-30% apart, and ST-GCN's up to 2%. In float64 the same kernel changes
+#: (oneDNN held to AVX2, MKL's compatible branch, ATen without SIMD, no oneDNN) moved them by under
+#: 1e-12. The float32 kernels written for speed are checked against autograd bit for bit above
+#: (``test_topology_aggregation_gives_autograds_gradients_bit_for_bit``).
 PINNED_LOSSES = {"stgcn": [1.9276760628307454, 1.5135941577833787, 1.4097989964192004],
                  "ctrgcn": [4.169037750458919, 2.998467741216004, 3.0032084988590686]}
 

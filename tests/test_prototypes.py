@@ -15,7 +15,7 @@ import torch
 from conftest import trial_context
 from reid_bench.api import DataSpec
 from reid_bench.layouts import KINECT_V1_20, KINECT_V2_25
-from reid_bench_prototypes.clustering import dbscan_labels, jaccard_distance, prototypes
+from reid_bench_prototypes.clustering import dbscan_labels, jaccard_distance, prototypes, pseudo_labels
 from reid_bench_prototypes.simmc import SimMC, SimMCConfig, mic_loss, mpc_loss
 
 
@@ -82,10 +82,13 @@ def test_items_in_no_knn_list_not_even_their_own_get_zero_encodings_as_in_the_re
     x = np.concatenate((others, np.repeat([[0.5, -1.0, 1.5]], 14, axis=0)))  # the last 4 repeats: empty
     got = jaccard_distance(x, 10, k2)
     np.testing.assert_allclose(got, _jaccard_row_by_row(x, 10, k2), atol=2e-6)
+    labels = dbscan_labels(got, 0.6, 4)
+    np.testing.assert_array_equal(pseudo_labels(x, 0.6, 4, 10, k2), labels)  # the fits' path
     if k2 == 1:  # a zero encoding shares nothing: distance 1 to everything, itself included
         np.testing.assert_array_equal(got[-4:], 1.0)
-    labels = dbscan_labels(got, 0.6, 4)
-    assert len(labels) == len(x)
+        assert labels[10] >= 0 and (labels[10:20] == labels[10]).all() and (labels[-4:] == -1).all()
+    else:  # query expansion gives them their repeats' encodings: one cluster of all 14
+        assert labels[10] >= 0 and (labels[10:] == labels[10]).all()
 
 
 @pytest.mark.parametrize("k", [1, 7, 20, 30])
