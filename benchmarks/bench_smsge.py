@@ -20,6 +20,7 @@ budget from the epochs done (so a time-limited GPU check still gets a figure).
 from __future__ import annotations
 
 import argparse
+import math
 import resource
 import time
 from pathlib import Path
@@ -128,6 +129,63 @@ def ias_like_windows(count: int):
     centres = rng.normal(0, 0.3, (11, 1, KINECT_V1_20.num_joints, 3))
     data = (centres[labels] + rng.normal(0, 0.05, (count, 6, KINECT_V1_20.num_joints, 3))).astype(np.float32)
     return SampleSet("skeleton", data, labels, labels, np.zeros(count), np.arange(count) // 10, layout=KINECT_V1_20)
+
+
+def _rnn_flops(input, w_ih, w_hh, *_, **__) -> int:
+    """One LSTM layer's matrix products (oneDNN's fused layer, which torch's FLOP counter does
+    not know): per step and row, the gates' 4 H x (in + H) multiply-adds."""
+    return 2 * math.prod(input[:-1]) * (w_ih[0] * w_ih[1] + w_hh[0] * w_hh[1])
+
+
+def _rnn_backward_flops(input, w_ih, w_hh, *_, **__) -> int:
+    """The layer's backward: the gradients of its inputs and of its weights, twice the forward."""
+    return 2 * _rnn_flops(input, w_ih, w_hh)
+
+
+def step_gflops(train_windows: int = 1800) -> float:
+    """The matrix products (GFLOP) of one training step of the ias recipe (``train_epoch``'s
+    step: the MSR losses, then one gradient per scale), counted by torch's FLOP counter on the
+    model's real step; elementwise work is not counted, so this bounds the step from below."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from reid_bench.api import TrialContext
+    from reid_bench.config import Overrides
+    from reid_bench.layouts import KINECT_V1_20
+    from reid_bench.trial import resolve_config
+
+    M = _plugin()
+    cfg = resolve_config("smsge", "ias", Overrides()).model
+    model = M.SMSGE(cfg, M.DataSpec("skeleton", num_classes=11, layout=KINECT_V1_20, window=6))
+    model.start_fit(ias_like_windows(train_windows), TrialContext(device="cpu", seed=0, checkpoint_dir=Path("/tmp")))
+    net, x = model.net, model.data[: cfg.batch_size]
+    frames = model.fixed if model.fixed is not None else M.sample_subsequences(model.lengths, x.shape[1], cfg.rounds,
+                                                                               model.generator)
+    counted = {torch.ops.aten.mkldnn_rnn_layer: _rnn_flops, torch.ops.aten.mkldnn_rnn_layer_backward: _rnn_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=counted) as counter:
+        losses = net.losses(x, frames)
+        if cfg.per_scale_adam:  # the release's four Adams: one gradient per scale's loss
+            for s in net.scales:
+                torch.autograd.grad(losses[s], model.groups[s], retain_graph=True, allow_unused=True)
+        else:
+            sum(losses.values()).backward()
+    return counter.get_total_flops() / 1e9
+
+
+def peak_matmul_gflops(threads: int) -> float:
+    """This machine's float32 matrix-product rate on ``threads`` threads: the best of several
+    2,048-square products (the rate no model's arithmetic can beat)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    out = torch.empty(2048, 2048)
+    times = []
+    for _ in range(10):
+        t0 = time.perf_counter()
+        torch.mm(a, b, out=out)
+        times.append(time.perf_counter() - t0)
+    return 2 * 2048**3 / min(times[2:]) / 1e9
 
 
 class _OutOfTime(Exception):
