@@ -251,7 +251,7 @@ class StructuralRelations(nn.Module):
         n = h.shape[1]
         pairs = nn.functional.leaky_relu(s1[..., self.senders] + s2[..., self.receivers], self.slope) / self.t1
         logits = pairs.new_full((*pairs.shape[:-1], n * n), float("-inf"))
-        logits = logits.scatter(-1, self.pair_places.expand(*pairs.shape), pairs)
+        logits.scatter_(-1, self.pair_places.expand(*pairs.shape), pairs)  # in place: no copy of the -inf matrix
         return torch.softmax(logits.view(*pairs.shape[:-1], n, n), dim=-1), fts
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
