@@ -213,12 +213,15 @@ def _warmed_up(cls, train, device: str, epochs: int, **settings):
     started on ``train`` and a first epoch run (lazy imports, first allocations)."""
     import dataclasses
 
+    import torch
+
     from reid_bench.api import DataSpec, TrialContext
 
     defaults = cls.config_class()
     model = cls(dataclasses.replace(defaults, **short_budget(defaults, epochs), **settings),
                 DataSpec("skeleton", train.num_classes, train.layout, 6))
     ctx = TrialContext(device=device, seed=0, checkpoint_dir=Path("/tmp"))
+    torch.manual_seed(ctx.seed)  # as ``fit`` does: the same weights, and clusters, in every run
     model.start_fit(train, ctx)
     model.train_epoch(0, ctx)
     _sync(device)
