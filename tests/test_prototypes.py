@@ -188,6 +188,21 @@ def test_repeated_windows_cluster_as_with_every_row_computed(monkeypatch):
         np.testing.assert_allclose(clustering.jaccard_distance(tiny), expected, atol=2e-6)
 
 
+def test_the_gram_matrix_padded_for_alignment_is_the_plain_product():
+    """From 256 rows the Gram matrix is computed on rows padded to a multiple of 16 (MKL is slower
+    on unaligned output rows) and sliced back: it must be the plain product of the rows given
+    (bit for bit on the CPUs measured; here to float32 rounding, which other CPUs' kernels may
+    order differently), at sizes on both sides of the padding."""
+    from reid_bench_prototypes.clustering import _gram
+
+    rng = np.random.default_rng(5)
+    for n in (255, 256, 257, 300, 1441):
+        x = torch.from_numpy(rng.normal(size=(n, 256)).astype(np.float32))
+        got = _gram(x)
+        assert got.shape == (n, n)
+        torch.testing.assert_close(got, torch.mm(x, x.T), rtol=1e-6, atol=1e-4)
+
+
 def test_pseudo_labels_on_repeated_windows_equal_dbscan_on_the_released_loops():
     """Class-balanced resampling repeats windows, so many kNN lists tie at distance 0 across the
     k-th place: the fast path (float32, partial sorts) must still give the release's clusters."""
